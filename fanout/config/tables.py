@@ -1,0 +1,227 @@
+"""The tag tables: every element of ``icecast.xml`` we accept, its converter and its field.
+
+Read a table as "tag → converter → field"; the field is the tag with ``-`` → ``_`` unless
+named. Defaults are not here: they are on the dataclass fields in ``model.py``. Elements
+recognised but deliberately not acted on are listed once, in ``NOT_ACTED_ON``; anything
+else is warned about with its XML path. ``config.sample.xml`` documents every row.
+"""
+
+from __future__ import annotations
+
+from .builders import (
+    as_is, build_header, build_headers, build_listen_socket, build_mount, build_redirect,
+    read_relays_on_demand,
+)
+from .converters import (
+    BYTES, COUNT, HTTP_STATUS, INHERIT_OR_BYTES, LISTENER_LIMIT, LOG_LEVEL, PORT, PORT_OR_OFF,
+    POSITIVE_SECONDS, SECONDS, boolean, choice, header_name, header_value, integer, mount_name,
+    no_yp_flag, public_flag, string,
+)
+from .model import Authentication, Limits, Logging, Paths
+from .relays import build_relay, build_relay_host, build_upstream
+from .tagtable import MERGE, Tag, TagTable, accepted, element, keywords, section, table, value
+
+# Recognised, not acted on (yet): accepted silently, children and all. By section.
+NOT_ACTED_ON: dict[str, tuple[str, ...]] = {
+    "icecast": ("directory", "security", "master-ssl-port", "master-bind", "master-relay-auth"),
+    "limits": ("threadpool", "max-listeners", "max-bandwidth", "min-queue-size", "workers",
+               "inactivity-timeout"),  # threadpool: 2.4.4 ignores it too; the rest are KH
+    "paths": ("alias", "ssl-certificate", "ssl-allowed-ciphers", "allow-ip", "deny-ip",
+              "x-forwarded-for", "mime-types"),
+    "logging": ("playlistlog", "logsize", "logarchive"),
+    "header": ("@type",),
+    "mount": ("authentication", "dump-file", "on-connect", "on-disconnect",
+              "cluster-password", "max-bandwidth"),
+    "relay": ("bind", "timeout", "interval", "http-headers"),
+    "relay host": ("timeout", "bind", "ssl", "tls", "http-headers"),  # KH <host>/<master>
+    "upstream": ("bind",),  # 2.5
+    "master": ("ssl-port", "bind", "relay-auth", "retry-delay", "run-on"),  # KH root <master>
+}
+
+
+def _not_acted_on(section_name: str) -> tuple[Tag, ...]:
+    return accepted(*NOT_ACTED_ON[section_name])
+
+
+LIMITS = table(
+    value("clients", COUNT),
+    value("sources", COUNT),
+    value("queue-size", BYTES),
+    value("burst-on-connect", boolean),
+    value("burst-size", BYTES),
+    value("source-timeout", POSITIVE_SECONDS),
+    value("header-timeout", POSITIVE_SECONDS),
+    value("client-timeout", POSITIVE_SECONDS),
+    _not_acted_on("limits"),
+)
+
+AUTHENTICATION = table(
+    value("source-password", string),
+    value("admin-user", string),
+    value("admin-password", string),
+    value("relay-user", string),
+    value("relay-password", string),
+)
+
+LISTEN_SOCKET = table(
+    value("port", PORT),
+    value("bind-address", string),
+    value("shoutcast-compat", boolean),
+    value("shoutcast-mount", mount_name),
+    value("so-sndbuf", BYTES),
+    value("ssl", boolean),  # only warned about: we serve no TLS
+)
+
+HEADER = table(
+    value("@name", header_name),
+    value("@value", header_value),
+    value("@status", HTTP_STATUS),
+    _not_acted_on("header"),
+)
+
+HTTP_HEADERS = table(
+    element("header", section(build_header, HEADER), field="headers", repeat=True),
+)
+
+MOUNT = table(
+    value("@type", choice("normal", "default"), field="type"),
+    value("mount-name", mount_name),
+    value("username", string),
+    value("password", string),
+    value("max-listeners", LISTENER_LIMIT),
+    value("max-listener-duration", SECONDS),
+    value("hidden", boolean),
+    value("public", public_flag),
+    value("no-yp", no_yp_flag, field="public"),  # legacy spelling of <public>0</public>
+    value("burst-size", INHERIT_OR_BYTES),
+    value("queue-size", BYTES),
+    value("source-timeout", SECONDS),
+    value("mp3-metadata-interval", INHERIT_OR_BYTES),
+    value("charset", string),
+    value("stream-name", string),
+    value("stream-description", string),
+    value("stream-url", string),
+    value("genre", string),
+    value("bitrate", string),
+    value("type", string, field="content_type"),
+    value("subtype", string),
+    value("fallback-mount", mount_name),
+    value("fallback-override", boolean),
+    value("fallback-when-full", boolean),
+    value("no-mount", boolean),
+    value("intro", string),
+    element("http-headers", section(build_headers, HTTP_HEADERS)),
+    _not_acted_on("mount"),
+)
+
+RELAY_HOST = table(  # KH <relay><host> and <relay><master>
+    value("server", string),
+    value("ip", string, field="server"),
+    value("port", PORT),
+    value("mount", mount_name),
+    value("priority", integer(1)),
+    _not_acted_on("relay host"),
+)
+
+UPSTREAM = table(  # 2.5 <relay><upstream type="normal|default">
+    value("@type", choice("normal", "default"), field="type"),
+    value("server", string),
+    value("port", PORT),
+    value("mount", mount_name),
+    value("username", string),
+    value("password", string),
+    value("relay-shoutcast-metadata", boolean),
+    _not_acted_on("upstream"),
+)
+
+RELAY = table(
+    value("server", string),
+    value("ip", string, field="server"),  # KH spelling
+    value("port", PORT),
+    value("mount", mount_name),
+    value("local-mount", mount_name),
+    value("username", string),
+    value("password", string),
+    value("relay-shoutcast-metadata", boolean),
+    value("relay-icy-metadata", boolean, field="relay_shoutcast_metadata"),  # KH spelling
+    value("on-demand", boolean),
+    value("retry-delay", POSITIVE_SECONDS),  # KH
+    value("run-on", SECONDS),  # KH
+    value("enable", boolean, field="enabled"),  # KH
+    element("host", section(build_relay_host, RELAY_HOST), field="hosts", repeat=True),
+    element("master", section(build_relay_host, RELAY_HOST), field="hosts", repeat=True),
+    element("upstream", section(build_upstream, UPSTREAM), field="upstreams", repeat=True),
+    _not_acted_on("relay"),
+)
+
+KH_MASTER = table(  # KH root <master>: another spelling of the master-* elements
+    value("server", string, field="master_server"),
+    value("port", PORT_OR_OFF, field="master_server_port"),
+    value("username", string, field="master_username"),
+    value("password", string, field="master_password"),
+    value("interval", POSITIVE_SECONDS, field="master_update_interval"),
+    value("redirect", boolean, field="master_redirect"),
+    value("on-demand", boolean, field="master_on_demand"),
+    _not_acted_on("master"),
+)
+
+REDIRECT = table(  # KH static redirect target
+    value("host", string),
+    value("port", PORT),
+)
+
+PATHS = table(
+    value("basedir", string),
+    value("logdir", string),
+    value("pidfile", string),
+    value("webroot", string),
+    value("adminroot", string),
+    _not_acted_on("paths"),
+)
+
+LOGGING = table(
+    value("accesslog", string),
+    value("errorlog", string),
+    value("loglevel", LOG_LEVEL),
+    _not_acted_on("logging"),
+)
+
+ROOT = table(
+    value("hostname", string),
+    value("location", string),
+    value("admin", string),
+    value("server-id", string),
+    element("listen-socket", section(build_listen_socket, LISTEN_SOCKET), "socket_blocks", True),
+    value("port", PORT, field="legacy_port"),
+    value("bind-address", string, field="legacy_bind_address"),
+    value("source-password", string, field="legacy_source_password"),  # pre-<authentication>
+    element("limits", section(keywords(Limits), LIMITS)),
+    element("authentication", section(keywords(Authentication), AUTHENTICATION)),
+    element("http-headers", section(build_headers, HTTP_HEADERS)),
+    element("mount", section(build_mount, MOUNT), field="mount_blocks", repeat=True),
+    element("relay", section(build_relay, RELAY), field="relay_drafts", repeat=True),
+    value("master-server", string),
+    value("master-server-port", PORT_OR_OFF),
+    value("master-username", string),
+    value("master-password", string),
+    value("master-update-interval", POSITIVE_SECONDS),
+    Tag("relays-on-demand", "relays_on_demand", read_relays_on_demand),
+    value("max-redirect-slaves", COUNT),  # KH
+    value("master-redirect", boolean),  # KH
+    element("master", section(as_is, KH_MASTER), field=MERGE),  # KH
+    element("redirect", section(build_redirect, REDIRECT), field="redirects", repeat=True),  # KH
+    element("paths", section(keywords(Paths), PATHS)),
+    element("logging", section(keywords(Logging), LOGGING)),
+    value("fileserve", boolean),
+    value("icelogin", boolean),
+    value("shoutcast-mount", mount_name),
+    _not_acted_on("icecast"),
+)
+
+# Every table by the element it reads, for tests and documentation checks.
+ALL_TABLES: dict[str, TagTable] = {
+    "icecast": ROOT, "limits": LIMITS, "authentication": AUTHENTICATION,
+    "listen-socket": LISTEN_SOCKET, "http-headers": HTTP_HEADERS, "header": HEADER,
+    "mount": MOUNT, "relay": RELAY, "relay host": RELAY_HOST, "upstream": UPSTREAM,
+    "master": KH_MASTER, "redirect": REDIRECT, "paths": PATHS, "logging": LOGGING,
+}

@@ -1,0 +1,2 @@
+# Not "METHOD target PROTOCOL/version".
+error = 400

@@ -1,0 +1,2 @@
+# HTTP/0.9 style: no protocol token.
+error = 400

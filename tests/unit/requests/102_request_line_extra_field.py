@@ -1,0 +1,2 @@
+# Icecast refuses a fourth field too.
+error = 400

@@ -1,0 +1,2 @@
+# Only HTTP, ICE and ICY are spoken.
+error = 400

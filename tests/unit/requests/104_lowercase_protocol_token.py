@@ -1,0 +1,2 @@
+# The protocol token is case-sensitive, as in Icecast.
+error = 400

@@ -1,0 +1,2 @@
+# A header line needs a colon.
+error = 400

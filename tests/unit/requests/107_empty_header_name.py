@@ -1,0 +1,2 @@
+# A header needs a name.
+error = 400

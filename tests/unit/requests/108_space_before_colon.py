@@ -1,0 +1,2 @@
+# No whitespace between a header name and its colon.
+error = 400

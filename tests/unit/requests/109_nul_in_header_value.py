@@ -1,0 +1,2 @@
+# Control characters are refused.
+error = 400

@@ -1,0 +1,2 @@
+# A blank line before any request line.
+error = 400

@@ -1,0 +1,2 @@
+# The version is digits.digits.
+error = 400

@@ -1,0 +1,2 @@
+# Leading whitespace: no method.
+error = 400

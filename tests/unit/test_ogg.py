@@ -1,0 +1,191 @@
+"""Ogg page scanning and header pages (RFC 3533), on files made by ffmpeg."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+
+import pytest
+
+from fanout.model.ogg import OggHeaderTracker, OggPage, OggPageScanner, ogg_crc
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+
+
+def encode(*codec_args: str, seconds: int = 6, freq: int = 440) -> bytes:
+    """Return a sine tone encoded by ffmpeg (e.g. ``encode("-c:a", "libopus", "-f", "ogg")``)."""
+    command = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"sine=f={freq}:d={seconds}", *codec_args, "-"]
+    return subprocess.run(command, check=True, capture_output=True).stdout
+
+
+@pytest.fixture(scope="module")
+def vorbis() -> bytes:
+    return encode("-c:a", "libvorbis", "-f", "ogg")
+
+
+@pytest.fixture(scope="module")
+def opus() -> bytes:
+    return encode("-c:a", "libopus", "-f", "ogg")
+
+
+@pytest.fixture(params=["vorbis", "opus"])
+def ogg_file(request: pytest.FixtureRequest) -> bytes:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    data: bytes = request.getfixturevalue(request.param)
+    return data
+
+
+def random_pieces(data: bytes, rng: random.Random, max_piece: int) -> list[bytes]:
+    pieces = []
+    pos = 0
+    while pos < len(data):
+        size = rng.randint(1, max_piece)
+        pieces.append(data[pos : pos + size])
+        pos += size
+    return pieces
+
+
+def scan(pieces: list[bytes]) -> list[OggPage]:
+    scanner = OggPageScanner()
+    return [page for piece in pieces for page in scanner.feed(piece)]
+
+
+def header_sets(pages: list[OggPage]) -> tuple[list[bool], list[bytes]]:
+    tracker = OggHeaderTracker()
+    roles = [tracker.observe(page) for page in pages]
+    return [role.is_header for role in roles], [role.header_set for role in roles if role.header_set is not None]
+
+
+def packets_on(pages: list[OggPage]) -> int:
+    """Packets ending on these pages: lacing values below 255 end a packet."""
+    return sum(1 for page in pages for lace in page.data[27 : 27 + page.data[26]] if lace < 255)
+
+
+def _reference_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        reg = byte << 24
+        for _ in range(8):
+            reg = ((reg << 1) ^ 0x04C11DB7 if reg & 0x80000000 else reg << 1) & 0xFFFFFFFF
+        table.append(reg)
+    return table
+
+
+_TABLE = _reference_table()
+
+
+def reference_crc(data: bytes) -> int:
+    """The textbook table-driven Ogg CRC, to check the zlib-based one against."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _TABLE[(crc >> 24) ^ byte]
+    return crc
+
+
+def test_crc_matches_table_driven_reference() -> None:
+    rng = random.Random(1)
+    for size in (0, 1, 3, 27, 4096):
+        data = rng.randbytes(size)
+        assert ogg_crc(data) == reference_crc(data)
+
+
+@needs_ffmpeg
+def test_whole_file_is_pages_back_to_back(ogg_file: bytes) -> None:
+    scanner = OggPageScanner()
+    pages = scanner.feed(ogg_file)
+    assert [page.offset for page in pages] == [0] + [page.offset + page.length for page in pages[:-1]]
+    assert b"".join(page.data for page in pages) == ogg_file
+    assert scanner.consumed == len(ogg_file)
+    assert scanner.skipped_bytes == 0
+
+
+@needs_ffmpeg
+def test_first_page_is_bos_and_last_is_eos(ogg_file: bytes) -> None:
+    pages = scan([ogg_file])
+    assert pages[0].bos and not pages[0].eos
+    assert pages[-1].eos and not any(page.bos for page in pages[1:])
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("seed", range(4))
+def test_random_splits_give_same_pages(ogg_file: bytes, seed: int) -> None:
+    rng = random.Random(seed)
+    assert scan(random_pieces(ogg_file, rng, max_piece=rng.choice([7, 300, 5000]))) == scan([ogg_file])
+
+
+@needs_ffmpeg
+def test_byte_by_byte_gives_same_pages(vorbis: bytes) -> None:
+    assert scan([vorbis[i : i + 1] for i in range(len(vorbis))]) == scan([vorbis])
+
+
+@needs_ffmpeg
+def test_corrupted_page_is_rejected_and_scanner_resyncs(vorbis: bytes) -> None:
+    pages = scan([vorbis])
+    bad = pages[3]
+    corrupted = bytearray(vorbis)
+    corrupted[bad.offset + bad.length // 2] ^= 0x40
+    scanner = OggPageScanner()
+    assert scanner.feed(bytes(corrupted)) == pages[:3] + pages[4:]
+    assert scanner.skipped_bytes == bad.length
+
+
+@needs_ffmpeg
+def test_garbage_between_pages_is_skipped(vorbis: bytes) -> None:
+    pages = scan([vorbis])
+    garbage = b"junk OggS\x00\x02 not a page" + random.Random(5).randbytes(500)
+    cut = pages[4].offset
+    found = scan(random_pieces(vorbis[:cut] + garbage + vorbis[cut:], random.Random(6), 400))
+    assert [page.data for page in found] == [page.data for page in pages]
+    assert found[4].offset == cut + len(garbage)
+
+
+def test_scanner_keeps_at_most_a_split_capture_pattern_of_garbage() -> None:
+    scanner = OggPageScanner()
+    assert scanner.feed(b"x" * 1000 + b"Og") == []
+    assert scanner.consumed == 1000
+
+
+@needs_ffmpeg
+def test_vorbis_header_pages_carry_three_packets(vorbis: bytes) -> None:
+    pages = scan([vorbis])
+    is_header, _ = header_sets(pages)
+    assert packets_on([page for page, header in zip(pages, is_header) if header]) == 3
+    assert is_header.index(False) == sum(is_header)  # headers come first, then only data
+
+
+@needs_ffmpeg
+def test_opus_header_pages_carry_two_packets(opus: bytes) -> None:
+    pages = scan([opus])
+    is_header, _ = header_sets(pages)
+    assert packets_on([page for page, header in zip(pages, is_header) if header]) == 2
+    assert is_header.index(False) == sum(is_header)
+
+
+@needs_ffmpeg
+def test_header_set_is_reported_once_with_the_header_pages(ogg_file: bytes) -> None:
+    pages = scan([ogg_file])
+    is_header, sets = header_sets(pages)
+    assert sets == [b"".join(page.data for page, header in zip(pages, is_header) if header)]
+
+
+@needs_ffmpeg
+def test_chained_stream_yields_second_header_set(vorbis: bytes, opus: bytes) -> None:
+    first, second = scan([vorbis]), scan([opus])
+    _, sets = header_sets(scan([vorbis + opus]))
+    assert sets == [header_sets(first)[1][0], header_sets(second)[1][0]]
+
+
+@needs_ffmpeg
+def test_pages_of_a_stream_joined_midway_are_data(vorbis: bytes) -> None:
+    pages = scan([vorbis])
+    is_header, sets = header_sets(pages[4:])
+    assert not any(is_header) and sets == []
+
+
+@needs_ffmpeg
+def test_false_page_header_does_not_hold_back_following_pages(vorbis: bytes) -> None:
+    claims_max_length = b"OggS\x00\x00" + bytes(20) + b"\xff" + b"\xff" * 255
+    found = scan([claims_max_length + vorbis])
+    assert [page.data for page in found] == [page.data for page in scan([vorbis])]

@@ -1,0 +1,327 @@
+"""The shared-memory ring: layout, writes and reads, sync points, seqlocked blocks, counters."""
+from __future__ import annotations
+
+import os
+import random
+import struct
+
+import pytest
+
+from .conftest import SMALL_CAPACITY
+from .streams import icy_block
+
+GUARD = 65536
+HEADER_SIZE = 131072
+
+
+def raw_u64(ring, offset: int) -> int:
+    return struct.unpack("<Q", os.pread(ring.fd, 8, offset))[0]
+
+
+def raw_data(ring, index: int, n: int) -> bytes:
+    return os.pread(ring.fd, n, HEADER_SIZE + index)
+
+
+# -- capacity and layout ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("queue", "burst", "expected"), [
+    (0, 0, 4 * GUARD),
+    (4 * GUARD - 2 * GUARD, 0, 4 * GUARD),
+    (4 * GUARD - 2 * GUARD, 1, 8 * GUARD),
+    (524288, 65536, 1 << 20),
+    (10_000_000, 1_000_000, 1 << 24),
+])
+def test_capacity_for_covers_queue_burst_and_two_guards(core, queue, burst, expected):
+    assert core.ring_capacity_for(queue, burst) == expected
+
+
+def test_constants_match_the_architecture(core):
+    assert (core.HEADER_SIZE, core.GUARD, core.MAX_WORKERS) == (HEADER_SIZE, GUARD, 64)
+    assert (core.SYNC_SLOTS, core.SYNC_MIN_GAP, core.MAX_META_BLOCK) == (256, 4096, 4081)
+    assert core.INITIAL_METADATA == b"\x01StreamTitle='';\x00"
+    assert (core.OK, core.WOULD_BLOCK, core.LAPPED, core.ERROR) == (0, 1, 2, 3)
+
+
+def test_create_initialises_the_header(core, make_ring):
+    ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
+    magic, version, capacity = struct.unpack("<IIQ", os.pread(ring.fd, 16, 0))
+    assert (magic, version, capacity) == (0x474E5246, 1, SMALL_CAPACITY)
+    assert (ring.capacity, ring.fmt, ring.write_seq, ring.flags) == (SMALL_CAPACITY, 1, 0, 0)
+    assert ring.metadata() == (2, core.INITIAL_METADATA)
+    assert os.pread(ring.fd, 17, 4096) == core.INITIAL_METADATA
+    assert ring.stream_header() == (0, b"")
+    assert ring.listener_count() == 0 and ring.bytes_sent() == 0
+    assert os.fstat(ring.fd).st_size == HEADER_SIZE + SMALL_CAPACITY
+
+
+@pytest.mark.parametrize("capacity", [0, 2 * GUARD, 4 * GUARD + 4096, 3 * 4 * GUARD])
+def test_create_rejects_capacity_not_power_of_two_of_four_guards(core, capacity):
+    with pytest.raises(ValueError):
+        core.Ring.create(capacity, core.FORMAT_GENERIC)
+
+
+def test_create_rejects_unknown_format(core):
+    with pytest.raises(ValueError):
+        core.Ring.create(SMALL_CAPACITY, 7)
+
+
+def test_flags_round_trip(ring, core):
+    ring.set_flags(core.FLAG_LIVE | core.FLAG_ENDED)
+    assert ring.flags == 3
+    assert raw_u64(ring, 24) & 0xFFFFFFFF == 3
+
+
+def test_close_is_idempotent_and_later_use_raises(core):
+    ring = core.Ring.create(SMALL_CAPACITY, 0)
+    ring.close()
+    ring.close()
+    for use in (lambda: ring.write_seq, lambda: ring.fd, lambda: ring.write(b"x"),
+                lambda: ring.read(0, 1), ring.metadata, ring.listener_count):
+        with pytest.raises(ValueError):
+            use()
+
+
+def test_ring_cannot_be_constructed_directly(core):
+    with pytest.raises(TypeError):
+        core.Ring()
+
+
+# -- attach ---------------------------------------------------------------------------
+
+def test_attach_shares_the_memory_and_dups_the_fd(core, ring):
+    other = core.Ring.attach(ring.fd)
+    try:
+        assert other.fd != ring.fd
+        ring.write(b"shared bytes")
+        assert other.write_seq == 12 and other.read(0, 12) == b"shared bytes"
+        assert (other.capacity, other.fmt) == (ring.capacity, ring.fmt)
+    finally:
+        other.close()
+    assert ring.read(0, 6) == b"shared"  # closing the attached one leaves ours open
+
+
+def test_attach_rejects_bad_magic(core):
+    fd = os.memfd_create("not-a-ring")
+    try:
+        os.ftruncate(fd, HEADER_SIZE + SMALL_CAPACITY)
+        os.pwrite(fd, struct.pack("<IIQ", 0xDEADBEEF, 1, SMALL_CAPACITY), 0)
+        with pytest.raises(ValueError):
+            core.Ring.attach(fd)
+    finally:
+        os.close(fd)
+
+
+def test_attach_rejects_other_layout_version(core, ring):
+    os.pwrite(ring.fd, struct.pack("<I", 2), 4)
+    with pytest.raises(ValueError):
+        core.Ring.attach(ring.fd)
+
+
+def test_attach_rejects_file_shorter_than_its_capacity(core, ring):
+    os.pwrite(ring.fd, struct.pack("<Q", 2 * SMALL_CAPACITY), 8)
+    with pytest.raises(ValueError):
+        core.Ring.attach(ring.fd)
+
+
+def test_attach_rejects_tiny_file(core):
+    fd = os.memfd_create("tiny")
+    try:
+        os.write(fd, b"FRNG")
+        with pytest.raises(ValueError):
+            core.Ring.attach(fd)
+    finally:
+        os.close(fd)
+
+
+# -- write and read -------------------------------------------------------------------
+
+def test_write_then_read_round_trip(ring):
+    ring.write(b"hello ")
+    ring.write(bytearray(b"wide "))
+    ring.write(memoryview(b"world"))
+    assert ring.write_seq == 16
+    assert ring.read(0, 16) == b"hello wide world"
+    assert ring.read(6, 4) == b"wide"
+
+
+def test_read_is_clipped_to_write_seq(ring):
+    ring.write(b"abc")
+    assert ring.read(1, 100) == b"bc"
+    assert ring.read(3, 10) == b""
+    assert ring.read(50, 10) == b""
+
+
+def test_write_wraps_across_the_end_of_the_data_area(ring):
+    rng = random.Random(1)
+    head = rng.randbytes(SMALL_CAPACITY - 10)
+    tail = rng.randbytes(100)
+    ring.write(head)
+    ring.write(tail)
+    assert ring.write_seq == SMALL_CAPACITY + 90
+    assert raw_data(ring, SMALL_CAPACITY - 10, 10) == tail[:10]
+    assert raw_data(ring, 0, 90) == tail[10:]
+    assert ring.read(SMALL_CAPACITY - 50, 140) == head[-40:] + tail
+
+
+def test_write_larger_than_guard_lands_intact(make_ring):
+    ring = make_ring(8 * GUARD)
+    data = random.Random(2).randbytes(3 * GUARD + 7)
+    ring.write(data)
+    assert ring.read(0, len(data)) == data
+
+
+def test_write_larger_than_capacity_keeps_only_the_newest_bytes(core, ring):
+    data = random.Random(3).randbytes(2 * SMALL_CAPACITY + 123)
+    ring.write(data)
+    wseq = ring.write_seq
+    assert wseq == len(data)
+    safe = SMALL_CAPACITY - GUARD
+    assert ring.read(wseq - safe, safe) == data[-safe:]
+    with pytest.raises(core.LappedError):
+        ring.read(wseq - safe - 1, 1)
+    with pytest.raises(core.LappedError):
+        ring.read(0, 1)
+
+
+def test_read_rejects_negative_arguments(ring):
+    with pytest.raises(ValueError):
+        ring.read(-1, 1)
+    with pytest.raises(ValueError):
+        ring.read(0, -1)
+
+
+# -- sync points and start position ---------------------------------------------------
+
+def test_start_position_without_sync_points_is_write_seq(ring):
+    ring.write(bytes(1000))
+    assert ring.start_position(500) == 1000
+    assert ring.start_position(0) == 1000
+
+
+def test_start_position_is_oldest_sync_point_within_burst(ring):
+    for seq in (0, 100, 600, 900):
+        ring.add_sync_point(seq)
+    ring.write(bytes(1000))
+    assert ring.start_position(500) == 600
+    assert ring.start_position(1000) == 0
+    assert ring.start_position(10**9) == 0
+
+
+def test_start_position_falls_back_to_newest_sync_point_older_than_burst(ring):
+    for seq in (100, 600, 900):
+        ring.add_sync_point(seq)
+    ring.write(bytes(1000))
+    assert ring.start_position(50) == 900
+
+
+def test_start_position_burst_zero_takes_sync_point_at_write_seq(ring):
+    ring.write(bytes(1000))
+    ring.add_sync_point(1000)
+    assert ring.start_position(0) == 1000
+
+
+def test_start_position_ignores_sync_points_no_longer_safely_inside(ring):
+    ring.add_sync_point(0)
+    ring.add_sync_point(100)
+    ring.write(bytes(SMALL_CAPACITY - GUARD + 50))   # 0 is lapped now, 100 is not
+    assert ring.start_position(10**9) == 100
+    ring.write(bytes(100))                           # now both are too old
+    assert ring.start_position(10**9) == ring.write_seq
+
+
+def test_start_position_ignores_sync_point_ahead_of_write_seq(ring):
+    ring.add_sync_point(10)
+    ring.write(bytes(100))
+    ring.add_sync_point(2000)                        # recorded before its bytes are written
+    assert ring.start_position(50) == 10
+    ring.write(bytes(1900))
+    assert ring.start_position(0) == 2000
+
+
+def test_sync_table_keeps_the_newest_256_points(core, ring):
+    for i in range(300):
+        ring.add_sync_point(10 * i)
+    ring.write(bytes(3000))
+    assert raw_u64(ring, 64) == 300                  # sync_count
+    assert ring.start_position(10**9) == 10 * (300 - core.SYNC_SLOTS)
+
+
+def test_add_sync_point_ignores_non_increasing_sequences(ring):
+    ring.add_sync_point(100)
+    ring.add_sync_point(50)
+    ring.add_sync_point(100)
+    assert raw_u64(ring, 64) == 1
+    assert raw_u64(ring, 72) == 100
+
+
+# -- metadata and stream header seqlocks ----------------------------------------------
+
+def test_metadata_round_trip_bumps_generation_by_two(ring):
+    first, second = icy_block("Artist - Song"), icy_block("x" * 200)
+    ring.set_metadata(first)
+    assert ring.metadata() == (4, first)
+    ring.set_metadata(second)
+    ring.set_metadata(first)                         # shorter after longer: exact length
+    assert ring.metadata() == (8, first)
+    assert raw_u64(ring, 32) == 8
+
+
+def test_metadata_accepts_the_largest_block(core, ring):
+    block = b"\xff" + bytes(range(255)) * 16
+    ring.set_metadata(block)
+    assert ring.metadata() == (4, block) and len(block) == core.MAX_META_BLOCK
+
+
+@pytest.mark.parametrize("block", [
+    b"", b"\x01" + bytes(15), b"\x01" + bytes(17), b"\x02" + bytes(16), b"\x00" + bytes(16),
+    bytes(5000),
+])
+def test_metadata_rejects_malformed_blocks(ring, block):
+    with pytest.raises(ValueError):
+        ring.set_metadata(block)
+    assert ring.metadata()[0] == 2
+
+
+def test_stream_header_round_trip(ring):
+    pages = random.Random(4).randbytes(5000)
+    ring.set_stream_header(pages)
+    assert ring.stream_header() == (2, pages)
+    assert os.pread(ring.fd, 5000, 8208) == pages
+    ring.set_stream_header(b"")
+    assert ring.stream_header() == (4, b"")
+
+
+def test_stream_header_size_limit(ring):
+    limit = HEADER_SIZE - 8208
+    ring.set_stream_header(bytes(limit))
+    with pytest.raises(ValueError):
+        ring.set_stream_header(bytes(limit + 1))
+    assert ring.stream_header() == (2, bytes(limit))
+
+
+# -- counters -------------------------------------------------------------------------
+
+def test_listener_counts_are_summed_over_worker_slots(core, ring):
+    ring.set_listener_count(0, 3)
+    ring.set_listener_count(core.MAX_WORKERS - 1, 4)
+    assert ring.listener_count() == 7
+    ring.set_listener_count(0, 1)
+    counts = ring.listener_counts()
+    assert len(counts) == 64 and counts[0] == 1 and counts[63] == 4 and sum(counts) == 5
+    assert raw_u64(ring, 2120 + 8 * 63) == 4
+
+
+def test_bytes_sent_are_added_per_slot_and_summed(ring):
+    ring.add_bytes_sent(1, 100)
+    ring.add_bytes_sent(1, 100)
+    ring.add_bytes_sent(2, 5)
+    assert ring.bytes_sent() == 205
+    assert raw_u64(ring, 2632 + 8) == 200
+
+
+@pytest.mark.parametrize(("worker", "n"), [(-1, 1), (64, 1), (0, -1)])
+def test_counters_reject_bad_slot_or_negative_value(ring, worker, n):
+    with pytest.raises(ValueError):
+        ring.set_listener_count(worker, n)
+    with pytest.raises(ValueError):
+        ring.add_bytes_sent(worker, n)

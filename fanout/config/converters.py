@@ -127,6 +127,7 @@ def choice(*options: str) -> Converter[str]:
 # The ranges used by the tag tables, named once.
 PORT = integer(1, 65535)
 PORT_OR_OFF = integer(0, 65535)  # <master-server-port>: 0 switches master polling off
+LISTEN_PORT = integer(0, 65535)  # <listen-socket><port>: 0 lets the kernel pick (printed at start)
 COUNT = integer(0)
 SECONDS = integer(0)
 POSITIVE_SECONDS = integer(1)

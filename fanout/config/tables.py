@@ -13,7 +13,7 @@ from .builders import (
     read_relays_on_demand,
 )
 from .converters import (
-    BYTES, COUNT, HTTP_STATUS, INHERIT_OR_BYTES, LISTENER_LIMIT, LOG_LEVEL, PORT, PORT_OR_OFF,
+    BYTES, COUNT, HTTP_STATUS, INHERIT_OR_BYTES, LISTENER_LIMIT, LISTEN_PORT, LOG_LEVEL, PORT, PORT_OR_OFF,
     POSITIVE_SECONDS, SECONDS, boolean, choice, header_name, header_value, integer, mount_name,
     no_yp_flag, public_flag, string,
 )
@@ -64,7 +64,7 @@ AUTHENTICATION = table(
 )
 
 LISTEN_SOCKET = table(
-    value("port", PORT),
+    value("port", LISTEN_PORT),
     value("bind-address", string),
     value("shoutcast-compat", boolean),
     value("shoutcast-mount", mount_name),

@@ -438,10 +438,10 @@ def test_2_5_upstreams_take_defaults_from_the_default_upstream() -> None:
     ("<limits><queue-size>1_000</queue-size></limits>", "icecast/limits/queue-size", "1_000", "an integer >= 0"),
     ("<limits><burst-on-connect>maybe</burst-on-connect></limits>", "icecast/limits/burst-on-connect", "maybe",
      "a boolean"),
-    ("<listen-socket><port>0</port></listen-socket>", "icecast/listen-socket[1]/port", "0",
-     "an integer from 1 to 65535"),
+    ("<listen-socket><port>-1</port></listen-socket>", "icecast/listen-socket[1]/port", "-1",
+     "an integer from 0 to 65535"),
     ("<listen-socket><port>65536</port></listen-socket>", "icecast/listen-socket[1]/port", "65536",
-     "an integer from 1 to 65535"),
+     "an integer from 0 to 65535"),
     ("<logging><loglevel>5</loglevel></logging>", "icecast/logging/loglevel", "5", "an integer from 1 to 4"),
     ("<mount><mount-name>/a</mount-name></mount><mount><mount-name>/b</mount-name>"
      "<max-listeners>-2</max-listeners></mount>", "icecast/mount[2]/max-listeners", "-2", "an integer >= -1"),
@@ -609,3 +609,8 @@ def test_default_config_values() -> None:
 
 def test_default_config_port_defaults_to_8000() -> None:
     assert default_config("s", "a", "r").port == 8000
+
+
+def test_listen_socket_port_zero_lets_the_kernel_choose():
+    config = parse("<listen-socket><port>0</port></listen-socket>")
+    assert config.listen_sockets[0].port == 0

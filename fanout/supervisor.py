@@ -1,0 +1,266 @@
+"""The supervisor: binds the listening sockets, runs the workers, owns the mount registry.
+
+Theory of operation (after gunicorn's arbiter): signal handlers only enqueue the signal;
+`run` dispatches each to `handle_<name>`. Workers are started with fork+exec so they never
+inherit this hub. One greenlet per worker reads its control channel; end-of-file there
+means the worker died, and it is replaced at once, unless it died before saying `booted`,
+which halts the server (a broken worker would otherwise respawn in a loop). The supervisor
+never reads or writes a client socket.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+from gevent.queue import Queue
+
+from fanout import control
+from fanout.config import Config, ConfigError, load_config
+from fanout.counters import Counters
+from fanout.registry import ClaimRefused, MountRegistry
+
+log = logging.getLogger("fanout.supervisor")
+
+# Exit statuses of the whole server.
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_WORKER_BOOT = 3
+# How long stopping workers may take before they are killed.
+STOP_GRACE = 5.0
+# Listen backlog: storms of thousands of listeners arrive at once.
+BACKLOG = 4096
+
+
+@dataclass(slots=True)
+class WorkerHandle:
+    index: int
+    proc: subprocess.Popen[bytes]
+    channel: control.Channel
+    booted: bool = False
+
+
+def bind_listeners(config: Config) -> list[socket.socket]:
+    """Bind every <listen-socket> once; raises OSError naming the address on failure."""
+    sockets = []
+    for spec in config.listen_sockets:
+        address = spec.bind_address or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, spec.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on {address}:{spec.port}: {exc.strerror}") from None
+        sock.listen(BACKLOG)
+        # Workers race to accept on this socket; the loser must get EAGAIN, not block its
+        # hub. O_NONBLOCK lives on the shared open file, so this holds in every worker.
+        sock.setblocking(False)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str | None, workers: int) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.worker_count = workers
+        self.listeners: list[socket.socket] = []
+        self.counters = Counters.create()
+        self.registry = MountRegistry()
+        self.workers: dict[int, WorkerHandle] = {}
+        self.signals: Queue[int] = Queue()
+        self.exit_status: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.listeners = bind_listeners(self.config)
+        self.announce()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            gevent.signal_handler(signum, self.signals.put, signum)
+        self.spawn_workers()
+        while self.exit_status is None:
+            signum = self.signals.get()
+            if signum:  # 0 only wakes the loop (see halt)
+                getattr(self, f"handle_{signal.Signals(signum).name.lower()}")()
+        self.stop_workers()
+        self.registry.close_all()
+        self.counters.close()
+        return self.exit_status
+
+    def announce(self) -> None:
+        for sock in self.listeners:
+            host, port = sock.getsockname()[:2]
+            shown = "127.0.0.1" if host == "0.0.0.0" else host
+            print(f"fanout: listening on http://{shown}:{port}/", flush=True)
+
+    def halt(self, status: int) -> None:
+        self.exit_status = status
+        self.signals.put(0)  # wake the main loop
+
+    def handle_sigterm(self) -> None:
+        log.info("stopping on SIGTERM")
+        self.exit_status = EXIT_OK
+
+    handle_sigint = handle_sigterm
+
+    def handle_sighup(self) -> None:
+        if self.config_path is None:
+            log.warning("SIGHUP: running on the built-in config, nothing to reload")
+            return
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: keeping the running config: %s", exc)
+            return
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        if config.listen_sockets != self.config.listen_sockets:
+            log.warning("SIGHUP: listen-socket changes need a restart; keeping the old sockets")
+        self.config = config
+        self.broadcast("config", config=config)
+        log.info("SIGHUP: configuration reloaded from %s", self.config_path)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def spawn_workers(self) -> None:
+        for index in range(self.worker_count):
+            if index not in self.workers:
+                self.spawn_worker(index)
+
+    def spawn_worker(self, index: int) -> None:
+        parent, child = control.make_pair()
+        fds = [child.fileno(), self.counters.fd] + [s.fileno() for s in self.listeners]
+        args = [sys.executable, "-m", "fanout.worker", "--index", str(index),
+                "--control-fd", str(child.fileno()), "--counters-fd", str(self.counters.fd),
+                "--listen-fds", ",".join(str(s.fileno()) for s in self.listeners)]
+        proc = subprocess.Popen(args, pass_fds=fds, close_fds=True)
+        child.close()
+        handle = WorkerHandle(index, proc, control.Channel(parent))
+        self.workers[index] = handle
+        handle.channel.send("config", config=self.config)
+        for record in self.registry.mounts.values():
+            handle.channel.send("mount_up", fds=[record.ring.fd], mount=record.name, info=record.info)
+        gevent.spawn(self.read_worker, handle)
+
+    def read_worker(self, handle: WorkerHandle) -> None:
+        while True:
+            try:
+                message = handle.channel.recv()
+            except OSError:
+                message = None
+            if message is None:
+                break
+            self.dispatch(handle, message)
+        self.worker_exited(handle)
+
+    def worker_exited(self, handle: WorkerHandle) -> None:
+        handle.channel.close()
+        status = _reap(handle.proc)
+        if self.workers.get(handle.index) is handle:
+            del self.workers[handle.index]
+        if self.exit_status is not None:
+            return
+        if not handle.booted:
+            log.error("worker %d exited (status %s) before it booted; stopping the server",
+                      handle.index, status)
+            self.halt(EXIT_WORKER_BOOT)
+            return
+        log.warning("worker %d (pid %d) died with status %s; replacing it",
+                    handle.index, handle.proc.pid, status)
+        for name in self.registry.owned_by(handle.index):
+            self.release_mount(name, handle.index)
+        self.registry.forget_worker_counts(handle.index)
+        self.counters.reset_row(handle.index)
+        self.spawn_worker(handle.index)
+
+    def stop_workers(self) -> None:
+        for handle in list(self.workers.values()):
+            _signal(handle.proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for handle in list(self.workers.values()):
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                handle.proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                log.warning("worker %d did not stop in %.0fs; killing it", handle.index, STOP_GRACE)
+                _signal(handle.proc, signal.SIGKILL)
+                handle.proc.wait()
+        for sock in self.listeners:
+            sock.close()
+
+    def broadcast(self, op: str, fds: list[int] | None = None, **fields: Any) -> None:
+        for handle in list(self.workers.values()):
+            try:
+                handle.channel.send(op, fds=fds or [], **fields)
+            except OSError as exc:
+                log.warning("worker %d unreachable (%s)", handle.index, exc)
+
+    # -- control messages --------------------------------------------------------------------
+
+    def dispatch(self, handle: WorkerHandle, message: control.Message) -> None:
+        method = getattr(self, f"on_{message.op}", None)
+        if method is None:
+            log.error("worker %d sent unknown control op %r", handle.index, message.op)
+            return
+        method(handle, message)
+
+    def on_booted(self, handle: WorkerHandle, message: control.Message) -> None:
+        handle.booted = True
+        log.info("worker %d booted (pid %d)", handle.index, message["pid"])
+
+    def on_claim(self, handle: WorkerHandle, message: control.Message) -> None:
+        name = message["mount"]
+        try:
+            record = self.registry.claim(self.config, name, handle.index, message["info"])
+        except ClaimRefused as refused:
+            handle.channel.send("claim_result", id=message["id"], ok=False,
+                                status=refused.status, reason=refused.reason)
+            return
+        self.broadcast("mount_up", fds=[record.ring.fd], mount=name, info=record.info)
+        handle.channel.send("claim_result", id=message["id"], ok=True, status=200, reason="")
+        log.info("source on %s (worker %d, %s)", name, handle.index, record.info.get("content_type"))
+
+    def on_release(self, handle: WorkerHandle, message: control.Message) -> None:
+        self.release_mount(message["mount"], handle.index)
+
+    def release_mount(self, name: str, owner: int) -> None:
+        if self.registry.release(name, owner) is not None:
+            self.broadcast("mount_down", mount=name)
+            log.info("source on %s ended", name)
+
+    def on_metadata(self, handle: WorkerHandle, message: control.Message) -> None:
+        record = self.registry.mounts.get(message["mount"])
+        if record is None:
+            return
+        record.ring.set_metadata(message["block"])
+        record.info["title"] = message["title"]
+        self.broadcast("mount_info", mount=record.name, info=record.info)
+
+
+def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        proc.send_signal(signum)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> int | None:
+    """Wait (cooperatively, at most a second) for a worker whose channel closed."""
+    deadline = time.monotonic() + 1.0
+    while proc.poll() is None and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    if proc.poll() is None:
+        _signal(proc, signal.SIGKILL)
+        proc.wait()
+    return proc.returncode

@@ -1,0 +1,41 @@
+"""Entry point of a worker process: `python -m fanout.worker` (started by the supervisor)."""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import signal
+import sys
+
+from fanout import control, logs
+from fanout.counters import Counters
+
+# prctl(PR_SET_PDEATHSIG): the kernel signals us if the supervisor dies without telling us.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the control channel's end-of-file still stops us
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fanout.worker")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--counters-fd", type=int, required=True)
+    parser.add_argument("--listen-fds", required=True)
+    args = parser.parse_args(argv)
+    die_with_parent()
+    logs.setup(f"worker{args.index}")
+    from fanout.worker.worker import Worker
+
+    worker = Worker(args.index, control.Channel.from_fd(args.control_fd),
+                    Counters.attach(args.counters_fd),
+                    [int(fd) for fd in args.listen_fds.split(",") if fd])
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""One client connection: enforce the client limit, read the head, dispatch, answer errors.
+
+Errors are mapped to HTTP here and nowhere else: a `ProtocolError` becomes Icecast's error
+response plus one log line without a traceback; anything else is an internal error, logged
+with its traceback and answered 500 when nothing was sent yet.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import gevent
+
+from fanout.protocol.errors import ProtocolError
+from fanout.protocol.http import HeadParser, Request, is_source_method
+from fanout.protocol.responses import render_error
+
+log = logging.getLogger("fanout.client")
+
+# Bytes read per recv while the head arrives.
+HEAD_READ_SIZE = 4096
+
+
+class HeaderTimeout(Exception):
+    """The head did not arrive within <header-timeout>."""
+
+
+class Connection:
+    """A client socket with what we know of it, for handlers and log lines."""
+
+    __slots__ = ("sock", "ip", "port", "server", "id", "answered", "kept")
+
+    def __init__(self, sock: Any, address: tuple[str, int], server: Any, client_id: int) -> None:
+        self.sock = sock
+        self.ip, self.port = address[0], address[1]
+        self.server = server
+        self.id = client_id
+        self.answered = False
+        self.kept = False
+
+    def send(self, data: bytes) -> None:
+        self.answered = True
+        self.sock.sendall(data)
+
+    def keep_open(self) -> None:
+        """The socket now belongs to the pump; don't close it when the handler returns."""
+        self.kept = True
+        self.server.keep(self.sock)
+
+
+def serve_connection(worker: Any, server: Any, sock: Any, address: tuple[str, int]) -> None:
+    conn = Connection(sock, address, server, worker.next_client_id())
+    config = worker.cfg
+    if worker.counters.total("clients") >= config.limits.clients:
+        worker.counters.add(worker.index, "refused", 1)
+        _answer_error(worker, conn, ProtocolError("Icecast connection limit reached", 403))
+        log.warning("%s: refused, %d clients connected (limit)", conn.ip, config.limits.clients)
+        return
+    worker.counters.add(worker.index, "clients", 1)
+    worker.counters.add(worker.index, "accepted", 1)
+    try:
+        _serve(worker, conn)
+    finally:
+        if not conn.kept:
+            worker.counters.add(worker.index, "clients", -1)
+
+
+def _serve(worker: Any, conn: Connection) -> None:
+    try:
+        request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
+        handler = route(request)
+        handler(worker, conn, request, leftover)
+    except ProtocolError as exc:
+        log.warning("%s: %s (%s)", conn.ip, exc.message, exc.status or "closed")
+        _answer_error(worker, conn, exc)
+    except HeaderTimeout:
+        log.info("%s: no request head within %ss; closed", conn.ip, worker.cfg.limits.header_timeout)
+    except (ConnectionError, BrokenPipeError):
+        log.debug("%s: connection lost", conn.ip)
+    except Exception:
+        log.exception("%s: internal error", conn.ip)
+        if not conn.answered:
+            _answer_error(worker, conn, ProtocolError("Internal Server Error", 500))
+
+
+def read_request(sock: Any, timeout: float) -> tuple[Request, bytes]:
+    """Read one request head; raises HeaderTimeout, ProtocolError or ConnectionError."""
+    parser = HeadParser()
+    with gevent.Timeout(timeout, HeaderTimeout):
+        while True:
+            data = sock.recv(HEAD_READ_SIZE)
+            if not data:
+                raise ConnectionResetError("closed before the request head ended")
+            request = parser.feed(data)
+            if request is not None:
+                return request, parser.leftover
+
+
+def route(request: Request) -> Callable[..., None]:
+    """The handler for a request, by method and path (§5.1)."""
+    from fanout.worker import admin, listeners, source
+
+    if is_source_method(request.method):
+        return source.serve_source
+    if request.method not in ("GET", "HEAD"):
+        raise ProtocolError("unknown request", 400)
+    if request.path.startswith("/admin/") or request.path == "/admin.cgi":
+        return admin.serve_admin
+    return listeners.serve_listener
+
+
+def _answer_error(worker: Any, conn: Connection, exc: ProtocolError) -> None:
+    if exc.status == 0 or conn.answered:
+        return
+    config = worker.cfg
+    extra = [(h.name, h.value) for h in config.http_headers if h.status == exc.status]
+    try:
+        conn.send(render_error(exc.status, exc.message, server_id=config.server_id,
+                               now=time.time(), extra_headers=extra))
+    except OSError:
+        pass

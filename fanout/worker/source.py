@@ -1,0 +1,96 @@
+"""Source clients: SOURCE / PUT (HTTP/1.0, HTTP/1.1, ICE/1.0), §4 of PROTOCOL.md.
+
+Order of checks, as Icecast 2.4.4: path, credentials (401), Content-Type for PUT (403),
+then the supervisor's claim (403 in use / too many sources), then `100 Continue` if asked
+and `200 OK`. From then on every byte read goes through the one ingest path into the ring.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from fanout.model.ingest import Ingest, format_for_content_type
+from fanout.protocol.auth import basic_credentials, credentials_match
+from fanout.protocol.errors import ProtocolError
+from fanout.protocol.http import Request, validate_mount_path, wants_continue
+from fanout.protocol.responses import render_continue, render_source_ok
+from fanout.ringio import append_chunk
+from fanout.worker.connection import Connection
+
+log = logging.getLogger("fanout.source")
+
+# Bytes read per recv from a source; sources send far less than this per event-loop turn.
+SOURCE_READ_SIZE = 65536
+# Content type Icecast assumes for a SOURCE request without one.
+DEFAULT_CONTENT_TYPE = "audio/mpeg"
+
+
+def serve_source(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+    path = validate_mount_path(request.path)
+    resolved = worker.cfg.resolve_mount(path)
+    check_source_auth(worker, request, resolved)
+    content_type = request.header("content-type")
+    if request.method == "PUT" and not content_type:
+        raise ProtocolError("No Content-type given", 403)
+    content_type = content_type or DEFAULT_CONTENT_TYPE
+    info = source_info(conn, request, content_type)
+    answer = worker.claim(path, info)
+    if not answer.ok:
+        raise ProtocolError(answer.reason, answer.status)
+    worker.counters.add(worker.index, "sources", 1)
+    try:
+        greeting = render_continue() if wants_continue(request) else b""
+        conn.send(greeting + render_source_ok())
+        log.info("%s: source connected on %s (%s)", conn.ip, path, content_type)
+        pump_source(worker, conn, path, leftover, resolved.source_timeout)
+    finally:
+        worker.counters.add(worker.index, "sources", -1)
+        worker.release(path)
+
+
+def check_source_auth(worker: Any, request: Request, resolved: Any) -> None:
+    """Basic `source:<password>` (or the mount's user/password); ice-password with icelogin."""
+    given = basic_credentials(request)
+    if credentials_match(given, resolved.username, resolved.password):
+        return
+    ice_password = request.header("ice-password")
+    if worker.cfg.icelogin and ice_password is not None and resolved.password is not None:
+        from fanout.protocol.auth import Credentials
+
+        if credentials_match(Credentials(resolved.username, ice_password), resolved.username,
+                             resolved.password):
+            return
+    raise ProtocolError("You need to authenticate", 401)
+
+
+def source_info(conn: Connection, request: Request, content_type: str) -> dict[str, Any]:
+    """What listeners, stats and the registry need to know about this source."""
+    return {
+        "content_type": content_type,
+        "format": format_for_content_type(content_type),
+        "headers": [(k, v) for k, v in request.headers if k.startswith(("ice-", "icy-"))],
+        "source_ip": conn.ip,
+        "user_agent": request.header("user-agent") or "",
+        "title": "",
+    }
+
+
+def pump_source(worker: Any, conn: Connection, path: str, leftover: bytes,
+                timeout: float) -> None:
+    """Read until the source closes or stays silent for <source-timeout> seconds."""
+    mount = worker.mounts[path]
+    ingest = Ingest(mount.info["format"])
+    conn.sock.settimeout(timeout)
+    data = leftover
+    while True:
+        if data:
+            append_chunk(mount.ring, ingest.feed(data))
+        try:
+            data = conn.sock.recv(SOURCE_READ_SIZE)
+        except socket.timeout:
+            log.warning("%s: source on %s sent nothing for %ss; disconnected", conn.ip, path, timeout)
+            return
+        if not data:
+            log.info("%s: source on %s disconnected", conn.ip, path)
+            return

@@ -1,0 +1,211 @@
+"""A worker process: accepts on the shared sockets and serves clients.
+
+Theory of operation: the worker first waits for its `config` message, then starts one
+`ClientServer` per inherited listening socket and says `booted`. A greenlet reads the
+control channel for the rest of its life: `mount_up` maps a ring (from the fd that rides
+with the message), `mount_down` lets the mount's listeners drain and then unmaps it,
+`claim_result` wakes the source that asked. If the supervisor goes away the worker stops:
+it never outlives the server.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from gevent.event import AsyncResult, Event
+from gevent.server import StreamServer
+
+from fanout import control, core
+from fanout.config import Config, ResolvedMount
+from fanout.counters import Counters
+
+log = logging.getLogger("fanout.worker")
+
+
+@dataclass(slots=True)
+class ClaimAnswer:
+    ok: bool
+    status: int
+    reason: str
+
+
+@dataclass(slots=True)
+class LocalMount:
+    """This worker's view of one mount: the mapped ring and the listeners it serves."""
+
+    name: str
+    ring: Any  # core.Ring
+    info: dict[str, Any]
+    resolved: ResolvedMount
+    listeners: list[Any] = field(default_factory=list)  # core.Listener
+    pump: gevent.Greenlet | None = None
+    ended: bool = False
+    slow_listeners: int = 0
+
+    @property
+    def is_ogg(self) -> bool:
+        return bool(self.ring.fmt == core.FORMAT_OGG)
+
+
+class ClientServer(StreamServer):
+    """gevent's StreamServer, except that a socket handed to the pump stays open."""
+
+    # Several workers accept on the same socket: take one connection per wake-up so the
+    # kernel's wake-ups spread new clients over the workers.
+    max_accept = 1
+
+    def __init__(self, listener: socket.socket, worker: "Worker") -> None:
+        super().__init__(listener, self.handle_client)
+        self.worker = worker
+        self.kept: set[Any] = set()
+
+    def handle_client(self, sock: Any, address: tuple[str, int]) -> None:
+        from fanout.worker.connection import serve_connection
+
+        serve_connection(self.worker, self, sock, address)
+
+    def keep(self, sock: Any) -> None:
+        self.kept.add(sock)
+
+    def do_close(self, sock: Any, *args: Any) -> None:
+        if sock in self.kept:
+            self.kept.discard(sock)
+        else:
+            sock.close()
+
+
+class Worker:
+    def __init__(self, index: int, channel: control.Channel, counters: Counters,
+                 listen_fds: list[int]) -> None:
+        self.index = index
+        self.channel = channel
+        self.counters = counters
+        self.listen_fds = listen_fds
+        self.config: Config | None = None
+        self.configured = Event()
+        self.stopping = Event()
+        self.mounts: dict[str, LocalMount] = {}
+        self.claims: dict[int, AsyncResult] = {}
+        self.claim_ids = itertools.count(1)
+        self.client_ids = itertools.count(1)
+        self.servers: list[ClientServer] = []
+
+    def run(self) -> int:
+        gevent.signal_handler(signal.SIGTERM, self.stopping.set)
+        gevent.signal_handler(signal.SIGINT, self.stopping.set)
+        gevent.spawn(self.read_control)
+        self.configured.wait()
+        for fd in self.listen_fds:
+            listener = socket.socket(fileno=fd)
+            listener.setblocking(False)  # see bind_listeners: never block the hub in accept
+            server = ClientServer(listener, self)
+            server.start()
+            self.servers.append(server)
+        self.channel.send("booted", worker=self.index, pid=os.getpid())
+        self.stopping.wait()
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        for server in self.servers:
+            server.close()
+        for mount in list(self.mounts.values()):
+            from fanout.worker.listeners import close_all_listeners
+
+            close_all_listeners(self, mount)
+
+    @property
+    def cfg(self) -> Config:
+        assert self.config is not None, "config arrives before any client is served"
+        return self.config
+
+    def next_client_id(self) -> int:
+        """Connection ids unique across workers: the worker index is the low bits."""
+        return next(self.client_ids) * 64 + self.index
+
+    # -- control channel ---------------------------------------------------------------------
+
+    def read_control(self) -> None:
+        while True:
+            try:
+                message = self.channel.recv()
+            except OSError:
+                message = None
+            if message is None:
+                log.warning("supervisor went away; stopping")
+                self.stopping.set()
+                return
+            handler = getattr(self, f"on_{message.op}", None)
+            if handler is None:
+                log.error("unknown control op %r", message.op)
+                continue
+            handler(message)
+
+    def on_config(self, message: control.Message) -> None:
+        self.config = message["config"]
+        for mount in self.mounts.values():
+            mount.resolved = self.cfg.resolve_mount(mount.name)
+        self.configured.set()
+
+    def on_mount_up(self, message: control.Message) -> None:
+        (fd,) = message.fds
+        try:
+            ring = core.Ring.attach(fd)
+        finally:
+            os.close(fd)
+        name = message["mount"]
+        old = self.mounts.get(name)
+        if old is not None:  # a new source took over before our old listeners drained
+            from fanout.worker.listeners import close_all_listeners
+
+            close_all_listeners(self, old)
+        self.mounts[name] = LocalMount(name, ring, message["info"], self.cfg.resolve_mount(name))
+
+    def on_mount_down(self, message: control.Message) -> None:
+        mount = self.mounts.get(message["mount"])
+        if mount is None:
+            return
+        mount.ended = True
+        if not mount.listeners:
+            self.forget_mount(mount)
+
+    def on_mount_info(self, message: control.Message) -> None:
+        mount = self.mounts.get(message["mount"])
+        if mount is not None:
+            mount.info = message["info"]
+
+    def on_claim_result(self, message: control.Message) -> None:
+        result = self.claims.pop(message["id"], None)
+        if result is not None:
+            result.set(ClaimAnswer(message["ok"], message["status"], message["reason"]))
+
+    def on_stop(self, message: control.Message) -> None:
+        self.stopping.set()
+
+    # -- requests to the supervisor ----------------------------------------------------------
+
+    def claim(self, mount: str, info: dict[str, Any]) -> ClaimAnswer:
+        """Ask the supervisor for a mount; the mount is in self.mounts when this says ok."""
+        claim_id = next(self.claim_ids)
+        result: AsyncResult = AsyncResult()
+        self.claims[claim_id] = result
+        self.channel.send("claim", id=claim_id, mount=mount, info=info)
+        answer: ClaimAnswer = result.get()
+        return answer
+
+    def release(self, mount: str) -> None:
+        try:
+            self.channel.send("release", mount=mount)
+        except OSError:
+            pass  # the supervisor is gone; it will not need to hear of it
+
+    def forget_mount(self, mount: LocalMount) -> None:
+        if self.mounts.get(mount.name) is mount:
+            del self.mounts[mount.name]
+        mount.ring.close()

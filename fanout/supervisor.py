@@ -37,6 +37,8 @@ EXIT_WORKER_BOOT = 3
 STOP_GRACE = 5.0
 # Listen backlog: storms of thousands of listeners arrive at once.
 BACKLOG = 4096
+# The module a worker process runs (`python -m WORKER_MODULE`).
+WORKER_MODULE = "fanout.worker"
 
 
 @dataclass(slots=True)
@@ -141,7 +143,7 @@ class Supervisor:
     def spawn_worker(self, index: int) -> None:
         parent, child = control.make_pair()
         fds = [child.fileno(), self.counters.fd] + [s.fileno() for s in self.listeners]
-        args = [sys.executable, "-m", "fanout.worker", "--index", str(index),
+        args = [sys.executable, "-m", WORKER_MODULE, "--index", str(index),
                 "--control-fd", str(child.fileno()), "--counters-fd", str(self.counters.fd),
                 "--listen-fds", ",".join(str(s.fileno()) for s in self.listeners)]
         proc = subprocess.Popen(args, pass_fds=fds, close_fds=True)

@@ -9,6 +9,7 @@ never reads or writes a client socket.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -39,6 +40,18 @@ STOP_GRACE = 5.0
 BACKLOG = 4096
 # The module a worker process runs (`python -m WORKER_MODULE`).
 WORKER_MODULE = "fanout.worker"
+# Seconds a gather waits for every worker's answer before answering with what it has.
+GATHER_TIMEOUT = 5.0
+
+
+@dataclass(slots=True)
+class Gather:
+    """A worker's question to every worker, and the answers so far."""
+
+    requester: "WorkerHandle"
+    request_id: int
+    pending: set[int]
+    answers: list[Any]
 
 
 @dataclass(slots=True)
@@ -81,6 +94,8 @@ class Supervisor:
         self.registry = MountRegistry()
         self.workers: dict[int, WorkerHandle] = {}
         self.signals: Queue[int] = Queue()
+        self.gathers: dict[int, Gather] = {}
+        self.gather_ids = itertools.count(1)
         self.exit_status: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -182,6 +197,12 @@ class Supervisor:
                     handle.index, handle.proc.pid, status)
         for name in self.registry.owned_by(handle.index):
             self.release_mount(name, handle.index)
+        for gather_id, gather in list(self.gathers.items()):
+            gather.pending.discard(handle.index)
+            if gather.requester is handle:
+                del self.gathers[gather_id]
+            elif not gather.pending:
+                self.finish_gather(gather_id)
         self.registry.forget_worker_counts(handle.index)
         self.counters.reset_row(handle.index)
         self.spawn_worker(handle.index)
@@ -240,6 +261,31 @@ class Supervisor:
         if self.registry.release(name, owner) is not None:
             self.broadcast("mount_down", mount=name)
             log.info("source on %s ended", name)
+
+    def on_gather(self, handle: WorkerHandle, message: control.Message) -> None:
+        """Ask every worker `query`; the requester gets all answers in one `gathered`."""
+        gather_id = next(self.gather_ids)
+        self.gathers[gather_id] = Gather(handle, message["id"], set(self.workers), [])
+        self.broadcast("query", gather=gather_id, query=message["query"], args=message["args"])
+        gevent.spawn_later(GATHER_TIMEOUT, self.finish_gather, gather_id)
+
+    def on_answer(self, handle: WorkerHandle, message: control.Message) -> None:
+        gather = self.gathers.get(message["gather"])
+        if gather is None:
+            return  # answered too late
+        gather.answers.append(message["result"])
+        gather.pending.discard(handle.index)
+        if not gather.pending:
+            self.finish_gather(message["gather"])
+
+    def finish_gather(self, gather_id: int) -> None:
+        gather = self.gathers.pop(gather_id, None)
+        if gather is None:
+            return
+        try:
+            gather.requester.channel.send("gathered", id=gather.request_id, answers=gather.answers)
+        except OSError:
+            pass  # the requester died meanwhile
 
     def on_metadata(self, handle: WorkerHandle, message: control.Message) -> None:
         record = self.registry.mounts.get(message["mount"])

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -26,6 +26,21 @@ from fanout.config import Config, ResolvedMount
 from fanout.counters import Counters
 
 log = logging.getLogger("fanout.worker")
+
+# Seconds a worker waits for a gather's answers (the supervisor answers after its own
+# GATHER_TIMEOUT at the latest).
+GATHER_WAIT = 10.0
+
+# Handlers of cross-worker queries, by name: `handler(worker, **args) -> picklable result`.
+# Modules register theirs with @query("name"); see Worker.gather.
+QUERIES: dict[str, Callable[..., Any]] = {}
+
+
+def query(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        QUERIES[name] = handler
+        return handler
+    return register
 
 
 @dataclass(slots=True)
@@ -92,6 +107,7 @@ class Worker:
         self.stopping = Event()
         self.mounts: dict[str, LocalMount] = {}
         self.claims: dict[int, AsyncResult] = {}
+        self.gathers: dict[int, AsyncResult] = {}
         self.claim_ids = itertools.count(1)
         self.client_ids = itertools.count(1)
         self.servers: list[ClientServer] = []
@@ -188,6 +204,20 @@ class Worker:
     def on_stop(self, message: control.Message) -> None:
         self.stopping.set()
 
+    def on_query(self, message: control.Message) -> None:
+        handler = QUERIES.get(message["query"])
+        try:
+            result = handler(self, **message["args"]) if handler else None
+        except Exception:
+            log.exception("query %r failed", message["query"])
+            result = None
+        self.channel.send("answer", gather=message["gather"], result=result)
+
+    def on_gathered(self, message: control.Message) -> None:
+        result = self.gathers.pop(message["id"], None)
+        if result is not None:
+            result.set(message["answers"])
+
     # -- requests to the supervisor ----------------------------------------------------------
 
     def claim(self, mount: str, info: dict[str, Any]) -> ClaimAnswer:
@@ -198,6 +228,20 @@ class Worker:
         self.channel.send("claim", id=claim_id, mount=mount, info=info)
         answer: ClaimAnswer = result.get()
         return answer
+
+    def gather(self, name: str, **args: Any) -> list[Any]:
+        """Run query `name` on every worker (this one included); their answers, in any
+        order. A worker that does not answer in time is left out."""
+        gather_id = next(self.claim_ids)
+        result: AsyncResult = AsyncResult()
+        self.gathers[gather_id] = result
+        self.channel.send("gather", id=gather_id, query=name, args=args)
+        try:
+            answers: list[Any] = result.get(timeout=GATHER_WAIT)
+        except gevent.Timeout:
+            self.gathers.pop(gather_id, None)
+            return []
+        return answers
 
     def release(self, mount: str) -> None:
         try:

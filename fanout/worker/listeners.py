@@ -29,8 +29,13 @@ from fanout.worker.worker import LocalMount
 
 log = logging.getLogger("fanout.listener")
 
-# Seconds between sender passes: bounds source->listener latency, and batches the sends.
+# Seconds between checks whether a sender pass is due (cheap: a few comparisons).
 TICK = 0.01
+# A pass costs one sendmsg per listener with data, so passes are batched: one runs when
+# MIN_BATCH new bytes are in the ring, or when the oldest unsent byte is MAX_DELAY old (this
+# bounds source->listener latency), or at once when a new listener waits for its head.
+MIN_BATCH = 8192
+MAX_DELAY = 0.15
 # Ring bytes one listener may be sent in one pass (fairness between listeners).
 BUDGET = 256 * 1024
 # Seconds listeners may keep draining after their source left.
@@ -99,6 +104,7 @@ def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Requ
     listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time())
     conn.keep_open()
     mount.listeners.append(listener)
+    mount.urgent = True  # its head and burst go out on the next tick, not after MAX_DELAY
     publish_count(worker, mount)
     worker.counters.add(worker.index, "listeners", 1)
     if mount.pump is None:
@@ -112,13 +118,18 @@ def publish_count(worker: Any, mount: LocalMount) -> None:
 def pump(worker: Any, mount: LocalMount) -> None:
     """Feed the mount's listeners until none is left."""
     drain_deadline = None
+    sent_upto, last_pass = -1, 0.0
     while mount.listeners:
-        results = core.send_many(mount.ring, mount.listeners, BUDGET)
-        if results:
-            drop_failed(worker, mount, results)
+        now, end = time.monotonic(), mount.ring.write_seq
+        if mount.urgent or end - sent_upto >= MIN_BATCH or now - last_pass >= MAX_DELAY:
+            mount.urgent = False
+            sent_upto, last_pass = end, now
+            results = core.send_many(mount.ring, mount.listeners, BUDGET)
+            if results:
+                drop_failed(worker, mount, results)
         if mount.ended:
-            drain_deadline = drain_deadline or time.monotonic() + DRAIN_TIME
-            if drained(mount) or time.monotonic() > drain_deadline:
+            drain_deadline = drain_deadline or now + DRAIN_TIME
+            if drained(mount) or now > drain_deadline:
                 close_all_listeners(worker, mount)
                 break
         gevent.sleep(TICK)

@@ -62,6 +62,7 @@ class LocalMount:
     pump: gevent.Greenlet | None = None
     ended: bool = False
     slow_listeners: int = 0
+    urgent: bool = False  # a listener waits for its first bytes: pump at the next tick
 
     @property
     def is_ogg(self) -> bool:

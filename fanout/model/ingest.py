@@ -15,7 +15,8 @@ upstream sent ``icy-metaint``), then looks at the audio according to the format:
 * ``mpeg`` / ``adts``: frames are tracked; a frame start becomes a sync point at most
   once per ``min_sync_gap`` bytes. No hold-back: a frame whose start lies in an
   earlier chunk (its header was split across feeds, or the tracker only just locked)
-  is simply not a sync point.
+  is simply not a sync point. If ``UNLOCKED_FALLBACK`` bytes pass without any frame,
+  chunk starts are used as for ``generic``.
 * ``generic``: the start of each non-empty chunk is a sync point, at most once per
   ``min_sync_gap`` bytes (chunk boundaries, as Icecast does).
 
@@ -35,6 +36,10 @@ OGG = "ogg"
 GENERIC = "generic"
 FORMATS = (OGG, MPEG, ADTS, GENERIC)
 DEFAULT_MIN_SYNC_GAP = 4096  # bytes; keeps the ring's 256-entry sync table spanning the burst
+# Bytes of MPEG/ADTS-labelled audio without any frame after which chunk starts serve as
+# sync points instead: the label is wrong (e.g. AAC sent as audio/mpeg), and Icecast bursts
+# from chunk boundaries whatever the content, so listeners must still get a burst.
+UNLOCKED_FALLBACK = 65536
 
 _CONTENT_TYPES = {
     OGG: ("application/ogg", "application/x-ogg", "audio/ogg", "audio/x-ogg", "video/ogg", "audio/opus"),
@@ -131,7 +136,11 @@ class Ingest:
         if self._frames is None:
             return [start] if audio else []
         # A frame starting in an earlier chunk cannot be a sync point of this one.
-        return [offset for offset in self._frames.feed(audio) if offset >= start]
+        frames = [offset for offset in self._frames.feed(audio) if offset >= start]
+        if frames or not audio:
+            return frames
+        since_sync = start - (self._last_sync if self._last_sync is not None else 0)
+        return [start] if since_sync >= UNLOCKED_FALLBACK else []
 
     def _gated(self, offsets: list[int]) -> list[int]:
         """Keep the absolute ``offsets`` at least ``min_sync_gap`` after the last kept."""

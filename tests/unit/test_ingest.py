@@ -249,3 +249,19 @@ def test_icy_metadata_is_stripped_inside_ingest(mp3: bytes) -> None:
     assert ring.data == mp3
     assert ring.titles == [block[1:] for block in blocks]
     assert set(ring.syncs) <= set(MpegFrameTracker().feed(mp3))
+
+
+def test_mislabelled_mpeg_falls_back_to_chunk_start_sync_points():
+    from fanout.model.ingest import UNLOCKED_FALLBACK
+
+    rng = random.Random(7)
+    ingest = Ingest("mpeg")
+    noise = bytes(rng.getrandbits(8) & 0x7F for _ in range(4096))  # no 0xFF: never a frame sync
+    syncs, position = [], 0
+    for _ in range(40):
+        chunk = ingest.feed(noise)
+        syncs += [position + offset for offset in chunk.sync_offsets]
+        position += len(chunk.data)
+    assert syncs, "no sync point at all: a listener would get no burst"
+    assert syncs[0] >= UNLOCKED_FALLBACK
+    assert all(b - a >= UNLOCKED_FALLBACK for a, b in zip(syncs, syncs[1:]))

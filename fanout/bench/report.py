@@ -1,0 +1,158 @@
+"""The figures of a run, their median over runs, and the comparison table (pure).
+
+``figures`` turns what one run measured (``RunMeasures``) into the named figures of
+``FIGURES``; ``median_figures`` takes the median of each over the runs of a step;
+``render_table`` prints one block per step with a column per server and, when both
+fanout and Icecast ran, their ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from fanout.bench import payload
+
+MB = 1_000_000
+GB = 1_000_000_000
+
+# key, label, decimals: the figures in report order
+FIGURES: tuple[tuple[str, str, int], ...] = (
+    ("established", "listeners established", 0),
+    ("failed", "listeners failed", 0),
+    ("pending", "listeners still connecting at the end", 0),
+    ("dropped", "listeners dropped by the server", 0),
+    ("ttfb_p50_ms", "time to first byte p50 (ms)", 1),
+    ("ttfb_p99_ms", "time to first byte p99 (ms)", 1),
+    ("latency_p50_ms", "source→listener latency p50 (ms)", 1),
+    ("latency_p99_ms", "source→listener latency p99 (ms)", 1),
+    ("stalls", "stalls (no data > 1 s)", 0),
+    ("verified_bytes", "verified bytes", 0),
+    ("errors", "verification errors", 0),
+    ("delivered_mb_s", "delivered MB/s", 2),
+    ("source_mb_s", "source MB/s", 3),
+    ("server_cpu_pct", "server CPU (% of a core)", 1),
+    ("server_cpu_s_per_gb", "server CPU-seconds per GB", 2),
+    ("server_rss_mb", "server RSS peak (MB)", 1),
+    ("swarm_cpu_pct", "swarm CPU (% of a core)", 1),
+)
+FIGURE_KEYS = tuple(key for key, _, _ in FIGURES)
+ERROR_COUNTERS = ("corrupt_frames", "gaps", "duplicates", "icy_errors")
+RATIO_PAIR = ("fanout", "icecast")
+
+
+@dataclass(frozen=True, slots=True)
+class RunMeasures:
+    """What one run measured; server figures are None when its process is unknown."""
+
+    swarm: dict[str, Any]  # merged swarm totals (swarm.merge_results)
+    seconds: float  # wall time of the measurement window
+    server_cpu_seconds: float | None
+    server_rss_bytes: int | None
+    source_bytes: int
+
+
+def _ms(hist: list[int], fraction: float) -> float | None:
+    value = payload.hist_percentile(hist, fraction)
+    return None if value is None else value / 1000
+
+
+def figures(m: RunMeasures) -> dict[str, Any]:
+    """Return the figures of one run, keyed as in FIGURE_KEYS (plus error details)."""
+    counts = m.swarm["counts"]
+    seconds = max(m.swarm.get("elapsed") or m.seconds, 1e-9)
+    delivered = counts["body_bytes"]
+    cpu = m.server_cpu_seconds
+    out: dict[str, Any] = {
+        "established": m.swarm["established"],
+        "failed": m.swarm["failed"],
+        "pending": m.swarm["pending"],
+        "dropped": m.swarm["dropped"],
+        "ttfb_p50_ms": _ms(m.swarm["ttfb_hist"], 0.50),
+        "ttfb_p99_ms": _ms(m.swarm["ttfb_hist"], 0.99),
+        "latency_p50_ms": _ms(m.swarm["latency_hist"], 0.50),
+        "latency_p99_ms": _ms(m.swarm["latency_hist"], 0.99),
+        "stalls": m.swarm["stalls"],
+        "verified_bytes": counts["verified_bytes"],
+        "errors": sum(counts[name] for name in ERROR_COUNTERS),
+        "delivered_mb_s": delivered / MB / seconds,
+        "source_mb_s": m.source_bytes / MB / seconds,
+        "server_cpu_pct": None if cpu is None else 100 * cpu / m.seconds,
+        "server_cpu_s_per_gb": None if cpu is None or not delivered else cpu / (delivered / GB),
+        "server_rss_mb": None if m.server_rss_bytes is None else m.server_rss_bytes / MB,
+        "swarm_cpu_pct": 100 * m.swarm.get("cpu_seconds", 0.0) / seconds,
+    }
+    out["detail"] = {**{name: counts[name] for name in (*ERROR_COUNTERS, "missing_frames", "resyncs")},
+                     "error_listeners": m.swarm["error_listeners"],
+                     "stall_seconds": m.swarm["stall_seconds"], "held": m.swarm["held"],
+                     "fail_reasons": m.swarm["fail_reasons"],
+                     "status_counts": m.swarm["status_counts"]}
+    return out
+
+
+def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the median of each figure over ``runs`` (None where no run has it)."""
+    median: dict[str, Any] = {}
+    for key in FIGURE_KEYS:
+        values = [run[key] for run in runs if run.get(key) is not None]
+        median[key] = statistics.median(values) if values else None
+    return median
+
+
+def degraded(fig: dict[str, Any]) -> bool:
+    """Whether a step lost listeners or data: failed, not served in time, dropped,
+    stalled or corrupted."""
+    return any((fig.get(key) or 0) > 0
+               for key in ("failed", "pending", "dropped", "stalls", "errors"))
+
+
+def _cell(value: Any, decimals: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.{decimals}f}"
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or b == 0:
+        return ""
+    return f"{a / b:.2f}"
+
+
+def render_table(sections: list[tuple[str, dict[str, Any]]], servers: list[str]) -> str:
+    """Return the comparison table.
+
+    ``sections``: (title, {server: figures dict, or an error string}) per step.
+    """
+    ratio = all(s in servers for s in RATIO_PAIR)
+    header = ["figure", *servers, *(["fanout/icecast"] if ratio else [])]
+    rows: list[list[str]] = []
+    for title, by_server in sections:
+        rows.append([title])
+        for key, label, decimals in FIGURES:
+            cells = [_figure_cell(by_server.get(s), key, decimals) for s in servers]
+            if ratio:
+                cells.append(_ratio(*(_figure(by_server.get(s), key) for s in RATIO_PAIR)))
+            rows.append(["  " + label, *cells])
+    table = [header, *(r for r in rows if len(r) > 1)]  # step titles overhang the columns
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = [_line(header, widths), _line(["-" * w for w in widths], widths)]
+    lines += [r[0] if len(r) == 1 else _line(r, widths) for r in rows]
+    return "\n".join(lines)
+
+
+def _figure(entry: Any, key: str) -> Any:
+    return entry.get(key) if isinstance(entry, dict) else None
+
+
+def _figure_cell(entry: Any, key: str, decimals: int) -> str:
+    if isinstance(entry, str):
+        return "error" if key == FIGURE_KEYS[0] else ""
+    return _cell(_figure(entry, key), decimals) if entry is not None else "not run"
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    first = cells[0].ljust(widths[0])
+    return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))]).rstrip()

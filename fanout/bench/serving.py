@@ -1,0 +1,97 @@
+"""A server process under test: free ports, readiness, clean stop.
+
+``ServerProcess`` is what ``servers.start_server`` returns for either kind: the
+process, where it listens, the source password, its temp dir (config and logs), and
+``stop()``. Readiness is a condition polled with a deadline: the listen port answers
+an HTTP request (``GET /status-json.xsl``) with any status line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+READY_TIMEOUT = 20.0  # s for a server to answer after its start
+POLL_INTERVAL = 0.05  # s between two readiness probes
+STOP_TIMEOUT = 10.0  # s after SIGTERM before SIGKILL
+PROBE_TIMEOUT = 1.0
+LOG_TAIL_LINES = 15
+
+
+class ServerStartError(RuntimeError):
+    """A server could not be started (missing binary, exited, never answered)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(host: str, port: int, path: str = "/status-json.xsl") -> int | None:
+    """Return the status code the server answers for ``GET path``, or None if it does not."""
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            first = sock.recv(256).split(b"\r\n", 1)[0].split()
+    except OSError:
+        return None
+    if len(first) >= 2 and first[1].isdigit():
+        return int(first[1])
+    return None
+
+
+@dataclass(slots=True)
+class ServerProcess:
+    """A started server: ``kind`` is "fanout" or "icecast"."""
+
+    kind: str
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    source_password: str
+    workdir: Path
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self) -> str:
+        """Return the last lines of the server's output and error log."""
+        lines: list[str] = []
+        for path in (self.log_path, self.workdir / "error.log"):
+            if path.exists():
+                lines += path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        return "\n".join(lines)
+
+    def wait_until_serving(self, timeout: float = READY_TIMEOUT) -> None:
+        """Return once the server answers HTTP; raise ServerStartError if it dies or never does."""
+        deadline = time.monotonic() + timeout
+        while http_status(self.host, self.port) is None:
+            if self.process.poll() is not None:
+                raise ServerStartError(
+                    f"{self.kind} exited with status {self.process.returncode} before serving"
+                    f"\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"{self.kind} did not answer on {self.host}:{self.port} "
+                                       f"within {timeout:.0f} s\n{self.log_tail()}")
+            time.sleep(POLL_INTERVAL)  # polling a condition with a deadline
+
+    def stop(self, keep_workdir: bool = False) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its temp dir."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,126 @@
+"""Scenario files, figures, the table, the generated config and the CLI's guards."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from fanout.bench import __main__ as cli
+from fanout.bench import payload, report
+from fanout.bench.icecast import BenchServerConfig, render_icecast_xml
+from fanout.bench.scenarios import ScenarioError, load_scenarios, parse_scenario, with_overrides
+
+ISSUE_SCENARIOS = {"realtime", "fanout", "storm", "latency", "scale"}
+
+
+def swarm_totals(**overrides):
+    hist = [0] * payload.HIST_SIZE
+    hist[payload.hist_index(20_000)] = 10
+    counts = dict.fromkeys(payload.COUNTERS, 0) | {"body_bytes": 2_000_000, "verified_bytes": 1_996_800}
+    return {"established": 10, "failed": 0, "pending": 0, "dropped": 0, "held": 10, "stalls": 0,
+            "stall_seconds": 0.0, "error_listeners": 0, "fail_reasons": {}, "status_counts": {"200": 10},
+            "elapsed": 2.0, "cpu_seconds": 0.1, "counts": counts, "ttfb_hist": hist,
+            "latency_hist": hist} | overrides
+
+
+def test_scenario_file_has_every_scenario_of_the_issue():
+    assert ISSUE_SCENARIOS <= set(load_scenarios())
+
+
+def test_list_of_listener_counts_is_one_step_each():
+    scenario = load_scenarios()["latency"]
+    assert [s.listeners for s in scenario.steps] == [1, 100, 1000]
+
+
+def test_overrides_replace_steps_and_durations():
+    scenario = with_overrides(load_scenarios()["scale"], listeners=[3, 4], duration=1.5, runs=1)
+    assert [(s.listeners, s.duration, s.runs) for s in scenario.steps] == [(3, 1.5, 1), (4, 1.5, 1)]
+    assert scenario.until_degraded
+
+
+def test_fast_reading_and_fast_source_are_zero_rate_and_no_bitrate():
+    step = load_scenarios()["fanout"].steps[0]
+    assert step.read_rate == 0 and step.source_bitrate is None
+
+
+def test_unknown_scenario_key_is_an_error():
+    with pytest.raises(ScenarioError, match="unknown keys"):
+        parse_scenario("x", {"listners": 5})
+
+
+def test_figures_have_every_key_and_derive_rates():
+    fig = report.figures(report.RunMeasures(swarm_totals(), seconds=2.0, server_cpu_seconds=0.5,
+                                            server_rss_bytes=30_000_000, source_bytes=32_000))
+    assert set(report.FIGURE_KEYS) <= set(fig)
+    assert fig["delivered_mb_s"] == pytest.approx(1.0)
+    assert fig["server_cpu_pct"] == pytest.approx(25.0)
+    assert fig["server_cpu_s_per_gb"] == pytest.approx(250.0)
+    assert fig["latency_p50_ms"] == pytest.approx(20, rel=0.07)
+
+
+def test_unknown_server_process_leaves_its_figures_empty():
+    fig = report.figures(report.RunMeasures(swarm_totals(), 2.0, None, None, 0))
+    assert fig["server_cpu_pct"] is None and fig["server_rss_mb"] is None
+
+
+def test_median_is_per_figure():
+    runs = [{"failed": v, "stalls": None} for v in (3, 1, 2)]
+    median = report.median_figures(runs)
+    assert median["failed"] == 2 and median["stalls"] is None
+
+
+def test_any_lost_listener_or_byte_is_degraded():
+    assert not report.degraded({"failed": 0, "dropped": 0, "stalls": 0, "errors": 0})
+    assert report.degraded({"failed": 0, "dropped": 0, "stalls": 1, "errors": 0})
+
+
+def test_table_has_a_ratio_column_when_both_servers_ran():
+    fig = {key: 2.0 for key in report.FIGURE_KEYS}
+    table = report.render_table([("realtime n=1", {"fanout": fig, "icecast": {**fig, "stalls": 1.0}})],
+                                ["fanout", "icecast"])
+    assert "fanout/icecast" in table.splitlines()[0]
+    stalls = next(line for line in table.splitlines() if "stalls" in line)
+    assert stalls.split()[-1] == "2.00"
+
+
+def test_table_shows_a_server_that_did_not_start():
+    table = report.render_table([("s", {"fanout": "not started: boom", "icecast": {}})],
+                                ["icecast", "fanout"])
+    assert "error" in table
+
+
+def test_generated_icecast_xml_has_the_limits_and_paths():
+    xml = render_icecast_xml(BenchServerConfig(8123, "src&pw", "adm"), Path("/tmp/x"))
+    root = ET.fromstring(xml)
+    assert root.findtext("listen-socket/port") == "8123"
+    assert root.findtext("authentication/source-password") == "src&pw"
+    assert int(root.findtext("limits/clients")) >= 20_000
+    assert root.findtext("paths/logdir") == "/tmp/x"
+
+
+def test_target_off_loopback_is_refused(capsys):
+    code = cli.main(["--target", "http://192.0.2.1:8000/live", "--source-password", "x", "--no-progress"])
+    assert code == cli.EXIT_USAGE and "loopback" in capsys.readouterr().err
+
+
+def test_target_needs_a_source_password(capsys):
+    code = cli.main(["--target", "http://127.0.0.1:8000/live", "--no-progress"])
+    assert code == cli.EXIT_USAGE and "--source-password" in capsys.readouterr().err
+
+
+def test_unknown_scenario_is_a_usage_error(capsys):
+    code = cli.main(["--scenario", "nope", "--servers", "icecast", "--no-progress"])
+    assert code == cli.EXIT_USAGE and "unknown scenario" in capsys.readouterr().err
+
+
+def test_hold_runs_until_the_last_arrival_plus_the_hold():
+    scenario = parse_scenario("s", {"listeners": [100, 500], "arrival_rate": 100, "hold": 5})
+    assert [s.duration for s in scenario.steps] == [6.0, 10.0]
+    assert [s.duration for s in with_overrides(scenario, listeners=[300]).steps] == [8.0]
+    assert [s.duration for s in with_overrides(scenario, duration=2).steps] == [2, 2]
+
+
+def test_unknown_server_kind_is_a_usage_error(capsys):
+    code = cli.main(["--servers", "nginx", "-n", "1", "--no-progress"])
+    assert code == cli.EXIT_USAGE and "unknown server" in capsys.readouterr().err

@@ -90,12 +90,17 @@ def run_once(endpoint: Endpoint, step: Step, display: Display, label: str) -> di
             sent_start, t_start = feeder.bytes_sent(), time.monotonic()
             swarm.go()
             display.begin(label, step.duration)
+            steady: tuple[float, float] | None = None  # (cpu, time) when all were in
             while not swarm.wait_done(SAMPLE_INTERVAL):
-                if monitor:
-                    monitor.sample()
-                display.update(swarm.progress())
+                progress = swarm.progress()
+                cpu_now = monitor.sample() if monitor else None
+                if steady is None and cpu_now is not None and progress.established >= step.listeners:
+                    steady = (cpu_now, time.monotonic())
+                display.update(progress)
             seconds = time.monotonic() - t_start
             cpu_end = monitor.sample() if monitor else None
+            steady_cpu = None if steady is None or cpu_end is None else cpu_end - steady[0]
+            steady_seconds = None if steady is None else time.monotonic() - steady[1]
             sent = feeder.bytes_sent() - sent_start
             display.end()
             totals = swarm.result()
@@ -106,7 +111,8 @@ def run_once(endpoint: Endpoint, step: Step, display: Display, label: str) -> di
     return report.figures(report.RunMeasures(
         swarm=totals, seconds=seconds,
         server_cpu_seconds=None if cpu_start is None or cpu_end is None else cpu_end - cpu_start,
-        server_rss_bytes=monitor.rss_peak if monitor else None, source_bytes=sent))
+        server_rss_bytes=monitor.rss_peak if monitor else None, source_bytes=sent,
+        steady_cpu_seconds=steady_cpu, steady_seconds=steady_seconds))
 
 
 def run_step(endpoint: Endpoint, step: Step, display: Display) -> StepResult:

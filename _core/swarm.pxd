@@ -219,6 +219,7 @@ cdef struct Listener:
     int64_t t_last_rx
     int64_t t_tokens
     int64_t tokens
+    int64_t rx                # body bytes received so far
     Verifier v
 
 
@@ -238,6 +239,7 @@ cdef struct Swarm:
     int64_t t0
     int64_t t_end
     int64_t read_rate         # bytes/s per listener, 0 = as fast as possible
+    int64_t prebuffer         # a paced listener's player buffer: read at once, then refilled at read_rate
     int64_t read_interval     # ns between two reads of a paced listener
     int64_t stall_after       # ns without data that count as a stall
     int64_t connect_timeout   # ns from open to a complete head
@@ -259,6 +261,7 @@ cdef struct Swarm:
     Counts counts
     uint64_t ttfb[HIST_SIZE]
     uint64_t latency[HIST_SIZE]
+    uint64_t burst_latency[HIST_SIZE]   # latency of frames inside a listener's prebuffer (the burst: old by design)
     uint64_t opened
     uint64_t established
     uint64_t failed

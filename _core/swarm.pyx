@@ -488,7 +488,11 @@ cdef void on_body(Swarm *s, Listener *L, const uint8_t *data, size_t n, int64_t 
         s.stall_ns += now - L.t_last_rx
         L.stalled = 0
     L.t_last_rx = now
-    verifier_feed(&L.v, data, n, now, &s.counts, s.latency)
+    L.rx += <int64_t>n
+    # Frames of the burst a player reads first are old by design: they would only measure
+    # the server's burst size, so they are kept apart from the latency figure.
+    cdef uint64_t *hist = &s.latency[0] if L.rx > s.prebuffer else &s.burst_latency[0]
+    verifier_feed(&L.v, data, n, now, &s.counts, hist)
     if errors_before == 0 and L.v.errors > 0:
         s.error_listeners += 1
 
@@ -506,7 +510,7 @@ cdef void start_body(Swarm *s, int i, int head_end, int64_t now) noexcept nogil:
     L.state = L_BODY
     L.t_last_rx = now
     L.t_tokens = now
-    L.tokens = -extra
+    L.tokens = s.prebuffer - extra   # a player fills its buffer first (the server's burst)
     if extra > 0:
         on_body(s, L, <const uint8_t *>L.head + head_end, extra, now)
     free(L.head)
@@ -574,13 +578,15 @@ cdef void read_fast(Swarm *s, Listener *L, int64_t now) noexcept nogil:
 
 
 cdef void read_paced(Swarm *s, Listener *L, int64_t now) noexcept nogil:
-    """Read what the token bucket allows (at most one second's worth is saved up)."""
+    """Read what the token bucket allows: at most the player buffer (prebuffer, or one
+    second's worth) is saved up."""
     cdef ssize_t r
     cdef int64_t want
+    cdef int64_t cap = s.prebuffer if s.prebuffer > s.read_rate else s.read_rate
     L.tokens += <int64_t>(<double>s.read_rate * (now - L.t_tokens) / 1e9)
     L.t_tokens = now
-    if L.tokens > s.read_rate:
-        L.tokens = s.read_rate
+    if L.tokens > cap:
+        L.tokens = cap
     while L.tokens > 0:
         want = L.tokens if L.tokens < READ_CHUNK else READ_CHUNK
         r = recv(L.fd, s.buf, <size_t>want, 0)
@@ -792,6 +798,7 @@ cdef int configure(Swarm *s, dict config) except -1:
     s.t0 = config.get("t0_ns") or now
     s.t_end = s.t0 + <int64_t>(config["duration"] * 1e9)
     s.read_rate = config.get("read_rate", 0)
+    s.prebuffer = config.get("prebuffer", 0)
     s.read_interval = <int64_t>(config.get("read_interval", 0.25) * 1e9)
     s.stall_after = <int64_t>(config.get("stall_after", 1.0) * 1e9)
     s.connect_timeout = <int64_t>(config.get("connect_timeout", 10.0) * 1e9)

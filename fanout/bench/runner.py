@@ -25,6 +25,10 @@ from fanout.bench.swarm import SwarmError, SwarmRun, SwarmSpec
 MOUNT_READY_TIMEOUT = 10.0  # s for a new source's mount to serve listeners
 POLL_INTERVAL = 0.05
 SAMPLE_INTERVAL = 0.5  # s between two CPU/RSS samples of the server
+# Bytes a paced listener reads at once before playing in real time, as a player fills its
+# buffer: the servers' burst (64 KiB by default) is then not a permanent backlog, and the
+# latency figure shows the delay the server adds.
+PLAYER_BUFFER = 65536
 
 
 @dataclass(slots=True)
@@ -69,7 +73,8 @@ def wait_for_mount(host: str, port: int, mount: str, timeout: float = MOUNT_READ
 def swarm_spec(endpoint: Endpoint, step: Step, mount: str) -> SwarmSpec:
     return SwarmSpec(host=endpoint.host, port=endpoint.port, path=mount,
                      listeners=step.listeners, duration=step.duration,
-                     arrival_rate=step.arrival_rate, read_rate=step.read_rate, icy=step.icy,
+                     arrival_rate=step.arrival_rate, read_rate=step.read_rate,
+                     prebuffer=PLAYER_BUFFER if step.read_rate else 0, icy=step.icy,
                      processes=endpoint.swarm_processes)
 
 

@@ -43,6 +43,7 @@ class SwarmSpec:
     duration: float
     arrival_rate: float = 0.0  # listeners/s, 0 = all at once
     read_rate: int = 0  # bytes/s per listener
+    prebuffer: int = 0  # bytes a paced listener reads at once (a player filling its buffer)
     icy: bool = False
     processes: int = 0  # 0 = automatic
     stall_after: float = 1.0

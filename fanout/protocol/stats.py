@@ -1,0 +1,173 @@
+"""Icecast 2.4.4's statistics, as the admin XML and the public JSON show them (§6.3–6.5).
+
+Sans-IO: callers pass what they measured (a `MountFigures` per mount, a `ServerFigures`)
+and get ordered `{key: text}` dicts back; `stats_xml` and `status_json` render those.
+Every value is text, as in Icecast's stats tree: the JSON renderer decides what looks
+like a number, exactly as Icecast's xml2json stylesheet does.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+Stats = dict[str, str]
+
+# Per-mount keys left out of the public view (§6.4): hidden stats and per-client figures.
+PRIVATE_MOUNT_KEYS = frozenset({"max_listeners", "public", "source_ip", "slow_listeners",
+                                "total_bytes_read", "total_bytes_sent", "user_agent"})
+# Global keys the public view keeps (everything else is a count of connections).
+PUBLIC_GLOBAL_KEYS = ("admin", "host", "location", "server_id", "server_start",
+                      "server_start_iso8601")
+# What 2.4.4 shows for a source that did not say (source.c: source_update_settings).
+UNSPECIFIED = {"genre": "various", "server_description": "Unspecified description",
+               "server_name": "Unspecified name"}
+# Source header -> stats key.
+_HEADER_KEYS = {"ice-name": "server_name", "ice-description": "server_description",
+                "ice-url": "server_url", "ice-genre": "genre", "ice-bitrate": "bitrate",
+                "ice-audio-info": "audio_info", "icy-name": "server_name",
+                "icy-description": "server_description", "icy-url": "server_url",
+                "icy-genre": "genre", "icy-br": "bitrate", "icy-pub": "public",
+                "ice-public": "public"}
+
+
+@dataclass(frozen=True, slots=True)
+class MountSettings:
+    """The `<mount>` settings that show in stats (None: the source decides)."""
+
+    hidden: bool = False
+    max_listeners: int = -1
+    public: int = -1
+    stream_name: str | None = None
+    stream_description: str | None = None
+    stream_url: str | None = None
+    genre: str | None = None
+    bitrate: str | None = None
+    subtype: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MountFigures:
+    """One mount as measured over every worker."""
+
+    name: str
+    content_type: str
+    headers: Sequence[tuple[str, str]]
+    source_ip: str
+    user_agent: str
+    title: str
+    stream_start: float
+    listeners: int
+    listener_peak: int
+    slow_listeners: int
+    bytes_read: int
+    bytes_sent: int
+    settings: MountSettings = field(default_factory=MountSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFigures:
+    """The server-wide figures and identity."""
+
+    admin: str
+    host: str
+    location: str
+    server_id: str
+    server_start: float
+    port: int
+    clients: int
+    listeners: int
+    sources: int
+    connections: int
+    source_connections: int
+    listener_connections: int
+
+
+def local_date(ts: float) -> str:
+    """Icecast's `server_start`/`stream_start` format, in local time, English names."""
+    t = time.localtime(ts)
+    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+              "Dec")
+    return (f"{days[t.tm_wday]}, {t.tm_mday:02d} {months[t.tm_mon - 1]} {t.tm_year} "
+            f"{time.strftime('%H:%M:%S %z', t)}")
+
+
+def iso_date(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+
+
+def global_stats(server: ServerFigures) -> Stats:
+    """The `<icestats>` children of /admin/stats, in Icecast's (alphabetical) order."""
+    values = {
+        "admin": server.admin, "client_connections": server.connections,
+        "clients": server.clients, "connections": server.connections, "file_connections": 0,
+        "host": server.host, "listener_connections": server.listener_connections,
+        "listeners": server.listeners, "location": server.location,
+        "server_id": server.server_id, "server_start": local_date(server.server_start),
+        "server_start_iso8601": iso_date(server.server_start),
+        "source_client_connections": server.source_connections,
+        "source_relay_connections": 0, "source_total_connections": server.source_connections,
+        "sources": server.sources, "stats": 0, "stats_connections": 0,
+    }
+    return {key: str(value) for key, value in values.items()}
+
+
+def mount_stats(mount: MountFigures, host: str, port: int) -> Stats:
+    """Every per-mount stat of §6.5 we know, sorted by key as Icecast's tree is."""
+    values: dict[str, str] = dict(UNSPECIFIED)
+    values.update(_header_stats(mount.headers))
+    values.update(_settings_stats(mount.settings))
+    values.update({
+        "listener_peak": str(mount.listener_peak), "listeners": str(mount.listeners),
+        "listenurl": f"http://{host}:{port}{mount.name}",
+        "max_listeners": _max_listeners(mount.settings.max_listeners),
+        "server_type": mount.content_type, "slow_listeners": str(mount.slow_listeners),
+        "source_ip": mount.source_ip, "stream_start": local_date(mount.stream_start),
+        "stream_start_iso8601": iso_date(mount.stream_start),
+        "total_bytes_read": str(mount.bytes_read), "total_bytes_sent": str(mount.bytes_sent),
+        "user_agent": mount.user_agent,
+    })
+    values.setdefault("public", "0")
+    if mount.title:
+        values["title"] = mount.title
+    return dict(sorted(values.items()))
+
+
+def _header_stats(headers: Sequence[tuple[str, str]]) -> Stats:
+    values: Stats = {}
+    for name, value in headers:
+        key = _HEADER_KEYS.get(name.lower())
+        if key is None:
+            continue
+        values[key] = value
+        if key == "audio_info":
+            values.update(_audio_info_items(value))
+    return values
+
+
+def _audio_info_items(value: str) -> Stats:
+    # 2.4.4 also files every `name=value` pair of ice-audio-info under its own name.
+    pairs = (item.partition("=") for item in value.split(";"))
+    return {name.strip(): text for name, sep, text in pairs if sep and name.strip()}
+
+
+def _settings_stats(settings: MountSettings) -> Stats:
+    configured = {"server_name": settings.stream_name,
+                  "server_description": settings.stream_description,
+                  "server_url": settings.stream_url, "genre": settings.genre,
+                  "bitrate": settings.bitrate, "subtype": settings.subtype}
+    values = {key: value for key, value in configured.items() if value is not None}
+    if settings.public >= 0:
+        values["public"] = str(settings.public)
+    return values
+
+
+def _max_listeners(limit: int) -> str:
+    return "unlimited" if limit < 0 else str(limit)
+
+
+def public_mount_stats(stats: Stats) -> Stats:
+    """The keys of a mount's stats that /status-json.xsl shows (§6.4)."""
+    return {k: v for k, v in stats.items()
+            if k not in PRIVATE_MOUNT_KEYS and "connections" not in k}

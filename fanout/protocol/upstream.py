@@ -1,0 +1,123 @@
+"""Talking to an upstream as a client (PROTOCOL.md §1.2, §3.2, §3.3): the request bytes a
+slave or relay sends, and the response head it gets back. Sans-IO.
+
+The response head ends at the first empty line once CRs are dropped (2.4.4 reads it that
+way), is bounded by MAX_HEAD, and its status line may carry any version token: Shoutcast's
+`ICY 200 OK` is a success like `HTTP/1.0 200 OK`.
+"""
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+
+from fanout.protocol.errors import ProtocolError
+
+# Largest response head accepted from an upstream (2.4.4: 4095 bytes; we allow more).
+MAX_HEAD = 16384
+# Redirects followed for one pull (2.4.4: 10).
+MAX_REDIRECTS = 10
+_STATUS_LINE = re.compile(r"(\S+) (\d{3})(?: (.*))?$")
+_LEADING_INT = re.compile(r"\s*\+?(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    version: str  # "HTTP/1.0", "ICY", …
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]  # (lower-cased name, stripped value), in order
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key == wanted), None)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def metaint(self) -> int:
+        """The upstream's `icy-metaint` (0: no inline metadata), read like atoi."""
+        match = _LEADING_INT.match(self.header("icy-metaint") or "")
+        return int(match.group(1)) if match else 0
+
+    @property
+    def content_type(self) -> str | None:
+        return self.header("content-type")
+
+    def icy_headers(self) -> list[tuple[str, str]]:
+        """The `icy-*` / `ice-*` headers, to pass on to our listeners."""
+        return [(k, v) for k, v in self.headers if k.startswith(("icy-", "ice-"))]
+
+
+def head_end(buffer: bytes) -> tuple[int, int] | None:
+    """(end of head, start of body) in `buffer`, or None if the head is not complete.
+
+    Raises ProtocolError if no head ended within MAX_HEAD bytes."""
+    found = [(index, index + len(sep)) for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n")
+             if 0 <= (index := buffer.find(sep, 0, MAX_HEAD + 4))]
+    if found:
+        return min(found)
+    if len(buffer) >= MAX_HEAD:
+        raise ProtocolError(f"upstream response head longer than {MAX_HEAD} bytes", 0)
+    return None
+
+
+def parse_response_head(head: bytes) -> ResponseHead:
+    """Parse a response head (without the blank line); raises ProtocolError if malformed."""
+    lines = head.replace(b"\r", b"").decode("latin-1").split("\n")
+    match = _STATUS_LINE.match(lines[0].strip())
+    if match is None:
+        raise ProtocolError(f"bad upstream status line {lines[0][:60]!r}", 0)
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon and name.strip():
+            headers.append((name.strip().lower(), value.strip()))
+    return ResponseHead(match.group(1), int(match.group(2)), match.group(3) or "", tuple(headers))
+
+
+def basic_authorization(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return f"Basic {token}"
+
+
+def render_streamlist_request(path: str, user: str, password: str) -> bytes:
+    """The slave's poll (2.4.4: HTTP/1.0, no Host, no User-Agent; §1.2)."""
+    return (f"GET {path} HTTP/1.0\r\nAuthorization: {basic_authorization(user, password)}"
+            "\r\n\r\n").encode("utf-8")
+
+
+def render_relay_request(path: str, *, host: str, port: int, user_agent: str,
+                         icy_metadata: bool = True,
+                         credentials: tuple[str, str] | None = None) -> bytes:
+    """A relay pull (§3.2), with `Host` carrying the port when it is not 80."""
+    lines = [f"GET {path} HTTP/1.0", f"User-Agent: {user_agent}",
+             f"Host: {host}" if port == 80 else f"Host: {host}:{port}"]
+    if icy_metadata:
+        lines.append("Icy-MetaData: 1")
+    if credentials is not None:
+        lines.append(f"Authorization: {basic_authorization(*credentials)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    host: str
+    port: int
+    path: str
+
+
+def parse_location(value: str) -> Location:
+    """A 302 `Location` as 2.4.4 follows it: lowercase `http://` only, port 80 by default,
+    path from the first `/` (query kept). Raises ProtocolError otherwise."""
+    if not value.startswith("http://"):
+        raise ProtocolError(f"unsupported redirect target {value[:60]!r}", 0)
+    rest = value[len("http://"):]
+    slash = rest.find("/")
+    authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    host, colon, port = authority.partition(":")
+    if not host or (colon and not port.isdigit()):
+        raise ProtocolError(f"bad redirect target {value[:60]!r}", 0)
+    return Location(host, int(port) if colon else 80, path)

@@ -1,0 +1,318 @@
+"""One relay pull (PROTOCOL.md §1.7, §3.2–3.5, §3.8): a greenlet in the supervisor's hub
+that fetches a mount from an upstream and writes it into a ring, as a source would.
+
+Theory of operation: `run` loops over attempts. An attempt connects, sends the relay
+request, follows up to MAX_REDIRECTS `302`s and reads the response head; only a 2xx makes
+the supervisor claim the mount (so the mount is 404 on this server while the upstream is
+away, as in Icecast 2.4.4, and the listeners get a head built from the upstream's). The
+stream then goes through the one ingest path: ICY blocks are stripped and each changed
+title is re-served byte-identical through the supervisor. When the stream ends the mount
+is released (workers get `mount_down`) and `on_ended` tells the poller to re-ask the
+master. The next attempt waits a bounded exponential backoff; `retry_now` cuts it short.
+
+On demand (§3.7) the mount is claimed at once, idle (`connected` False in its info; the
+workers hold a listener's head until it turns True), and the pull connects only while
+the ring counts listeners (checked every DEMAND_CHECK s); it disconnects when the count
+drops to 0. The ring's format is guessed from the mount name (`.ogg`/`.oga`/`.opus`:
+Ogg) because a ring's format is fixed when it is made; an upstream of the other format
+makes the pull re-claim the mount with the right one (waiting listeners are dropped).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Protocol
+
+import gevent
+from gevent import socket
+from gevent.event import Event
+
+from fanout.config import Config
+from fanout.model.ingest import GENERIC, OGG, Ingest, IngestChunk, format_for_content_type
+from fanout.protocol.errors import ProtocolError
+from fanout.protocol.icy import block_from_payload, parse_block_text
+from fanout.protocol.upstream import (MAX_REDIRECTS, ResponseHead, parse_location,
+                                      render_relay_request)
+from fanout.registry import ClaimRefused, MountRecord
+from fanout.relay.fetch import READ_SIZE, FetchError, connect, request_head
+from fanout.relay.plan import RelaySpec
+from fanout.ringio import append_chunk
+
+log = logging.getLogger("fanout.relay")
+
+# Seconds before the first retry after a failed or ended pull; doubles per failure.
+BACKOFF_FIRST = 0.5
+# Longest wait between two attempts (seconds): bounded, so a returning master is seen.
+BACKOFF_MAX = 30.0
+# Seconds between two `relay_bytes` updates of a streaming mount's info.
+STATS_INTERVAL = 5.0
+# Content type assumed when the upstream sends none (2.4.4: Icecast 1.x compatibility).
+DEFAULT_CONTENT_TYPE = "audio/mpeg"
+# Seconds between two looks at an on-demand mount's listener count.
+DEMAND_CHECK = 0.2
+# Mount name endings an idle on-demand mount is prepared as Ogg for.
+OGG_SUFFIXES = (".ogg", ".oga", ".opus")
+
+
+class RelayHost(Protocol):
+    """What a pull needs from the supervisor."""
+
+    config: Config
+
+    def claim_relay_mount(self, name: str, info: dict[str, Any]) -> MountRecord: ...
+    def release_relay_mount(self, name: str) -> None: ...
+    def set_mount_metadata(self, name: str, block: bytes, title: str) -> None: ...
+    def update_mount_info(self, name: str, **fields: Any) -> None: ...
+
+
+def backoff_delay(failures: int) -> float:
+    """Seconds to wait after `failures` consecutive failed attempts (≥ 1)."""
+    return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, failures - 1)))
+
+
+class RelayPull:
+    def __init__(self, spec: RelaySpec, host: RelayHost, on_ended: Callable[[], None]) -> None:
+        self.spec = spec
+        self.host = host
+        self.on_ended = on_ended
+        self.state = "idle"  # idle, connecting, streaming, retrying
+        self.reconnects = 0
+        self.bytes = 0
+        self.greenlet: gevent.Greenlet | None = None
+        self.wake = Event()
+        self.last_block = b""
+
+    @property
+    def upstream(self) -> str:
+        return f"http://{self.spec.host}:{self.spec.port}{self.spec.fetch_path}"
+
+    def start(self) -> None:
+        self.greenlet = gevent.spawn(self.run)
+
+    def stop(self) -> None:
+        """Stop pulling; the mount (if claimed) is released before this returns."""
+        if self.greenlet is not None:
+            self.greenlet.kill()
+            self.greenlet = None
+
+    def retry_now(self) -> None:
+        """Cut a backoff wait short (the poller saw the master answer again)."""
+        if self.state == "retrying":
+            self.wake.set()
+
+    def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                streamed = self.attempt()
+            except Exception:  # a bug must not leave a listed mount without a pull
+                log.exception("relay %s: internal error", self.spec.mount)
+                streamed = False
+            failures = 1 if streamed else failures + 1
+            self.state = "retrying"
+            self.on_ended()
+            self.wake.clear()
+            self.wake.wait(backoff_delay(failures))
+            self.reconnects += 1
+
+    def attempt(self) -> bool:
+        """One connection; True if the upstream's stream was relayed (however briefly)."""
+        self.state = "connecting"
+        try:
+            sock, head, first = self.open()
+        except FetchError as exc:
+            log.warning("relay %s from %s: %s", self.spec.mount, self.upstream, exc)
+            return False
+        try:
+            record = self.host.claim_relay_mount(self.spec.mount, self.mount_info(head))
+        except ClaimRefused as refused:
+            log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
+            sock.close()
+            return False
+        try:
+            log.info("relay %s from %s: streaming (%s)", self.spec.mount, self.upstream,
+                     head.content_type)
+            self.state = "streaming"
+            self.stream(sock, record, head, first)
+            return True
+        finally:
+            sock.close()
+            self.host.release_relay_mount(self.spec.mount)
+
+    def open(self) -> tuple[socket.socket, ResponseHead, bytes]:
+        """Connect and get a 2xx head, following redirects; raises FetchError."""
+        host, port, path = self.spec.host, self.spec.port, self.spec.fetch_path
+        for _ in range(MAX_REDIRECTS + 1):
+            sock = connect(host, port)
+            request = render_relay_request(path, host=host, port=port,
+                                           user_agent=self.host.config.server_id,
+                                           credentials=self.spec.credentials)
+            try:
+                head, first = request_head(sock, request)
+                if head.status == 302 and head.header("location"):
+                    target = parse_location(head.header("location") or "")
+                    host, port, path = target.host, target.port, target.path
+                    sock.close()
+                    continue
+                check_head(head)
+            except ProtocolError as exc:
+                sock.close()
+                raise FetchError(exc.message) from None
+            except FetchError:
+                sock.close()
+                raise
+            return sock, head, first
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+    def mount_info(self, head: ResponseHead) -> dict[str, Any]:
+        content_type = head.content_type or DEFAULT_CONTENT_TYPE
+        return {
+            "content_type": content_type,
+            "format": format_for_content_type(head.content_type),
+            "headers": head.icy_headers(),
+            "source_ip": self.spec.host,
+            "user_agent": "",
+            "title": "",
+            "icy_metaint": head.metaint,
+            "upstream": self.upstream,
+            "relay_state": "streaming",
+            "reconnects": self.reconnects,
+            "relay_bytes": 0,
+            "on_demand": self.spec.on_demand,
+        }
+
+    def stream(self, sock: socket.socket, record: MountRecord, head: ResponseHead,
+               first: bytes) -> None:
+        """Copy the upstream into the ring until it ends or stays silent too long."""
+        ingest = Ingest(record.info["format"], icy_metaint=head.metaint)
+        timeout = self.host.config.resolve_mount(self.spec.mount).source_timeout
+        sock.settimeout(timeout)
+        self.last_block = b""
+        next_stats = time.monotonic() + STATS_INTERVAL
+        data = first
+        while self.wanted(record):
+            if data:
+                self.write(record, ingest.feed(data))
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + STATS_INTERVAL
+                self.host.update_mount_info(self.spec.mount, relay_bytes=self.bytes)
+            try:
+                data = sock.recv(READ_SIZE)
+            except socket.timeout:
+                log.warning("relay %s: upstream silent for %ss; reconnecting", self.spec.mount, timeout)
+                return
+            except OSError as exc:
+                log.info("relay %s: upstream connection lost (%s)", self.spec.mount, exc)
+                return
+            if not data:
+                log.info("relay %s: upstream ended the stream", self.spec.mount)
+                return
+
+    def wanted(self, record: MountRecord) -> bool:
+        """Whether to keep streaming (always, unless on demand)."""
+        return True
+
+    def write(self, record: MountRecord, chunk: IngestChunk) -> None:
+        append_chunk(record.ring, chunk)
+        self.bytes += len(chunk.data)
+        for payload in chunk.titles:
+            self.reserve_title(payload)
+
+    def reserve_title(self, payload: bytes) -> None:
+        """Re-serve a changed upstream ICY block byte-identical (§3.4)."""
+        try:
+            block = block_from_payload(payload)
+        except ValueError:
+            return  # an empty (L = 0) block: no change
+        if block == self.last_block:
+            return
+        self.last_block = block
+        charset = self.host.config.resolve_mount(self.spec.mount).charset
+        title = parse_block_text(payload).get("StreamTitle", b"")
+        try:
+            text = title.decode(charset, errors="replace")
+        except LookupError:  # an unknown <charset>: show the bytes as Latin-1
+            text = title.decode("latin-1")
+        self.host.set_mount_metadata(self.spec.mount, block, text)
+
+
+class OnDemandPull(RelayPull):
+    """A pull that holds its mount idle and connects only while it has listeners."""
+
+    def run(self) -> None:
+        record = self.claim_idle()
+        try:
+            failures = 0
+            while True:
+                self.state = "idle"
+                while record.ring.listener_count() == 0:
+                    gevent.sleep(DEMAND_CHECK)
+                record, streamed = self.serve_demand(record)
+                failures = 0 if streamed else failures + 1
+                if streamed and record.ring.listener_count() == 0:
+                    continue  # we hung up: the last listener left
+                # The upstream failed or ended while wanted: tell the poller, and back off
+                # (listeners arriving meanwhile are refused, as 2.4.4 does, §3.7).
+                self.state = "retrying"
+                self.host.update_mount_info(self.spec.mount, relay_state="retrying")
+                self.on_ended()
+                self.wake.clear()
+                self.wake.wait(backoff_delay(max(failures, 1)))
+                self.reconnects += 1
+                self.host.update_mount_info(self.spec.mount, relay_state="idle",
+                                            reconnects=self.reconnects)
+        finally:
+            self.host.release_relay_mount(self.spec.mount)
+
+    def claim_idle(self) -> MountRecord:
+        """Claim the mount with no upstream yet, retrying while a local source holds it."""
+        ogg = self.spec.mount.lower().endswith(OGG_SUFFIXES)
+        info = {"content_type": "application/ogg" if ogg else DEFAULT_CONTENT_TYPE,
+                "format": OGG if ogg else GENERIC, "headers": [], "source_ip": self.spec.host,
+                "user_agent": "", "title": "", "icy_metaint": 0, "upstream": self.upstream,
+                "relay_state": "idle", "reconnects": 0, "relay_bytes": 0, "on_demand": True,
+                "connected": False}
+        while True:
+            try:
+                return self.host.claim_relay_mount(self.spec.mount, info)
+            except ClaimRefused as refused:
+                log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
+                gevent.sleep(1.0)
+
+    def serve_demand(self, record: MountRecord) -> tuple[MountRecord, bool]:
+        """Connect and stream while listeners are there: (the mount's record, streamed?)."""
+        self.state = "connecting"
+        try:
+            sock, head, first = self.open()
+        except FetchError as exc:
+            log.warning("relay %s from %s: %s", self.spec.mount, self.upstream, exc)
+            return record, False
+        try:
+            info = {**self.mount_info(head), "connected": True, "on_demand": True}
+            if (info["format"] == OGG) != (record.info["format"] == OGG):
+                self.host.release_relay_mount(self.spec.mount)  # a ring's format is fixed
+                record = self.host.claim_relay_mount(self.spec.mount, info)
+            else:
+                self.host.update_mount_info(self.spec.mount, **info)
+            log.info("relay %s from %s: streaming on demand", self.spec.mount, self.upstream)
+            self.state = "streaming"
+            self.stream(sock, record, head, first)
+            log.info("relay %s: disconnected from upstream", self.spec.mount)
+            return record, True
+        except ClaimRefused as refused:
+            log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
+            return self.claim_idle(), False
+        finally:
+            sock.close()
+            self.host.update_mount_info(self.spec.mount, connected=False, relay_state="idle")
+
+    def wanted(self, record: MountRecord) -> bool:
+        return bool(record.ring.listener_count() > 0)
+
+
+def check_head(head: ResponseHead) -> None:
+    """Raise FetchError unless the head starts a relayable stream."""
+    if not head.ok:
+        raise FetchError(f"upstream answered {head.status} {head.reason}".rstrip())
+    if "chunked" in (head.header("transfer-encoding") or "").lower():
+        raise FetchError("upstream sent a chunked response (not supported, as in KH)")

@@ -1,0 +1,71 @@
+"""The master's mount list: parsed as a slave (both dialects), rendered as a master."""
+from __future__ import annotations
+
+import random
+
+from fanout.protocol.streamlist import (MAX_LINE, ListedMount, parse_line, parse_streamlist,
+                                        render_kh_streams, render_streamlist)
+
+
+def test_icecast_list_gives_one_mount_per_crlf_line():
+    listing = parse_streamlist(b"/live.mp3\r\n/live.ogg\r\n")
+    assert listing.mounts == (ListedMount("/live.mp3", "/live.mp3"),
+                              ListedMount("/live.ogg", "/live.ogg"))
+    assert listing.warnings == ()
+
+
+def test_kh_lines_are_fetched_as_listed_under_the_mount_name():
+    listing = parse_streamlist(b"/admin/streams?mount=/live.mp3\r\n")
+    assert listing.mounts == (ListedMount("/live.mp3", "/admin/streams?mount=/live.mp3"),)
+
+
+def test_bare_lf_lines_and_a_final_line_without_newline_are_read():
+    assert [m.mount for m in parse_streamlist(b"/a\n/b").mounts] == ["/a", "/b"]
+
+
+def test_percent_encoded_path_is_decoded_and_query_dropped():
+    assert parse_streamlist(b"/my%20radio?x=1\r\n").mounts[0].mount == "/my radio"
+    assert parse_streamlist(b"/caf%C3%A9?x=1\r\n").mounts[0].mount == "/café"
+
+
+def test_over_long_lines_are_skipped_with_a_warning():
+    listing = parse_streamlist(b"/" + b"x" * MAX_LINE + b"\r\n/ok\r\n")
+    assert [m.mount for m in listing.mounts] == ["/ok"]
+    assert "longer than 255 bytes" in listing.warnings[0]
+
+
+def test_non_slash_lines_and_garbage_are_skipped_with_warnings():
+    body = b"http://other:8000/x\r\nnot a mount\r\n\x00\xff\r\n/\r\n/admin/stats\r\n/../x\r\n/ok\r\n"
+    listing = parse_streamlist(body)
+    assert [m.mount for m in listing.mounts] == ["/ok"]
+    assert len(listing.warnings) == 6
+
+
+def test_duplicate_mounts_are_listed_once():
+    assert len(parse_streamlist(b"/a\r\n/a\r\n").mounts) == 1
+
+
+def test_random_bytes_never_raise():
+    rng = random.Random(4)
+    for _ in range(200):
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(600)))
+        for mount in parse_streamlist(body).mounts:
+            assert mount.mount.startswith("/")
+
+
+def test_parse_line_says_why_a_line_was_skipped():
+    assert parse_line(b"relay me") == (None, "contains a space or control character")
+
+
+def test_rendered_list_is_sorted_bytewise_with_crlf_lines():
+    assert render_streamlist(["/b", "/a", "/B"]) == b"/B\r\n/a\r\n/b\r\n"
+    assert render_streamlist([]) == b""
+
+
+def test_rendered_kh_list_names_fetch_paths():
+    assert render_kh_streams(["/x"]) == b"/admin/streams?mount=/x\r\n"
+
+
+def test_render_then_parse_round_trips():
+    mounts = ["/a.mp3", "/b.ogg", "/ü"]
+    assert [m.mount for m in parse_streamlist(render_streamlist(mounts)).mounts] == mounts

@@ -45,6 +45,11 @@ def built_in_config(port: int) -> Config:
     return config
 
 
+def logdir_usable(logdir: str | None) -> bool:
+    """No logdir (stderr only) or a directory we can create log files in."""
+    return logdir is None or (os.path.isdir(logdir) and os.access(logdir, os.W_OK | os.X_OK))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("supervisor")
@@ -55,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     for warning in config.warnings if config else ():
         log.warning("%s", warning)
+    if config is not None and not logdir_usable(config.paths.logdir):
+        print(f"fanout: config error: icecast/paths/logdir: {config.paths.logdir!r} is not valid: "
+              "expected a writable directory", file=sys.stderr)
+        return EXIT_CONFIG
     if args.check_config:
         print(f"fanout: {args.config or 'built-in config'} is valid", flush=True)
         return 0

@@ -1,8 +1,10 @@
-"""Admin requests (§6). This worker answers `/admin/metadata`; other commands are 400.
+"""Admin requests (§6): stats, mount and client lists, kills, moves, metadata.
 
 Authentication follows Icecast 2.4.4's matrix: a request naming a mount may use the admin
 credentials or that mount's source credentials; source credentials may only update the
 metadata from the address the source is connected from (the same-IP rule, §6.3).
+Commands about listeners or sources that may sit on any worker are gathers answered by
+`admin_queries`; the XML is rendered by `fanout.protocol.stats_xml`.
 """
 from __future__ import annotations
 
@@ -13,10 +15,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
-from fanout.protocol.http import Request
+from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS, Request
 from fanout.protocol.icy import encode_block, stream_title_text
 from fanout.protocol.responses import render_text
+from fanout.protocol.stats import global_stats
+from fanout.protocol.stats_xml import (
+    ListedMount, render_iceresponse, render_listclients, render_listmounts, render_stats,
+)
+from fanout.worker import stats
 from fanout.worker.connection import Connection
+from fanout.worker import streamlist
+from fanout.worker.worker import LocalMount
 
 log = logging.getLogger("fanout.admin")
 
@@ -34,15 +43,20 @@ def serve_admin(worker: Any, conn: Connection, request: Request, leftover: bytes
 
 def authorize(worker: Any, request: Request, mount: str | None) -> bool:
     """True for admin credentials, False for the mount's source credentials; else 401."""
-    auth = worker.cfg.authentication
-    given = basic_credentials(request)
-    if auth.admin_user is not None and credentials_match(given, auth.admin_user, auth.admin_password):
+    if is_admin(worker, request):
         return True
     if mount is not None:
         resolved = worker.cfg.resolve_mount(mount)
-        if credentials_match(given, resolved.username, resolved.password):
+        if credentials_match(basic_credentials(request), resolved.username, resolved.password):
             return False
     raise ProtocolError("You need to authenticate", 401)
+
+
+def is_admin(worker: Any, request: Request) -> bool:
+    """Whether the request carries the admin's Basic credentials (no admin-user: never)."""
+    auth = worker.cfg.authentication
+    return auth.admin_user is not None and credentials_match(
+        basic_credentials(request), auth.admin_user, auth.admin_password)
 
 
 def raw_query(request: Request) -> dict[str, bytes]:
@@ -58,7 +72,7 @@ def command_metadata(worker: Any, conn: Connection, request: Request) -> None:
     query = raw_query(request)
     mount_name = query.get("mount", b"").decode("latin-1") or None
     is_admin = authorize(worker, request, mount_name)
-    if mount_name is None or b"mode" not in query:
+    if mount_name is None or "mode" not in query:
         raise ProtocolError("Missing parameter", 400)
     mount = worker.mounts.get(mount_name)
     if mount is None or mount.ended:
@@ -100,12 +114,106 @@ def _recode(value: bytes | None, source: str, target: str) -> bytes | None:
 
 
 def send_iceresponse(worker: Any, conn: Connection, message: str, ok: int) -> None:
-    body = (f'<?xml version="1.0"?>\n<iceresponse><message>{message}</message>'
-            f"<return>{ok}</return></iceresponse>\n").encode()
+    send_xml(worker, conn, render_iceresponse(message, bool(ok)))
+
+
+def send_xml(worker: Any, conn: Connection, body: bytes) -> None:
     conn.send(render_text(200, body, XML_TYPE, server_id=worker.cfg.server_id, now=time.time()))
+
+
+def text_param(request: Request, name: str) -> str | None:
+    """A query parameter as text (mount names are UTF-8 like request paths), or None."""
+    value = raw_query(request).get(name)
+    return None if value is None else value.decode(TEXT_ENCODING, TEXT_ERRORS)
+
+
+def require_mount(worker: Any, request: Request) -> tuple[str, LocalMount]:
+    """The `mount=` the request names, authorised and live; else 401 or 400."""
+    name = text_param(request, "mount")
+    authorize(worker, request, name)
+    if not name:
+        raise ProtocolError("Missing parameter", 400)
+    mount = worker.mounts.get(name)
+    if mount is None or mount.ended:
+        raise ProtocolError("Source does not exist", 400)
+    return name, mount
+
+
+def command_stats(worker: Any, conn: Connection, request: Request) -> None:
+    only = text_param(request, "mount")
+    authorize(worker, request, only)
+    mounts = [m for m in stats.collect_mounts(worker) if only is None or m.name == only]
+    body = render_stats(global_stats(stats.collect_server(worker)), stats.stats_of(worker, mounts))
+    send_xml(worker, conn, body)
+
+
+def command_listmounts(worker: Any, conn: Connection, request: Request) -> None:
+    authorize(worker, request, mount=None)
+    send_xml(worker, conn, render_listmounts(listed_mounts(worker)))
+
+
+def listed_mounts(worker: Any, excluded: str | None = None) -> list[ListedMount]:
+    """Every live mount, hidden ones included (2.4.4 lists them to admins)."""
+    now = time.time()
+    return [ListedMount(m.name, m.ring.listener_count(),
+                        int(now - m.info.get("stream_start", now)), m.info["content_type"],
+                        m.resolved.fallback_mount or "")
+            for m in stats.live_mounts(worker) if m.name != excluded]
+
+
+def command_listclients(worker: Any, conn: Connection, request: Request) -> None:
+    name, _ = require_mount(worker, request)
+    clients = [c for answer in worker.gather("list_clients", mount=name) for c in answer or ()]
+    send_xml(worker, conn, render_listclients(name, sorted(clients, key=lambda c: c.id)))
+
+
+def command_killclient(worker: Any, conn: Connection, request: Request) -> None:
+    name, _ = require_mount(worker, request)
+    client_id = text_param(request, "id") or ""
+    if not client_id.isdigit():
+        raise ProtocolError("Missing parameter", 400)
+    killed = any(worker.gather("kill_client", mount=name, id=int(client_id)))
+    if killed:
+        log.info("%s: client %s on %s killed", conn.ip, client_id, name)
+    send_iceresponse(worker, conn, f"Client {client_id} {'removed' if killed else 'not found'}",
+                     int(killed))
+
+
+def command_killsource(worker: Any, conn: Connection, request: Request) -> None:
+    name, _ = require_mount(worker, request)
+    worker.gather("kill_source", mount=name)
+    log.info("%s: source on %s killed", conn.ip, name)
+    send_iceresponse(worker, conn, "Source Removed", 1)
+
+
+def command_moveclients(worker: Any, conn: Connection, request: Request) -> None:
+    name, _ = require_mount(worker, request)
+    destination = text_param(request, "destination")
+    if destination is None:
+        return send_xml(worker, conn, render_listmounts(listed_mounts(worker, name), name))
+    target = worker.mounts.get(destination)
+    if target is None:
+        raise ProtocolError("No such destination", 400)
+    if destination == name:
+        raise ProtocolError("supplied mountpoints are identical", 400)
+    if target.ended:
+        raise ProtocolError("Destination not running", 400)
+    moved = sum(worker.gather("move_clients", mount=name, destination=destination) or [0])
+    log.info("%s: %d clients moved from %s to %s", conn.ip, moved, name, destination)
+    send_iceresponse(worker, conn, f"Clients moved from {name} to {destination}", 1)
 
 
 COMMANDS = {
     "metadata": command_metadata,
     "metadata.xsl": command_metadata,
+    "streamlist.txt": streamlist.command_streamlist_txt,
+    "streams": streamlist.command_streams,
+    "stats": command_stats,
+    "stats.xml": command_stats,
+    "listmounts": command_listmounts,
+    "streamlist": command_listmounts,
+    "listclients": command_listclients,
+    "killclient": command_killclient,
+    "killsource": command_killsource,
+    "moveclients": command_moveclients,
 }

@@ -7,19 +7,26 @@ with its traceback and answered 500 when nothing was sent yet.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Callable
 
 import gevent
 
+from fanout import logs
+from fanout.protocol.access_log import AccessRecord, format_access_line
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import HeadParser, Request, is_source_method
 from fanout.protocol.responses import render_error
+from fanout.worker import stats
 
 log = logging.getLogger("fanout.client")
 
 # Bytes read per recv while the head arrives.
 HEAD_READ_SIZE = 4096
+# Bytes of a first send searched for status lines (a source's 100 Continue precedes its 200).
+STATUS_SCAN = 512
+_STATUS = re.compile(rb"HTTP/\d\.\d (\d{3}) ")
 
 
 class HeaderTimeout(Exception):
@@ -29,7 +36,8 @@ class HeaderTimeout(Exception):
 class Connection:
     """A client socket with what we know of it, for handlers and log lines."""
 
-    __slots__ = ("sock", "ip", "port", "server", "id", "answered", "kept")
+    __slots__ = ("sock", "ip", "port", "server", "id", "answered", "kept", "request", "status",
+                 "sent", "started")
 
     def __init__(self, sock: Any, address: tuple[str, int], server: Any, client_id: int) -> None:
         self.sock = sock
@@ -38,10 +46,18 @@ class Connection:
         self.id = client_id
         self.answered = False
         self.kept = False
+        self.request: Request | None = None  # once the head is parsed
+        self.status = 0  # of the response sent, for the access log
+        self.sent = 0  # bytes sent through send()
+        self.started = time.time()
 
     def send(self, data: bytes) -> None:
+        if self.status in (0, 100):
+            statuses = _STATUS.findall(data[:STATUS_SCAN])
+            self.status = int(statuses[-1]) if statuses else self.status
         self.answered = True
         self.sock.sendall(data)
+        self.sent += len(data)
 
     def keep_open(self) -> None:
         """The socket now belongs to the pump; don't close it when the handler returns."""
@@ -64,15 +80,18 @@ def serve_connection(worker: Any, server: Any, sock: Any, address: tuple[str, in
     finally:
         if not conn.kept:
             worker.counters.add(worker.index, "clients", -1)
+            log_access(conn, conn.status, conn.sent)
 
 
 def _serve(worker: Any, conn: Connection) -> None:
     try:
         request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
+        conn.request = request
         handler = route(request)
         handler(worker, conn, request, leftover)
     except ProtocolError as exc:
         log.warning("%s: %s (%s)", conn.ip, exc.message, exc.status or "closed")
+        stats.count_refusal(exc.status)
         _answer_error(worker, conn, exc)
     except HeaderTimeout:
         log.info("%s: no request head within %ss; closed", conn.ip, worker.cfg.limits.header_timeout)
@@ -99,7 +118,7 @@ def read_request(sock: Any, timeout: float) -> tuple[Request, bytes]:
 
 def route(request: Request) -> Callable[..., None]:
     """The handler for a request, by method and path (§5.1)."""
-    from fanout.worker import admin, listeners, source
+    from fanout.worker import admin, listeners, source, status
 
     if is_source_method(request.method):
         return source.serve_source
@@ -107,7 +126,18 @@ def route(request: Request) -> Callable[..., None]:
         raise ProtocolError("unknown request", 400)
     if request.path.startswith("/admin/") or request.path == "/admin.cgi":
         return admin.serve_admin
-    return listeners.serve_listener
+    return status.PAGES.get(request.path, listeners.serve_listener)
+
+
+def log_access(conn: Connection, status: int, sent: int) -> None:
+    """One access.log line for a finished connection whose request head was read."""
+    request = conn.request
+    if request is None:
+        return  # Icecast logs requests, not bare connections
+    logs.access(format_access_line(AccessRecord(
+        conn.ip, conn.started, request.method, request.target, request.version, status, sent,
+        request.header("referer") or "", request.header("user-agent") or "",
+        time.time() - conn.started)))
 
 
 def _answer_error(worker: Any, conn: Connection, exc: ProtocolError) -> None:

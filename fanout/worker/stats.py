@@ -1,0 +1,141 @@
+"""Statistics over every worker: what /admin/stats, /status-json.xsl and /metrics show.
+
+Theory of operation: each ring already sums what every worker publishes into it (the
+listener count, the bytes sent to listeners that have left, the bytes read from the
+source), so most figures are read locally. What only a worker knows — its listener peak
+observations, its slow-listener drops, the bytes sent to listeners still connected — is
+asked of every worker with one `gather("mount_figures")` per request.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import psutil
+
+from fanout.protocol.stats import MountFigures, MountSettings, ServerFigures, Stats, mount_stats
+from fanout.worker.worker import LocalMount, query
+
+# mount name -> (stream_start, highest summed listener count this worker has seen).
+_peaks: dict[str, tuple[float, int]] = {}
+
+
+def observe_listener_count(mount: LocalMount) -> None:
+    """Called right after this worker published a new (higher) listener count.
+
+    The summed count only rises when some worker adds a listener, and every worker reads
+    the sum right after its own increment, so the highest sum ever reached is read by the
+    worker whose increment made it. The one gap: another process's listener leaving
+    between that store and this load (consecutive statements, no greenlet switch between
+    them) hides a peak that lasted those nanoseconds; a peak that lasts longer than that
+    is always seen.
+    """
+    start = mount.info.get("stream_start", 0.0)
+    seen_start, peak = _peaks.get(mount.name, (start, 0))
+    if seen_start != start:  # a new source: a new stream, a new peak
+        peak = 0
+    _peaks[mount.name] = (start, max(peak, mount.ring.listener_count()))
+
+
+def local_peak(mount: LocalMount) -> int:
+    start, peak = _peaks.get(mount.name, (0.0, 0))
+    return peak if start == mount.info.get("stream_start", 0.0) else 0
+
+
+@query("mount_figures")
+def mount_figures(worker: Any) -> dict[str, tuple[int, int, int]]:
+    """This worker's (listener peak seen, slow listeners dropped, bytes sent to listeners
+    still connected) per mount."""
+    return {name: (local_peak(m), m.slow_listeners, sum(l.sent for l in m.listeners))
+            for name, m in worker.mounts.items() if not m.ended}
+
+
+def live_mounts(worker: Any) -> list[LocalMount]:
+    """The mounts with a source, sorted by name as Icecast's stats tree (strcmp)."""
+    mounts = [m for m in worker.mounts.values() if not m.ended]
+    return sorted(mounts, key=lambda m: m.name.encode("utf-8", "surrogateescape"))
+
+
+def collect_mounts(worker: Any) -> list[MountFigures]:
+    """Every live mount's figures, summed over all workers."""
+    answers = [a for a in worker.gather("mount_figures") if a]
+    return [_figures(mount, [a[mount.name] for a in answers if mount.name in a])
+            for mount in live_mounts(worker)]
+
+
+def _figures(mount: LocalMount, per_worker: list[tuple[int, int, int]]) -> MountFigures:
+    info, ring = mount.info, mount.ring
+    return MountFigures(
+        name=mount.name, content_type=info["content_type"], headers=info["headers"],
+        source_ip=info.get("source_ip", ""), user_agent=info.get("user_agent", ""),
+        title=info.get("title", ""), stream_start=info.get("stream_start", 0.0),
+        listeners=ring.listener_count(),
+        listener_peak=max([ring.listener_count()] + [f[0] for f in per_worker]),
+        slow_listeners=sum(f[1] for f in per_worker),
+        bytes_read=ring.write_seq,
+        bytes_sent=ring.bytes_sent() + sum(f[2] for f in per_worker),
+        settings=mount_settings(mount))
+
+
+def mount_settings(mount: LocalMount) -> MountSettings:
+    r = mount.resolved
+    return MountSettings(hidden=r.hidden, max_listeners=r.max_listeners, public=r.public,
+                         stream_name=r.stream_name, stream_description=r.stream_description,
+                         stream_url=r.stream_url, genre=r.genre, bitrate=r.bitrate,
+                         subtype=r.subtype)
+
+
+@functools.cache
+def server_start() -> float:
+    """When the supervisor (our parent) started: the server's start, for every worker."""
+    try:
+        return float(psutil.Process(os.getppid()).create_time())
+    except psutil.Error:
+        return time.time()
+
+
+def collect_server(worker: Any) -> ServerFigures:
+    cfg, counters = worker.cfg, worker.counters
+    return ServerFigures(
+        admin=cfg.admin, host=cfg.hostname, location=cfg.location, server_id=cfg.server_id,
+        server_start=server_start(), port=advertised_port(worker), clients=counters.total("clients"),
+        listeners=counters.total("listeners"), sources=counters.total("sources"),
+        connections=counters.total("accepted"), source_connections=counters.total("sources"),
+        listener_connections=counters.total("listeners"))
+
+
+# Refused requests by reason, this worker's (the client limit is in `Counters`).
+_REFUSAL_REASONS = {0: "closed", 400: "bad_request", 401: "unauthorized", 403: "forbidden",
+                    404: "not_found"}
+_refusals: dict[str, int] = {}
+
+
+def count_refusal(status: int) -> None:
+    reason = _REFUSAL_REASONS.get(status, "other")
+    _refusals[reason] = _refusals.get(reason, 0) + 1
+
+
+@query("worker_figures")
+def worker_figures(worker: Any) -> dict[str, Any]:
+    """This worker's index, open connections, CPU seconds, RSS bytes and refusals."""
+    process = psutil.Process()
+    cpu = process.cpu_times()
+    return {"index": worker.index, "connections": worker.counters.row(worker.index)["clients"],
+            "cpu": cpu.user + cpu.system, "rss": process.memory_info().rss,
+            "refusals": dict(_refusals)}
+
+
+def advertised_port(worker: Any) -> int:
+    """The port in `listenurl`: the first listen socket's, as bound (config port 0 lets
+    the kernel choose, and a URL with port 0 would be useless)."""
+    if worker.cfg.port or not worker.servers:
+        return int(worker.cfg.port)
+    return int(worker.servers[0].address[1])
+
+
+def stats_of(worker: Any, mounts: list[MountFigures]) -> list[tuple[str, Stats]]:
+    """(mount name, its stats) for each of `mounts`, as /admin/stats shows them."""
+    host, port = worker.cfg.hostname, advertised_port(worker)
+    return [(m.name, mount_stats(m, host, port)) for m in mounts]

@@ -1,0 +1,122 @@
+"""Public and operational endpoints: /status-json.xsl, the HTML status page at `/` and
+/status.xsl, /health and /metrics.
+
+Hidden mounts never appear in a public answer; /metrics shows them only to a request
+carrying the admin credentials. Rendering is `fanout.protocol`'s; this module gathers.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fanout.protocol.http import Request
+from fanout.protocol.prometheus import CONTENT_TYPE as METRICS_TYPE
+from fanout.protocol.prometheus import MetricFamily, render_metrics
+from fanout.protocol.responses import render_text
+from fanout.protocol.stats import MountFigures, global_stats, public_mount_stats
+from fanout.protocol.status_json import JSON_TYPE, render_health, render_status_json
+from fanout.protocol.status_page import HTML_TYPE, render_status_page
+from fanout.worker import stats
+from fanout.worker.admin import is_admin, text_param
+from fanout.worker.connection import Connection
+
+
+def send(worker: Any, conn: Connection, body: bytes, content_type: str, status: int = 200) -> None:
+    conn.send(render_text(status, body, content_type, server_id=worker.cfg.server_id,
+                          now=time.time()))
+
+
+def public_mounts(worker: Any, only: str | None = None) -> list[MountFigures]:
+    """The live, non-hidden mounts (just `only` when given), summed over workers."""
+    return [m for m in stats.collect_mounts(worker)
+            if not m.settings.hidden and (only is None or m.name == only)]
+
+
+def serve_status_json(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+    mounts = public_mounts(worker, text_param(request, "mount"))
+    body = render_status_json(global_stats(stats.collect_server(worker)),
+                              [public_mount_stats(s) for _, s in stats.stats_of(worker, mounts)])
+    send(worker, conn, body, JSON_TYPE)
+
+
+def serve_health(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+    """No auth and no gather: a load balancer polls this often and must get a fast answer."""
+    serving = not worker.stopping.is_set()
+    live = [m for m in worker.mounts.values() if not m.ended]
+    body = render_health(serving, len(live), time.time() - stats.server_start())
+    send(worker, conn, body, "application/json", 200 if serving else 503)
+
+
+def serve_metrics(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+    show_hidden = is_admin(worker, request)
+    mounts = [m for m in stats.collect_mounts(worker) if show_hidden or not m.settings.hidden]
+    workers = sorted((w for w in worker.gather("worker_figures") if w), key=lambda w: w["index"])
+    families = mount_families(mounts) + worker_families(workers) + server_families(worker, workers)
+    send(worker, conn, render_metrics(families), METRICS_TYPE)
+
+
+# Per-mount metrics: name, type, help, and the MountFigures field it shows.
+MOUNT_METRICS = (
+    ("fanout_mount_listeners", "gauge", "Listeners connected, all workers", "listeners"),
+    ("fanout_mount_listener_peak", "gauge", "Most listeners at once since the source came",
+     "listener_peak"),
+    ("fanout_mount_sent_bytes_total", "counter", "Bytes sent to listeners", "bytes_sent"),
+    ("fanout_mount_read_bytes_total", "counter", "Bytes read from the source", "bytes_read"),
+    ("fanout_mount_slow_listeners_total", "counter", "Listeners dropped as too far behind",
+     "slow_listeners"),
+)
+
+
+def mount_families(mounts: list[MountFigures]) -> list[MetricFamily]:
+    families = [MetricFamily(name, kind, text) for name, kind, text, _ in MOUNT_METRICS]
+    connected = MetricFamily("fanout_mount_source_connected", "gauge", "1 while a source feeds it")
+    for mount in mounts:
+        for family, (*_, field) in zip(families, MOUNT_METRICS):
+            family.add(getattr(mount, field), mount=mount.name)
+        connected.add(1, mount=mount.name)
+    return families + [connected]
+
+
+def worker_families(workers: list[dict[str, Any]]) -> list[MetricFamily]:
+    connections = MetricFamily("fanout_worker_connections", "gauge", "Open client connections")
+    cpu = MetricFamily("fanout_worker_cpu_seconds_total", "counter", "CPU time used (user + system)")
+    rss = MetricFamily("fanout_worker_resident_memory_bytes", "gauge", "Resident set size")
+    for w in workers:
+        label = str(w["index"])
+        connections.add(w["connections"], worker=label)
+        cpu.add(w["cpu"], worker=label)
+        rss.add(w["rss"], worker=label)
+    return [connections, cpu, rss]
+
+
+def server_families(worker: Any, workers: list[dict[str, Any]]) -> list[MetricFamily]:
+    uptime = MetricFamily("fanout_uptime_seconds", "gauge", "Seconds since the server started")
+    uptime.add(time.time() - stats.server_start())
+    accepted = MetricFamily("fanout_connections_accepted_total", "counter", "Connections accepted")
+    accepted.add(worker.counters.total("accepted"))
+    refused = MetricFamily("fanout_requests_refused_total", "counter",
+                           "Connections refused or answered with an error, by reason")
+    reasons: dict[str, int] = {"client_limit": worker.counters.total("refused")}
+    for w in workers:
+        for reason, count in w["refusals"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    for reason, count in sorted(reasons.items()):
+        refused.add(count, reason=reason)
+    return [uptime, accepted, refused]
+
+
+def serve_status_page(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+    mounts = public_mounts(worker)
+    page = render_status_page(worker.cfg.server_id,
+                              [public_mount_stats(s) for _, s in stats.stats_of(worker, mounts)])
+    send(worker, conn, page, HTML_TYPE)
+
+
+# Path -> handler, for the paths `connection.route` serves here instead of a mount.
+PAGES = {
+    "/": serve_status_page,
+    "/status.xsl": serve_status_page,
+    "/status-json.xsl": serve_status_json,
+    "/health": serve_health,
+    "/metrics": serve_metrics,
+}

@@ -6,6 +6,11 @@ inherit this hub. One greenlet per worker reads its control channel; end-of-file
 means the worker died, and it is replaced at once, unless it died before saying `booted`,
 which halts the server (a broken worker would otherwise respawn in a loop). The supervisor
 never reads or writes a client socket.
+
+Relays: as a slave (`<master-server>`), a `MasterPoller` greenlet polls the master and runs
+one `RelayPull` greenlet per mirrored mount in this hub. A pull owns its ring as
+SUPERVISOR_OWNER and announces it with `mount_up` exactly as a source's worker would; the
+workers do not care who writes a ring.
 """
 from __future__ import annotations
 
@@ -23,10 +28,11 @@ from typing import Any
 import gevent
 from gevent.queue import Queue
 
-from fanout import control
+from fanout import control, logs
 from fanout.config import Config, ConfigError, load_config
 from fanout.counters import Counters
-from fanout.registry import ClaimRefused, MountRegistry
+from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
+from fanout.relay.poller import MasterPoller
 
 log = logging.getLogger("fanout.supervisor")
 
@@ -42,6 +48,8 @@ BACKLOG = 4096
 WORKER_MODULE = "fanout.worker"
 # Seconds a gather waits for every worker's answer before answering with what it has.
 GATHER_TIMEOUT = 5.0
+# Gather id of a query nobody waits for (real gathers count from 1): answers are dropped.
+NO_GATHER = 0
 
 
 @dataclass(slots=True)
@@ -97,19 +105,23 @@ class Supervisor:
         self.gathers: dict[int, Gather] = {}
         self.gather_ids = itertools.count(1)
         self.exit_status: int | None = None
+        self.poller: MasterPoller | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        self.open_log_files()
         self.listeners = bind_listeners(self.config)
         self.announce()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             gevent.signal_handler(signum, self.signals.put, signum)
         self.spawn_workers()
+        self.start_master_poller()
         while self.exit_status is None:
             signum = self.signals.get()
             if signum:  # 0 only wakes the loop (see halt)
                 getattr(self, f"handle_{signal.Signals(signum).name.lower()}")()
+        self.stop_master_poller()
         self.stop_workers()
         self.registry.close_all()
         self.counters.close()
@@ -121,6 +133,11 @@ class Supervisor:
             shown = "127.0.0.1" if host == "0.0.0.0" else host
             print(f"fanout: listening on http://{shown}:{port}/", flush=True)
 
+    def open_log_files(self) -> None:
+        cfg = self.config
+        logs.configure_files(cfg.paths.logdir, cfg.logging.errorlog, cfg.logging.accesslog,
+                             cfg.logging.loglevel, "supervisor")
+
     def halt(self, status: int) -> None:
         self.exit_status = status
         self.signals.put(0)  # wake the main loop
@@ -130,6 +147,13 @@ class Supervisor:
         self.exit_status = EXIT_OK
 
     handle_sigint = handle_sigterm
+
+    def handle_sigusr1(self) -> None:
+        """logrotate moved the log files: reopen ours and have every worker reopen theirs."""
+        logs.reopen_files()
+        for handle in list(self.workers.values()):
+            _signal(handle.proc, signal.SIGUSR1)
+        log.info("SIGUSR1: log files reopened")
 
     def handle_sighup(self) -> None:
         if self.config_path is None:
@@ -144,8 +168,14 @@ class Supervisor:
             log.warning("%s", warning)
         if config.listen_sockets != self.config.listen_sockets:
             log.warning("SIGHUP: listen-socket changes need a restart; keeping the old sockets")
-        self.config = config
+        old_master, self.config = self.config.master, config
+        self.open_log_files()
         self.broadcast("config", config=config)
+        if config.master != old_master:
+            self.stop_master_poller()
+            self.start_master_poller()
+        elif self.poller is not None:
+            self.poller.trigger()
         log.info("SIGHUP: configuration reloaded from %s", self.config_path)
 
     # -- workers -----------------------------------------------------------------------------
@@ -261,6 +291,8 @@ class Supervisor:
         if self.registry.release(name, owner) is not None:
             self.broadcast("mount_down", mount=name)
             log.info("source on %s ended", name)
+            if owner != SUPERVISOR_OWNER and self.poller is not None:
+                self.poller.trigger()  # a master mount this source shadowed may be free now
 
     def on_gather(self, handle: WorkerHandle, message: control.Message) -> None:
         """Ask every worker `query`; the requester gets all answers in one `gathered`."""
@@ -288,12 +320,55 @@ class Supervisor:
             pass  # the requester died meanwhile
 
     def on_metadata(self, handle: WorkerHandle, message: control.Message) -> None:
-        record = self.registry.mounts.get(message["mount"])
+        self.set_mount_metadata(message["mount"], message["block"], message["title"])
+
+    def set_mount_metadata(self, name: str, block: bytes, title: str) -> None:
+        record = self.registry.mounts.get(name)
         if record is None:
             return
-        record.ring.set_metadata(message["block"])
-        record.info["title"] = message["title"]
-        self.broadcast("mount_info", mount=record.name, info=record.info)
+        record.ring.set_metadata(block)
+        self.update_mount_info(name, title=title)
+
+    def update_mount_info(self, name: str, **fields: Any) -> None:
+        record = self.registry.mounts.get(name)
+        if record is not None:
+            record.info.update(fields)
+            self.broadcast("mount_info", mount=record.name, info=record.info)
+
+    # -- relays (the RelayHost interface of fanout.relay) ------------------------------------
+
+    def start_master_poller(self) -> None:
+        if self.config.master is not None:
+            self.poller = MasterPoller(self, self.config.master)
+            self.poller.start()
+            log.info("relaying the mounts of master %s:%d", self.config.master.server,
+                     self.config.master.port)
+
+    def stop_master_poller(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
+
+    def local_mounts(self) -> set[str]:
+        """Mounts held by source clients (they win over the master's mounts)."""
+        return {name for name, rec in self.registry.mounts.items() if rec.owner != SUPERVISOR_OWNER}
+
+    def claim_relay_mount(self, name: str, info: dict[str, Any]) -> MountRecord:
+        """Claim `name` for a relay pull and announce it; raises ClaimRefused."""
+        record = self.registry.claim(self.config, name, SUPERVISOR_OWNER, info)
+        self.broadcast("mount_up", fds=[record.ring.fd], mount=name, info=record.info)
+        return record
+
+    def release_relay_mount(self, name: str) -> None:
+        """End a relayed mount; its listeners move to its running fallback mount, if any
+        (§1.5, §3.9), else they are closed as the mount goes down."""
+        fallback = self.config.resolve_mount(name).fallback_mount
+        if fallback and fallback != name and fallback in self.registry.mounts:
+            # The workers' own move query, sent one-way: it reaches each worker before
+            # the mount_down below (one channel per worker keeps the order).
+            self.broadcast("query", gather=NO_GATHER, query="move_clients",
+                           args={"mount": name, "destination": fallback})
+        self.release_mount(name, SUPERVISOR_OWNER)
 
 
 def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:

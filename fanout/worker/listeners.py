@@ -24,7 +24,9 @@ from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
 from fanout.protocol.icy import DEFAULT_METAINT
 from fanout.protocol.responses import listener_icy_headers, render_listener_head
-from fanout.worker.connection import Connection
+from fanout.worker import stats
+from fanout.worker.connection import Connection, log_access
+from fanout.worker.streamlist import is_relay_client
 from fanout.worker.worker import LocalMount
 
 log = logging.getLogger("fanout.listener")
@@ -40,6 +42,12 @@ MAX_DELAY = 0.15
 BUDGET = 256 * 1024
 # Seconds listeners may keep draining after their source left.
 DRAIN_TIME = 2.0
+# Seconds a listener of an idle on-demand relay waits for the upstream before a 404.
+ON_DEMAND_WAIT = 10.0
+# Seconds between two looks at a held listener's mount.
+PENDING_CHECK = 0.05
+# Listeners one worker may hold per mount while its on-demand upstream connects.
+MAX_PENDING = 1000
 
 
 @dataclass(slots=True)
@@ -49,6 +57,7 @@ class ListenerInfo:
     conn: Connection
     user_agent: str
     connected_at: float
+    slave: bool = False  # a relay pull with the relay credentials: not counted as a listener
 
 
 def serve_listener(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
@@ -56,16 +65,44 @@ def serve_listener(worker: Any, conn: Connection, request: Request, leftover: by
     if mount is None or mount.ended:
         raise ProtocolError("The file you requested could not be found", 404)
     resolved = mount.resolved
-    if 0 <= resolved.max_listeners <= mount.ring.listener_count():
+    slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
+    if not slave and 0 <= resolved.max_listeners <= mount.ring.listener_count():
         raise ProtocolError("max listeners reached", 403)
+    if mount.info.get("on_demand") and not mount.info.get("connected"):
+        mount = await_upstream(worker, mount)
     metaint = 0
     if wants_icy_metadata(request) and not mount.is_ogg:
-        metaint = resolved.metadata_interval or DEFAULT_METAINT
+        # A relayed mount serves with its upstream's interval unless configured (§3.5).
+        metaint = resolved.metadata_interval or mount.info.get("icy_metaint") or DEFAULT_METAINT
     head = listener_head(worker, mount, request, metaint)
     if request.method == "HEAD":
         conn.send(head)
         return
     add_listener(worker, mount, conn, request, head, metaint)
+
+
+def await_upstream(worker: Any, mount: LocalMount) -> LocalMount:
+    """Hold a listener of an idle on-demand relay (no head sent, but counted, which is
+    what makes the supervisor connect) until the upstream is up; the mount then, or a 404
+    "Mount unavailable" if it fails, stops, or takes over ON_DEMAND_WAIT s (§3.7)."""
+    if mount.pending >= MAX_PENDING:
+        raise ProtocolError("Mount unavailable", 404)
+    mount.pending += 1
+    publish_count(worker, mount)
+    try:
+        deadline = time.monotonic() + ON_DEMAND_WAIT
+        while not mount.info.get("connected"):
+            if (mount.ended or mount.info.get("relay_state") == "retrying"
+                    or time.monotonic() > deadline):
+                raise ProtocolError("Mount unavailable", 404)
+            gevent.sleep(PENDING_CHECK)
+    finally:
+        mount.pending -= 1
+        publish_count(worker, mount)
+    current = worker.mounts.get(mount.name)
+    if current is None or current.ended:
+        raise ProtocolError("Mount unavailable", 404)
+    return current
 
 
 def listener_head(worker: Any, mount: LocalMount, request: Request, metaint: int) -> bytes:
@@ -99,20 +136,28 @@ def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Requ
     pos = start_position(mount)
     if mount.is_ogg and pos != 0:
         prefix += ring.stream_header()[1]
-    lag_limit = min(mount.resolved.queue_size, ring.capacity - 2 * core.GUARD)
-    listener = core.Listener(conn.sock.fileno(), pos, lag_limit, metaint, prefix)
-    listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time())
+    listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint, prefix)
+    slave = is_relay_client(worker, request)
+    listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time(), slave)
     conn.keep_open()
     mount.listeners.append(listener)
     mount.urgent = True  # its head and burst go out on the next tick, not after MAX_DELAY
     publish_count(worker, mount)
-    worker.counters.add(worker.index, "listeners", 1)
+    stats.observe_listener_count(mount)
+    if not slave:
+        worker.counters.add(worker.index, "listeners", 1)
     if mount.pump is None:
         mount.pump = gevent.spawn(pump, worker, mount)
 
 
+def lag_limit(mount: LocalMount) -> int:
+    """How far a listener of `mount` may fall behind before it is dropped as slow."""
+    return int(min(mount.resolved.queue_size, mount.ring.capacity - 2 * core.GUARD))
+
+
 def publish_count(worker: Any, mount: LocalMount) -> None:
-    mount.ring.set_listener_count(worker.index, len(mount.listeners))
+    counted = sum(not l.tag.slave for l in mount.listeners) + mount.pending
+    mount.ring.set_listener_count(worker.index, counted)
 
 
 def pump(worker: Any, mount: LocalMount) -> None:
@@ -154,24 +199,28 @@ def drop_failed(worker: Any, mount: LocalMount, results: list[tuple[Any, int, in
         else:
             continue
         dropped.add(id(listener))
-        close_listener(worker, listener)
+        close_listener(worker, mount, listener)
     if dropped:
         mount.listeners[:] = [l for l in mount.listeners if id(l) not in dropped]
         publish_count(worker, mount)
 
 
-def close_listener(worker: Any, listener: Any) -> None:
+def close_listener(worker: Any, mount: LocalMount, listener: Any) -> None:
     info: ListenerInfo = listener.tag
+    # Counted once, when it leaves: no per-listener Python work while it is served.
+    mount.ring.add_bytes_sent(worker.index, listener.sent)
     try:
         info.conn.sock.close()
     except OSError:
         pass
     worker.counters.add(worker.index, "clients", -1)
-    worker.counters.add(worker.index, "listeners", -1)
+    if not info.slave:
+        worker.counters.add(worker.index, "listeners", -1)
+    log_access(info.conn, 200, listener.sent)
 
 
 def close_all_listeners(worker: Any, mount: LocalMount) -> None:
     for listener in mount.listeners:
-        close_listener(worker, listener)
+        close_listener(worker, mount, listener)
     mount.listeners.clear()
     publish_count(worker, mount)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
+
+import gevent
 
 from fanout.model.ingest import Ingest, format_for_content_type
 from fanout.protocol.auth import basic_credentials, credentials_match
@@ -16,7 +19,9 @@ from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
 from fanout.ringio import append_chunk
+from fanout.worker import admin_queries
 from fanout.worker.connection import Connection
+from fanout.worker.listeners import TICK
 
 log = logging.getLogger("fanout.source")
 
@@ -43,7 +48,8 @@ def serve_source(worker: Any, conn: Connection, request: Request, leftover: byte
         greeting = render_continue() if wants_continue(request) else b""
         conn.send(greeting + render_source_ok())
         log.info("%s: source connected on %s (%s)", conn.ip, path, content_type)
-        pump_source(worker, conn, path, leftover, resolved.source_timeout)
+        with admin_queries.source_registered(path, conn):
+            pump_source(worker, conn, path, leftover, resolved.source_timeout)
     finally:
         worker.counters.add(worker.index, "sources", -1)
         worker.release(path)
@@ -81,11 +87,13 @@ def pump_source(worker: Any, conn: Connection, path: str, leftover: bytes,
     """Read until the source closes or stays silent for <source-timeout> seconds."""
     mount = worker.mounts[path]
     ingest = Ingest(mount.info["format"])
+    pace = SourcePace(mount.resolved.queue_size)
     conn.sock.settimeout(timeout)
     data = leftover
     while True:
         if data:
             append_chunk(mount.ring, ingest.feed(data))
+            pace.wrote(len(data))
         try:
             data = conn.sock.recv(SOURCE_READ_SIZE)
         except socket.timeout:
@@ -94,3 +102,31 @@ def pump_source(worker: Any, conn: Connection, path: str, leftover: bytes,
         if not data:
             log.info("%s: source on %s disconnected", conn.ip, path)
             return
+
+
+class SourcePace:
+    """Keeps a source from running ahead of the pumps.
+
+    Icecast's source thread reads a chunk and then writes it to every listener, so a source
+    pushing faster than real time is paced by that loop. Here the source and the pumps are
+    decoupled, so the same bound is explicit: at most 1/16 of the listeners' lag limit per
+    pump tick (3.2 MB/s, 25 Mbit/s, with the default queue-size), so that listeners served
+    every tick keep up even when a pass over many of them takes several ticks. A real-time
+    source (kbit/s) never comes near it; only a faster-than-real-time push waits.
+    Better (to do): pace by the pumps' published pass progress instead of a fixed rate.
+    """
+
+    def __init__(self, queue_size: int) -> None:
+        self.limit = max(4096, queue_size // 16)
+        self.window_start = time.monotonic()
+        self.written = 0
+
+    def wrote(self, n: int) -> None:
+        self.written += n
+        if self.written < self.limit:
+            return
+        wait = self.window_start + TICK - time.monotonic()
+        if wait > 0:
+            gevent.sleep(wait)
+        self.window_start, self.written = time.monotonic(), 0
+

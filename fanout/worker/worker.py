@@ -9,6 +9,7 @@ it never outlives the server.
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 import os
@@ -21,7 +22,7 @@ import gevent
 from gevent.event import AsyncResult, Event
 from gevent.server import StreamServer
 
-from fanout import control, core
+from fanout import control, core, logs
 from fanout.config import Config, ResolvedMount
 from fanout.counters import Counters
 
@@ -34,6 +35,11 @@ GATHER_WAIT = 10.0
 # Handlers of cross-worker queries, by name: `handler(worker, **args) -> picklable result`.
 # Modules register theirs with @query("name"); see Worker.gather.
 QUERIES: dict[str, Callable[..., Any]] = {}
+
+
+# Modules that register @query handlers: imported when the worker starts, because a
+# gather may reach a worker before any request made it import them.
+QUERY_MODULES = ("fanout.worker.stats", "fanout.worker.admin_queries")
 
 
 def query(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -63,6 +69,7 @@ class LocalMount:
     ended: bool = False
     slow_listeners: int = 0
     urgent: bool = False  # a listener waits for its first bytes: pump at the next tick
+    pending: int = 0  # listeners held until an on-demand relay's upstream is connected
 
     @property
     def is_ogg(self) -> bool:
@@ -116,6 +123,9 @@ class Worker:
     def run(self) -> int:
         gevent.signal_handler(signal.SIGTERM, self.stopping.set)
         gevent.signal_handler(signal.SIGINT, self.stopping.set)
+        gevent.signal_handler(signal.SIGUSR1, self.reopen_logs)  # logrotate moved the files
+        for module in QUERY_MODULES:
+            importlib.import_module(module)
         gevent.spawn(self.read_control)
         self.configured.wait()
         for fd in self.listen_fds:
@@ -128,6 +138,10 @@ class Worker:
         self.stopping.wait()
         self.shutdown()
         return 0
+
+    def reopen_logs(self) -> None:
+        logs.reopen_files()
+        log.info("SIGUSR1: log files reopened")
 
     def shutdown(self) -> None:
         for server in self.servers:
@@ -166,6 +180,9 @@ class Worker:
 
     def on_config(self, message: control.Message) -> None:
         self.config = message["config"]
+        paths, logging_ = self.cfg.paths, self.cfg.logging
+        logs.configure_files(paths.logdir, logging_.errorlog, logging_.accesslog,
+                             logging_.loglevel, f"worker{self.index}")
         for mount in self.mounts.values():
             mount.resolved = self.cfg.resolve_mount(mount.name)
         self.configured.set()

@@ -164,3 +164,34 @@ def test_clients_limit_refuses_with_403_across_workers(tmp_path):
         source.close()
     finally:
         assert server.stop() == 0
+
+
+def test_unwritable_logdir_exits_2_naming_the_element(tmp_path):
+    path = tmp_path / "bad.xml"
+    path.write_text(icecast_xml(extra=f"<paths><logdir>{tmp_path}/missing</logdir></paths>"))
+    result = run_cli("-c", str(path))
+    assert result.returncode == 2
+    assert "icecast/paths/logdir" in result.stderr
+
+
+def test_sigusr1_reopens_log_files_in_every_process(tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    server = start_fanout(icecast_xml(extra=f"<paths><logdir>{logdir}</logdir></paths>"), tmp_path)
+    try:
+        raw_request(server.host, server.port, b"GET /before HTTP/1.0\r\n\r\n")
+        wait_for(lambda: b"/before" in (logdir / "access.log").read_bytes(), 5, "the access line")
+        (logdir / "access.log").rename(logdir / "access.log.1")  # what logrotate does
+        (logdir / "error.log").rename(logdir / "error.log.1")
+        server.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: (logdir / "error.log").exists()
+                 and (logdir / "error.log").read_bytes().count(b"SIGUSR1: log files reopened") == 3,
+                 5, "the supervisor and both workers to reopen their files")
+        for _ in range(6):  # reach both workers
+            raw_request(server.host, server.port, b"GET /after HTTP/1.0\r\n\r\n")
+        wait_for(lambda: (logdir / "access.log").exists()
+                 and (logdir / "access.log").read_bytes().count(b"/after") == 6, 5,
+                 "every worker to write to the new access.log")
+        assert b"/after" not in (logdir / "access.log.1").read_bytes()
+    finally:
+        assert server.stop() == 0

@@ -1,0 +1,63 @@
+"""The master side of master–slave relaying (PROTOCOL.md §1.3, §1.8, §1.10).
+
+`/admin/streamlist.txt` answers slaves (relay credentials only, as 2.4.4) with every
+non-hidden mount, one per CRLF line, then closes. `/admin/streams` is KH's flavour: relay
+or admin credentials; without `mount=` it lists `/admin/streams?mount=/x` lines, with
+`mount=/x` it is a slave's stream fetch of `/x`, served as a listener that the listener
+code recognises as a slave by its relay credentials (no max-listeners, not counted).
+KH's redirect-registration arguments (`rserver`, `rport`, `interval`) are accepted and
+ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from fanout.protocol.auth import basic_credentials, credentials_match
+from fanout.protocol.errors import ProtocolError
+from fanout.protocol.http import Request
+from fanout.protocol.responses import render_text
+from fanout.protocol.streamlist import render_kh_streams, render_streamlist
+from fanout.worker.connection import Connection
+
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+def public_mounts(worker: Any) -> list[str]:
+    """Mounts a slave may relay: every live mount not configured hidden."""
+    return [name for name, mount in worker.mounts.items()
+            if not mount.ended and not worker.cfg.resolve_mount(name).hidden]
+
+
+def is_relay_client(worker: Any, request: Request) -> bool:
+    """True if the request carries the relay-user/relay-password (a slave)."""
+    auth = worker.cfg.authentication
+    return credentials_match(basic_credentials(request), auth.relay_user, auth.relay_password)
+
+
+def is_admin(worker: Any, request: Request) -> bool:
+    auth = worker.cfg.authentication
+    return auth.admin_user is not None and credentials_match(
+        basic_credentials(request), auth.admin_user, auth.admin_password)
+
+
+def command_streamlist_txt(worker: Any, conn: Connection, request: Request) -> None:
+    if not is_relay_client(worker, request):
+        raise ProtocolError("You need to authenticate", 401)
+    send_list(worker, conn, render_streamlist(public_mounts(worker)))
+
+
+def command_streams(worker: Any, conn: Connection, request: Request) -> None:
+    if not (is_relay_client(worker, request) or is_admin(worker, request)):
+        raise ProtocolError("You need to authenticate", 401)
+    mount = request.query_value("mount")
+    if mount is None:
+        return send_list(worker, conn, render_kh_streams(public_mounts(worker)))
+    from fanout.worker.listeners import serve_listener
+
+    serve_listener(worker, conn, dataclasses.replace(request, path=mount), b"")
+
+
+def send_list(worker: Any, conn: Connection, body: bytes) -> None:
+    conn.send(render_text(200, body, TEXT_TYPE, server_id=worker.cfg.server_id, now=time.time()))

@@ -1,0 +1,278 @@
+"""Master–slave relaying between fanout servers (issue 4), over real sockets and processes.
+
+The slaves poll every MASTER_INTERVAL seconds. Timings the issue asks for are waited on
+with the issue's deadline and printed (`pytest -s`) as measured.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.clients import (Listener, Source, basic, locate_in_pattern, raw_request,
+                                   split_icy)
+from tests.support.server import (ADMIN_PASSWORD, RELAY_PASSWORD, FanoutProcess, icecast_xml,
+                                  start_fanout)
+from tests.support.waiting import wait_for
+
+MASTER_INTERVAL = 2
+
+
+def slave_xml(master: FanoutProcess, interval: int = MASTER_INTERVAL, extra: str = "",
+              mounts: str = "") -> str:
+    return icecast_xml(mounts=mounts, extra=f"""
+  <master-server>{master.host}</master-server>
+  <master-server-port>{master.port}</master-server-port>
+  <master-password>{RELAY_PASSWORD}</master-password>
+  <master-update-interval>{interval}</master-update-interval>
+  {extra}""")
+
+
+def start_in(tmp_path: Path, name: str, config: str, workers: int = 2) -> FanoutProcess:
+    directory = tmp_path / name
+    directory.mkdir()
+    return start_fanout(config, directory, workers=workers)
+
+
+class PacedSource:
+    """A pattern source that keeps sending in a background thread until `close`."""
+
+    def __init__(self, server: FanoutProcess, mount: str, chunk: int = 4096,
+                 pace: float = 0.01) -> None:
+        self.source = Source(server.host, server.port, mount)
+        assert self.source.accepted, self.source.response
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(chunk, pace), daemon=True)
+        self.thread.start()
+
+    def _run(self, chunk: int, pace: float) -> None:
+        try:
+            while not self.stopping.is_set():
+                self.source.send_pattern(chunk)
+                time.sleep(pace)  # pacing a producer, not synchronisation
+        except OSError:
+            pass
+
+    @property
+    def sent(self) -> int:
+        return self.source.sent
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.source.close()
+
+
+def status_of(server: FanoutProcess, mount: str) -> int:
+    probe = Listener(server.host, server.port, mount).start()
+    probe.close()
+    return int(probe.head.split(b" ", 2)[1])
+
+
+def wait_status(server: FanoutProcess, mount: str, status: int, timeout: float) -> float:
+    """Wait until `mount` answers `status`; return the seconds it took."""
+    started = time.monotonic()
+    wait_for(lambda: status_of(server, mount) == status, timeout, f"{mount} to answer {status}")
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def servers(tmp_path):
+    started: list[FanoutProcess] = []
+
+    def start(name: str, config: str, workers: int = 2) -> FanoutProcess:
+        server = start_in(tmp_path, name, config, workers)
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+        # Shown by pytest only when the test failed.
+        print(f"--- {server.url} output ---\n{server.output()}")
+
+
+def streamlist(server: FanoutProcess, user: str, password: str, path: str = "/admin/streamlist.txt"
+               ) -> bytes:
+    request = f"GET {path} HTTP/1.0\r\nAuthorization: {basic(user, password)}\r\n\r\n"
+    return raw_request(server.host, server.port, request.encode())
+
+
+# -- master side -----------------------------------------------------------------------------
+
+
+def test_streamlist_lists_public_mounts_for_relay_credentials_only(servers):
+    master = servers("master", icecast_xml(mounts="<mount><mount-name>/hidden</mount-name>"
+                                                  "<hidden>1</hidden></mount>"))
+    public, hidden = PacedSource(master, "/public"), PacedSource(master, "/hidden")
+    try:
+        wait_status(master, "/hidden", 200, 5)
+        answer = streamlist(master, "relay", RELAY_PASSWORD)
+        assert answer.startswith(b"HTTP/1.0 200 OK\r\n")
+        assert b"Content-Type: text/plain" in answer
+        assert answer.endswith(b"\r\n\r\n/public\r\n")
+        assert streamlist(master, "admin", ADMIN_PASSWORD).startswith(b"HTTP/1.0 401")
+        assert streamlist(master, "relay", "wrong").startswith(b"HTTP/1.0 401")
+        kh = streamlist(master, "relay", RELAY_PASSWORD, "/admin/streams")
+        assert kh.endswith(b"\r\n\r\n/admin/streams?mount=/public\r\n")
+    finally:
+        public.close()
+        hidden.close()
+
+
+# -- slave side ------------------------------------------------------------------------------
+
+
+def test_pattern_arrives_byte_exact_through_a_slave_and_a_sub_slave(servers):
+    master = servers("master", icecast_xml())
+    slave = servers("slave", slave_xml(master))
+    sub = servers("sub", slave_xml(slave))
+    source = PacedSource(master, "/pattern")
+    wait_status(sub, "/pattern", 200, 3 * MASTER_INTERVAL + 5)
+    listener = Listener(sub.host, sub.port, "/pattern").start()
+    wait_for(lambda: len(listener.body) > 256 * 1024, 20, "256 KiB at the sub-slave")
+    source.close()
+    assert listener.closed.wait(20), "the sub-slave listener was not closed at the end"
+    start = locate_in_pattern(bytes(listener.body))
+    assert start + len(listener.body) == source.sent, "the stream's tail is missing"
+
+
+def test_new_master_mount_is_served_within_the_update_interval_plus_one_second(servers):
+    master = servers("master", icecast_xml())
+    slave = servers("slave", slave_xml(master))
+    wait_for(lambda: "relaying the mounts of master" in slave.output(), 5, "the poller")
+    source = PacedSource(master, "/new")
+    try:
+        took = wait_status(slave, "/new", 200, MASTER_INTERVAL + 1)
+        print(f"\nmeasured: new mount served by the slave after {took:.2f} s "
+              f"(interval {MASTER_INTERVAL} s)")
+    finally:
+        source.close()
+
+
+def test_stopped_mount_is_gone_within_2s_and_served_again_within_2s_of_returning(servers):
+    master = servers("master", icecast_xml())
+    slave = servers("slave", slave_xml(master, interval=5))
+    source = PacedSource(master, "/live")
+    wait_status(slave, "/live", 200, 5 + 2)
+    source.close()
+    gone = wait_status(slave, "/live", 404, 2)
+    time.sleep(1.5)  # the mount stays away a while (not synchronisation)
+    source = PacedSource(master, "/live")
+    try:
+        back = wait_status(slave, "/live", 200, 2)
+    finally:
+        source.close()
+    print(f"\nmeasured: gone after {gone:.2f} s, served again after {back:.2f} s (interval 5 s)")
+
+
+def test_slave_listeners_get_the_upstream_headers_and_titles(servers):
+    master = servers("master", icecast_xml())
+    slave = servers("slave", slave_xml(master))
+    source = Source(master.host, master.port, "/titled", headers={"ice-name": "Relayed radio"})
+    assert source.accepted
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            source.send_pattern(4096)
+            time.sleep(0.01)
+
+    threading.Thread(target=feed, daemon=True).start()
+    try:
+        wait_status(slave, "/titled", 200, MASTER_INTERVAL + 2)
+        listener = Listener(slave.host, slave.port, "/titled", icy=True).start()
+        assert listener.header("icy-name") == "Relayed radio"
+        metaint = int(listener.header("icy-metaint") or 0)
+        assert metaint == 16000
+        update = ("GET /admin/metadata?mount=/titled&mode=updinfo&song=Hello%20slaves HTTP/1.0\r\n"
+                  f"Authorization: {basic('admin', ADMIN_PASSWORD)}\r\n\r\n")
+        assert b"200 OK" in raw_request(master.host, master.port, update.encode())
+        wait_for(lambda: any(b"StreamTitle='Hello slaves';" in block
+                             for block in split_icy(bytes(listener.body), metaint)[1]),
+                 10, "the title at the slave's listener")
+        listener.close()
+    finally:
+        stop.set()
+        source.close()
+
+
+def test_hidden_master_mount_is_not_relayed(servers):
+    master = servers("master", icecast_xml(mounts="<mount><mount-name>/hidden</mount-name>"
+                                                  "<hidden>1</hidden></mount>"))
+    slave = servers("slave", slave_xml(master))
+    public, hidden = PacedSource(master, "/public"), PacedSource(master, "/hidden")
+    try:
+        wait_status(slave, "/public", 200, MASTER_INTERVAL + 2)
+        assert status_of(slave, "/hidden") == 404
+    finally:
+        public.close()
+        hidden.close()
+
+
+def upstream_connections(slave: FanoutProcess, master: FanoutProcess) -> int:
+    """Established connections from the slave's supervisor (where pulls run) to the master."""
+    return sum(1 for c in psutil.Process(slave.proc.pid).net_connections(kind="tcp")
+               if c.raddr and c.raddr.port == master.port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def test_on_demand_relay_connects_only_while_someone_listens(servers):
+    master = servers("master", icecast_xml())
+    source = PacedSource(master, "/od")
+    try:
+        wait_status(master, "/od", 200, 5)
+        slave = servers("slave", slave_xml(master, interval=30,
+                                           extra="<relays-on-demand>1</relays-on-demand>"))
+        wait_for(lambda: b"/od\r\n" in streamlist(slave, "relay", RELAY_PASSWORD), 5,
+                 "the idle on-demand mount in the slave's list")
+        assert upstream_connections(slave, master) == 0
+        listener = Listener(slave.host, slave.port, "/od").start()
+        assert listener.head.startswith(b"HTTP/1.0 200 OK\r\n")
+        wait_for(lambda: len(listener.body) > 32 * 1024, 5, "audio at the on-demand listener")
+        locate_in_pattern(bytes(listener.body))
+        assert upstream_connections(slave, master) == 1
+        listener.close()
+        started = time.monotonic()
+        wait_for(lambda: upstream_connections(slave, master) == 0, 2, "the upstream closed")
+        print(f"\nmeasured: on-demand upstream closed {time.monotonic() - started:.2f} s "
+              "after the last listener left")
+    finally:
+        source.close()
+
+
+def test_slave_pulls_bypass_the_masters_max_listeners_and_are_not_counted(servers):
+    master = servers("master", icecast_xml(mounts="<mount><mount-name>/one</mount-name>"
+                                                  "<max-listeners>1</max-listeners></mount>"))
+    source = PacedSource(master, "/one")
+    try:
+        wait_status(master, "/one", 200, 5)
+        slave = servers("slave", slave_xml(master))
+        wait_status(slave, "/one", 200, MASTER_INTERVAL + 2)
+        first = Listener(master.host, master.port, "/one").start()
+        assert first.head.startswith(b"HTTP/1.0 200 OK\r\n")
+        assert status_of(master, "/one") == 403
+        first.close()
+    finally:
+        source.close()
+
+
+def test_listeners_of_a_vanished_mount_move_to_the_slaves_fallback_mount(servers):
+    master = servers("master", icecast_xml())
+    slave = servers("slave", slave_xml(master, mounts="<mount><mount-name>/relayed</mount-name>"
+                                                      "<fallback-mount>/local</fallback-mount></mount>"))
+    upstream, local = PacedSource(master, "/relayed"), PacedSource(slave, "/local")
+    try:
+        wait_status(slave, "/relayed", 200, MASTER_INTERVAL + 2)
+        listener = Listener(slave.host, slave.port, "/relayed").start()
+        wait_for(lambda: len(listener.body) > 16 * 1024, 5, "audio from the relay")
+        upstream.close()
+        wait_status(slave, "/relayed", 404, 2)
+        moved_at = len(listener.body)
+        wait_for(lambda: len(listener.body) > moved_at + 64 * 1024, 5, "audio from the fallback")
+        assert not listener.closed.is_set()
+        listener.close()
+    finally:
+        local.close()

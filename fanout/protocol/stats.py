@@ -47,6 +47,16 @@ class MountSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayFigures:
+    """A relayed mount's upstream side (issue: relays show in stats and metrics)."""
+
+    upstream: str  # host:port/mount pulled from
+    state: str  # "streaming", "retrying", "idle" (on-demand, nobody listening), …
+    reconnects: int
+    bytes_read: int
+
+
+@dataclass(frozen=True, slots=True)
 class MountFigures:
     """One mount as measured over every worker."""
 
@@ -63,6 +73,7 @@ class MountFigures:
     bytes_read: int
     bytes_sent: int
     settings: MountSettings = field(default_factory=MountSettings)
+    relay: RelayFigures | None = None  # None: a source client feeds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +142,14 @@ def mount_stats(mount: MountFigures, host: str, port: int) -> Stats:
     values.setdefault("public", "0")
     if mount.title:
         values["title"] = mount.title
+    if mount.relay is not None:
+        values.update(_relay_stats(mount.relay))
     return dict(sorted(values.items()))
+
+
+def _relay_stats(relay: RelayFigures) -> Stats:
+    return {"relay_upstream": relay.upstream, "relay_state": relay.state,
+            "relay_reconnects": str(relay.reconnects), "relay_bytes_read": str(relay.bytes_read)}
 
 
 def _header_stats(headers: Sequence[tuple[str, str]]) -> Stats:
@@ -170,4 +188,5 @@ def _max_listeners(limit: int) -> str:
 def public_mount_stats(stats: Stats) -> Stats:
     """The keys of a mount's stats that /status-json.xsl shows (§6.4)."""
     return {k: v for k, v in stats.items()
-            if k not in PRIVATE_MOUNT_KEYS and "connections" not in k}
+            if k not in PRIVATE_MOUNT_KEYS and "connections" not in k
+            and not k.startswith("relay_")}  # Icecast has no such keys; keep its JSON shape

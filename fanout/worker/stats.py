@@ -15,7 +15,9 @@ from typing import Any
 
 import psutil
 
-from fanout.protocol.stats import MountFigures, MountSettings, ServerFigures, Stats, mount_stats
+from fanout.protocol.stats import (
+    MountFigures, MountSettings, RelayFigures, ServerFigures, Stats, mount_stats,
+)
 from fanout.worker.worker import LocalMount, query
 
 # mount name -> (stream_start, highest summed listener count this worker has seen).
@@ -76,7 +78,16 @@ def _figures(mount: LocalMount, per_worker: list[tuple[int, int, int]]) -> Mount
         slow_listeners=sum(f[1] for f in per_worker),
         bytes_read=ring.write_seq,
         bytes_sent=ring.bytes_sent() + sum(f[2] for f in per_worker),
-        settings=mount_settings(mount))
+        settings=mount_settings(mount), relay=relay_figures(info))
+
+
+def relay_figures(info: dict[str, Any]) -> RelayFigures | None:
+    """The upstream side of a relayed mount, from the info its pull keeps current."""
+    if "upstream" not in info:
+        return None
+    return RelayFigures(upstream=info["upstream"], state=info.get("relay_state", ""),
+                        reconnects=int(info.get("reconnects", 0)),
+                        bytes_read=int(info.get("relay_bytes", 0)))
 
 
 def mount_settings(mount: LocalMount) -> MountSettings:

@@ -69,12 +69,27 @@ MOUNT_METRICS = (
 
 def mount_families(mounts: list[MountFigures]) -> list[MetricFamily]:
     families = [MetricFamily(name, kind, text) for name, kind, text, _ in MOUNT_METRICS]
-    connected = MetricFamily("fanout_mount_source_connected", "gauge", "1 while a source feeds it")
+    connected = MetricFamily("fanout_mount_source_connected", "gauge",
+                             "1 while a source or a streaming relay feeds it")
     for mount in mounts:
         for family, (*_, field) in zip(families, MOUNT_METRICS):
             family.add(getattr(mount, field), mount=mount.name)
-        connected.add(1, mount=mount.name)
-    return families + [connected]
+        streaming = mount.relay is None or mount.relay.state == "streaming"
+        connected.add(1 if streaming else 0, mount=mount.name)
+    return families + [connected] + relay_families([m for m in mounts if m.relay is not None])
+
+
+def relay_families(mounts: list[MountFigures]) -> list[MetricFamily]:
+    info = MetricFamily("fanout_relay_info", "gauge", "A relayed mount: its upstream and state")
+    reconnects = MetricFamily("fanout_relay_reconnects_total", "counter",
+                              "Times the relay reconnected to its upstream")
+    read = MetricFamily("fanout_relay_read_bytes_total", "counter", "Bytes read from the upstream")
+    for mount in mounts:
+        assert mount.relay is not None
+        info.add(1, mount=mount.name, upstream=mount.relay.upstream, state=mount.relay.state)
+        reconnects.add(mount.relay.reconnects, mount=mount.name)
+        read.add(mount.relay.bytes_read, mount=mount.name)
+    return [info, reconnects, read]
 
 
 def worker_families(workers: list[dict[str, Any]]) -> list[MetricFamily]:

@@ -276,3 +276,35 @@ def test_listeners_of_a_vanished_mount_move_to_the_slaves_fallback_mount(servers
         listener.close()
     finally:
         local.close()
+
+
+def test_relayed_mount_shows_upstream_state_reconnects_and_bytes_in_stats_and_metrics(servers):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support.admin import get
+
+    master = servers("master", icecast_xml())
+    source = PacedSource(master, "/shown")
+    slave = servers("slave", slave_xml(master))
+    try:
+        wait_status(slave, "/shown", 200, MASTER_INTERVAL + 1)
+        listener = Listener(slave.host, slave.port, "/shown").start()
+        wait_for(lambda: len(listener.body) > 4096, 5, "relayed audio")
+        stats = get(slave, "/admin/stats").xml().find("source[@mount='/shown']")
+        # A fanout master offers KH's /admin/streams, so that is what the slave pulls.
+        upstream = f"http://{master.host}:{master.port}/admin/streams?mount=/shown"
+        assert stats.findtext("relay_upstream") == upstream
+        assert stats.findtext("relay_state") == "streaming"
+        assert stats.findtext("relay_reconnects") == "0"
+        assert int(stats.findtext("relay_bytes_read")) >= 0
+        metrics = {s.name + repr(sorted(s.labels.items())): s.value
+                   for family in text_string_to_metric_families(get(slave, "/metrics").body.decode())
+                   for s in family.samples}
+        info_key = "fanout_relay_info" + repr(sorted({"mount": "/shown", "state": "streaming",
+                                                      "upstream": upstream}.items()))
+        assert metrics[info_key] == 1
+        assert metrics["fanout_relay_reconnects_total" + repr([("mount", "/shown")])] == 0
+        assert "relay_state" not in get(slave, "/status-json.xsl", None).body.decode()
+        listener.close()
+    finally:
+        source.close()

@@ -15,16 +15,8 @@ from fanout.protocol.icy import (
     parse_block_text,
     stream_title_text,
 )
+from tests.support.splits import random_pieces
 
-
-def random_pieces(data: bytes, rng: random.Random, max_piece: int) -> list[bytes]:
-    pieces = []
-    pos = 0
-    while pos < len(data):
-        size = rng.randint(1, max_piece)
-        pieces.append(data[pos : pos + size])
-        pos += size
-    return pieces
 
 
 def icy_stream(rng: random.Random, metaint: int, runs: int) -> tuple[bytes, bytes, list[bytes]]:

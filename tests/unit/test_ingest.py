@@ -12,15 +12,16 @@ from fanout.model.ingest import Ingest, IngestChunk, format_for_content_type
 from fanout.model.mpeg import MpegFrameTracker
 from fanout.model.ogg import MAX_PAGE_SIZE, OggPage, OggPageScanner
 from fanout.protocol.icy import encode_block, stream_title_text
+from tests.support.splits import encode_tone, random_pieces
+
+
+def encode(*codec_args: str, seconds: int = 8, freq: int = 440) -> bytes:
+    return encode_tone(*codec_args, seconds=seconds, freq=freq)
+
 
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="ffmpeg/ffprobe not installed"
 )
-
-
-def encode(*codec_args: str, seconds: int = 8, freq: int = 440) -> bytes:
-    command = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"sine=f={freq}:d={seconds}", *codec_args, "-"]
-    return subprocess.run(command, check=True, capture_output=True).stdout
 
 
 def decode_errors(data: bytes) -> tuple[int, bytes]:
@@ -50,16 +51,6 @@ def ogg_file(request: pytest.FixtureRequest) -> bytes:
         pytest.skip("ffmpeg not installed")
     data: bytes = request.getfixturevalue(request.param)
     return data
-
-
-def random_pieces(data: bytes, rng: random.Random, max_piece: int) -> list[bytes]:
-    pieces = []
-    pos = 0
-    while pos < len(data):
-        size = rng.randint(1, max_piece)
-        pieces.append(data[pos : pos + size])
-        pos += size
-    return pieces
 
 
 class Ring:

@@ -9,6 +9,12 @@ import subprocess
 import pytest
 
 from fanout.model.mpeg import MpegFrameTracker, adts_frame_length, frame_length
+from tests.support.splits import encode_tone, random_pieces
+
+
+def encode(*codec_args: str, seconds: int = 5, freq: int = 440) -> bytes:
+    return encode_tone(*codec_args, seconds=seconds, freq=freq)
+
 
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="ffmpeg/ffprobe not installed"
@@ -21,11 +27,6 @@ FILES = {
     "mp3_22k": (("-ar", "22050", "-c:a", "libmp3lame", "-b:a", "32k", "-f", "mp3"), "mpeg"),
     "adts": (("-c:a", "aac", "-b:a", "96k", "-f", "adts"), "adts"),
 }
-
-
-def encode(*codec_args: str, seconds: int = 5) -> bytes:
-    command = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"sine=f=440:d={seconds}", *codec_args, "-"]
-    return subprocess.run(command, check=True, capture_output=True).stdout
 
 
 def packet_offsets(data: bytes) -> list[int]:
@@ -41,16 +42,6 @@ def media(request: pytest.FixtureRequest) -> tuple[bytes, str]:
         pytest.skip("ffmpeg not installed")
     codec_args, kind = FILES[request.param]
     return encode(*codec_args), kind
-
-
-def random_pieces(data: bytes, rng: random.Random, max_piece: int) -> list[bytes]:
-    pieces = []
-    pos = 0
-    while pos < len(data):
-        size = rng.randint(1, max_piece)
-        pieces.append(data[pos : pos + size])
-        pos += size
-    return pieces
 
 
 def track(pieces: list[bytes], kind: str = "mpeg") -> list[int]:

@@ -9,14 +9,14 @@ import subprocess
 import pytest
 
 from fanout.model.ogg import OggHeaderTracker, OggPage, OggPageScanner, ogg_crc
-
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+from tests.support.splits import encode_tone, random_pieces
 
 
 def encode(*codec_args: str, seconds: int = 6, freq: int = 440) -> bytes:
-    """Return a sine tone encoded by ffmpeg (e.g. ``encode("-c:a", "libopus", "-f", "ogg")``)."""
-    command = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"sine=f={freq}:d={seconds}", *codec_args, "-"]
-    return subprocess.run(command, check=True, capture_output=True).stdout
+    return encode_tone(*codec_args, seconds=seconds, freq=freq)
+
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +35,6 @@ def ogg_file(request: pytest.FixtureRequest) -> bytes:
         pytest.skip("ffmpeg not installed")
     data: bytes = request.getfixturevalue(request.param)
     return data
-
-
-def random_pieces(data: bytes, rng: random.Random, max_piece: int) -> list[bytes]:
-    pieces = []
-    pos = 0
-    while pos < len(data):
-        size = rng.randint(1, max_piece)
-        pieces.append(data[pos : pos + size])
-        pos += size
-    return pieces
 
 
 def scan(pieces: list[bytes]) -> list[OggPage]:

@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="worker processes (default: number of CPUs)")
     parser.add_argument("--port", type=int, default=8000,
                         help="port of the built-in config (ignored with -c)")
+    parser.add_argument("--drain", type=float, default=0.0, metavar="SECONDS",
+                        help="on SIGTERM keep serving this long with /health answering 503, "
+                             "so a load balancer stops sending listeners first (default 0)")
     parser.add_argument("--check-config", action="store_true",
                         help="load the config, print its warnings and exit (2 if invalid)")
     args = parser.parse_args(argv)
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from fanout.supervisor import Supervisor
 
     try:
-        return Supervisor(config, args.config, args.workers).run()
+        return Supervisor(config, args.config, args.workers, drain=args.drain).run()
     except OSError as exc:
         print(f"fanout: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -93,7 +93,9 @@ def bind_listeners(config: Config) -> list[socket.socket]:
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: str | None, workers: int) -> None:
+    def __init__(self, config: Config, config_path: str | None, workers: int,
+                 drain: float = 0.0) -> None:
+        self.drain = drain
         self.config = config
         self.config_path = config_path
         self.worker_count = workers
@@ -190,7 +192,8 @@ class Supervisor:
         fds = [child.fileno(), self.counters.fd] + [s.fileno() for s in self.listeners]
         args = [sys.executable, "-m", WORKER_MODULE, "--index", str(index),
                 "--control-fd", str(child.fileno()), "--counters-fd", str(self.counters.fd),
-                "--listen-fds", ",".join(str(s.fileno()) for s in self.listeners)]
+                "--listen-fds", ",".join(str(s.fileno()) for s in self.listeners),
+                "--drain", str(self.drain)]
         proc = subprocess.Popen(args, pass_fds=fds, close_fds=True)
         child.close()
         handle = WorkerHandle(index, proc, control.Channel(parent))
@@ -240,7 +243,7 @@ class Supervisor:
     def stop_workers(self) -> None:
         for handle in list(self.workers.values()):
             _signal(handle.proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + self.drain + STOP_GRACE
         for handle in list(self.workers.values()):
             remaining = max(0.0, deadline - time.monotonic())
             try:

@@ -112,6 +112,8 @@ def move_listeners(worker: Any, mount: str, destination: str, chosen: set[int],
              for l in src.listeners if id(l) in chosen}
     moving = [l for l in src.listeners if tails.get(id(l)) is not None]
     src.listeners[:] = [l for l in src.listeners if tails.get(id(l)) is None]
+    # Not yet served on the source mount: it must not be, now that it moves.
+    src.fresh[:] = [l for l in src.fresh if tails.get(id(l)) is None]
     dst.listeners.extend(_moved(worker, src, dst, l, tails[id(l)] or b"") for l in moving)
     publish_count(worker, src)
     publish_count(worker, dst)

@@ -58,6 +58,7 @@ class ListenerInfo:
     user_agent: str
     connected_at: float
     slave: bool = False  # a relay pull with the relay credentials: not counted as a listener
+    closed: bool = False  # closed (dropped, killed, moved away): skip it if still queued
 
 
 def serve_listener(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
@@ -141,7 +142,7 @@ def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Requ
     listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time(), slave)
     conn.keep_open()
     mount.listeners.append(listener)
-    mount.urgent = True  # its head and burst go out on the next tick, not after MAX_DELAY
+    mount.fresh.append(listener)  # its head and burst go out on the next tick
     publish_count(worker, mount)
     stats.observe_listener_count(mount)
     if not slave:
@@ -166,6 +167,8 @@ def pump(worker: Any, mount: LocalMount) -> None:
     sent_upto, last_pass = -1, 0.0
     while mount.listeners:
         now, end = time.monotonic(), mount.ring.write_seq
+        if mount.fresh:
+            serve_fresh(worker, mount)
         if mount.urgent or end - sent_upto >= MIN_BATCH or now - last_pass >= MAX_DELAY:
             mount.urgent = False
             sent_upto, last_pass = end, now
@@ -181,6 +184,17 @@ def pump(worker: Any, mount: LocalMount) -> None:
     mount.pump = None
     if mount.ended:
         worker.forget_mount(mount)
+
+
+def serve_fresh(worker: Any, mount: LocalMount) -> None:
+    """A pass over just the listeners that arrived since the last tick, for a short time to
+    first byte. A full pass per arrival would re-send to every listener each tick while a
+    crowd arrives; these join the batched passes from the next one on."""
+    fresh = [l for l in mount.fresh if not l.tag.closed]
+    mount.fresh.clear()
+    results = core.send_many(mount.ring, fresh, BUDGET)
+    if results:
+        drop_failed(worker, mount, results)
 
 
 def drained(mount: LocalMount) -> bool:
@@ -207,6 +221,7 @@ def drop_failed(worker: Any, mount: LocalMount, results: list[tuple[Any, int, in
 
 def close_listener(worker: Any, mount: LocalMount, listener: Any) -> None:
     info: ListenerInfo = listener.tag
+    info.closed = True
     # Counted once, when it leaves: no per-listener Python work while it is served.
     mount.ring.add_bytes_sent(worker.index, listener.sent)
     try:

@@ -68,7 +68,8 @@ class LocalMount:
     pump: gevent.Greenlet | None = None
     ended: bool = False
     slow_listeners: int = 0
-    urgent: bool = False  # a listener waits for its first bytes: pump at the next tick
+    urgent: bool = False  # a full pass is due at the next tick (e.g. listeners moved in)
+    fresh: list[Any] = field(default_factory=list)  # arrived since the last tick: served alone
     pending: int = 0  # listeners held until an on-demand relay's upstream is connected
 
     @property
@@ -105,8 +106,9 @@ class ClientServer(StreamServer):
 
 class Worker:
     def __init__(self, index: int, channel: control.Channel, counters: Counters,
-                 listen_fds: list[int]) -> None:
+                 listen_fds: list[int], drain: float = 0.0) -> None:
         self.index = index
+        self.drain = drain  # seconds to keep serving after SIGTERM (/health says 503)
         self.channel = channel
         self.counters = counters
         self.listen_fds = listen_fds
@@ -136,6 +138,9 @@ class Worker:
             self.servers.append(server)
         self.channel.send("booted", worker=self.index, pid=os.getpid())
         self.stopping.wait()
+        if self.drain > 0:
+            log.info("stopping: draining for %.1fs (/health answers 503)", self.drain)
+            gevent.sleep(self.drain)
         self.shutdown()
         return 0
 

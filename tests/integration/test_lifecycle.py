@@ -195,3 +195,15 @@ def test_sigusr1_reopens_log_files_in_every_process(tmp_path):
         assert b"/after" not in (logdir / "access.log.1").read_bytes()
     finally:
         assert server.stop() == 0
+
+
+def test_health_answers_503_while_draining_then_the_server_exits_0(tmp_path):
+    server = start_fanout(icecast_xml(), tmp_path, workers=2, args=("--drain", "3"))
+    assert raw_request(server.host, server.port, b"GET /health HTTP/1.0\r\n\r\n").startswith(
+        b"HTTP/1.0 200")
+    server.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: server.output().count("draining for 3.0s") == 2, 5, "both workers to drain")
+    for _ in range(6):  # both workers answer 503 while they drain
+        answer = raw_request(server.host, server.port, b"GET /health HTTP/1.0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 503"), answer[:40]
+    assert server.proc.wait(15) == 0

@@ -488,11 +488,17 @@ cdef void on_body(Swarm *s, Listener *L, const uint8_t *data, size_t n, int64_t 
         s.stall_ns += now - L.t_last_rx
         L.stalled = 0
     L.t_last_rx = now
+    # The first `prebuffer` bytes (the burst a player reads first) are old by design: they
+    # would only measure the server's burst size, so their frames are kept apart from the
+    # latency figure. A read may straddle that boundary: split it there.
+    cdef size_t burst = 0
+    if L.rx < s.prebuffer:
+        burst = <size_t>(s.prebuffer - L.rx) if <size_t>(s.prebuffer - L.rx) < n else n
     L.rx += <int64_t>n
-    # Frames of the burst a player reads first are old by design: they would only measure
-    # the server's burst size, so they are kept apart from the latency figure.
-    cdef uint64_t *hist = &s.latency[0] if L.rx > s.prebuffer else &s.burst_latency[0]
-    verifier_feed(&L.v, data, n, now, &s.counts, hist)
+    if burst > 0:
+        verifier_feed(&L.v, data, burst, now, &s.counts, &s.burst_latency[0])
+    if n > burst:
+        verifier_feed(&L.v, data + burst, n - burst, now, &s.counts, &s.latency[0])
     if errors_before == 0 and L.v.errors > 0:
         s.error_listeners += 1
 

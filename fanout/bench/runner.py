@@ -29,6 +29,9 @@ SAMPLE_INTERVAL = 0.5  # s between two CPU/RSS samples of the server
 # buffer: the servers' burst (64 KiB by default) is then not a permanent backlog, and the
 # latency figure shows the delay the server adds.
 PLAYER_BUFFER = 65536
+# Seconds between two reads of a paced listener. A player's decoder pulls small chunks
+# often; reading only every 250 ms would itself add up to 250 ms to every latency figure.
+PLAYER_READ_INTERVAL = 0.05
 
 
 @dataclass(slots=True)
@@ -74,7 +77,8 @@ def swarm_spec(endpoint: Endpoint, step: Step, mount: str) -> SwarmSpec:
     return SwarmSpec(host=endpoint.host, port=endpoint.port, path=mount,
                      listeners=step.listeners, duration=step.duration,
                      arrival_rate=step.arrival_rate, read_rate=step.read_rate,
-                     prebuffer=PLAYER_BUFFER if step.read_rate else 0, icy=step.icy,
+                     prebuffer=PLAYER_BUFFER if step.read_rate else 0,
+                     read_interval=PLAYER_READ_INTERVAL, icy=step.icy,
                      processes=endpoint.swarm_processes)
 
 

@@ -1,0 +1,52 @@
+"""The bench against fanout itself: the swarm verifies its stream, every scenario runs.
+
+Tiny sizes only: these keep the bench and its fanout hook from rotting; none asserts a speed.
+"""
+from __future__ import annotations
+
+import pytest
+
+from fanout.bench import report
+from fanout.bench.feeder import Feeder, SourceSpec
+from fanout.bench.progress import QuietDisplay
+from fanout.bench.runner import Endpoint, run_scenario, wait_for_mount
+from fanout.bench.scenarios import load_scenarios, with_overrides
+from fanout.bench.swarm import SwarmSpec, run_swarm
+
+
+@pytest.fixture(scope="module")
+def fanout_server():
+    from fanout.bench.servers import start_server
+
+    server = start_server("fanout", workers=2)
+    yield server
+    server.stop()
+
+
+def test_swarm_verifies_a_realtime_stream_with_icy_from_fanout(fanout_server):
+    srv = fanout_server
+    feeder = Feeder(SourceSpec(srv.host, srv.port, "/verify", srv.source_password))
+    feeder.start()
+    try:
+        wait_for_mount(srv.host, srv.port, "/verify")
+        result = run_swarm(SwarmSpec(srv.host, srv.port, "/verify", listeners=6, duration=3.0,
+                                     read_rate=16384, prebuffer=65536, icy=True))
+    finally:
+        assert feeder.stop().error is None
+    counts = result["counts"]
+    assert result["established"] == 6 and result["failed"] == 0
+    assert counts["verified_bytes"] > 0 and counts["icy_blocks"] > 0
+    assert sum(counts[name] for name in report.ERROR_COUNTERS) == 0
+
+
+@pytest.mark.parametrize("name", sorted(load_scenarios()))
+def test_every_scenario_runs_at_tiny_size_against_fanout(fanout_server, name):
+    srv = fanout_server
+    scenario = with_overrides(load_scenarios()[name], listeners=[2], duration=1.0, runs=1)
+    endpoint = Endpoint("fanout", srv.host, srv.port, f"/tiny-{name}", srv.source_password,
+                        pid=srv.pid)
+    [result] = run_scenario(endpoint, scenario, QuietDisplay())
+    assert result.error is None
+    assert set(report.FIGURE_KEYS) <= set(result.median)
+    assert result.median["failed"] == 0 and result.median["errors"] == 0
+    assert result.median["server_cpu_pct"] is not None

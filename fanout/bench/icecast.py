@@ -148,11 +148,5 @@ def start_icecast(config: BenchServerConfig) -> ServerProcess:
             stdout=log, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=raise_nofile_limit,
             user=user.pw_uid if user else None, group=user.pw_gid if user else None,
             extra_groups=[] if user else None)
-    server = ServerProcess("icecast", process, config.host, config.port,
-                           config.source_password, workdir, log_path)
-    try:
-        server.wait_until_serving()
-    except ServerStartError:
-        server.stop(keep_workdir=True)
-        raise
-    return server
+    return ServerProcess("icecast", process, config.host, config.port,
+                         config.source_password, workdir, log_path).serving()

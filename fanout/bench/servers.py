@@ -19,7 +19,7 @@ from pathlib import Path
 from fanout.bench.icecast import (
     BenchServerConfig, new_config, raise_nofile_limit, start_icecast, write_config,
 )
-from fanout.bench.serving import ServerProcess, ServerStartError
+from fanout.bench.serving import ServerProcess
 
 KINDS = ("fanout", "icecast")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,11 +52,5 @@ def start_fanout(config: BenchServerConfig, workers: int) -> ServerProcess:
              "--workers", str(workers)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
             env=env, preexec_fn=raise_nofile_limit)
-    server = ServerProcess("fanout", process, config.host, config.port,
-                           config.source_password, workdir, log_path)
-    try:
-        server.wait_until_serving()
-    except ServerStartError:
-        server.stop(keep_workdir=True)
-        raise
-    return server
+    return ServerProcess("fanout", process, config.host, config.port,
+                         config.source_password, workdir, log_path).serving()

@@ -71,6 +71,16 @@ class ServerProcess:
                 lines += path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
         return "\n".join(lines)
 
+    def serving(self) -> "ServerProcess":
+        """This server once it answers HTTP; if it never does, stop it (keeping its work
+        directory and log for a look) and raise ServerStartError."""
+        try:
+            self.wait_until_serving()
+        except ServerStartError:
+            self.stop(keep_workdir=True)
+            raise
+        return self
+
     def wait_until_serving(self, timeout: float = READY_TIMEOUT) -> None:
         """Return once the server answers HTTP; raise ServerStartError if it dies or never does."""
         deadline = time.monotonic() + timeout

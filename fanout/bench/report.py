@@ -34,6 +34,7 @@ FIGURES: tuple[tuple[str, str, int], ...] = (
     ("source_mb_s", "source MB/s", 3),
     ("server_cpu_pct", "server CPU (% of a core)", 1),
     ("steady_cpu_pct", "server CPU once all listeners are in (% of a core)", 1),
+    ("steady_s", "seconds measured with all listeners in", 1),
     ("server_cpu_s_per_gb", "server CPU-seconds per GB", 2),
     ("server_rss_mb", "server RSS peak (MB)", 1),
     ("swarm_cpu_pct", "swarm CPU (% of a core)", 1),
@@ -86,6 +87,7 @@ def figures(m: RunMeasures) -> dict[str, Any]:
         "server_cpu_pct": None if cpu is None else 100 * cpu / m.seconds,
         "steady_cpu_pct": (None if m.steady_cpu_seconds is None or not m.steady_seconds
                            else 100 * m.steady_cpu_seconds / m.steady_seconds),
+        "steady_s": m.steady_seconds,
         "server_cpu_s_per_gb": None if cpu is None or not delivered else cpu / (delivered / GB),
         "server_rss_mb": None if m.server_rss_bytes is None else m.server_rss_bytes / MB,
         "swarm_cpu_pct": 100 * m.swarm.get("cpu_seconds", 0.0) / seconds,

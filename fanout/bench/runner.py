@@ -99,11 +99,14 @@ def run_once(endpoint: Endpoint, step: Step, display: Display, label: str) -> di
             sent_start, t_start = feeder.bytes_sent(), time.monotonic()
             swarm.go()
             display.begin(label, step.duration)
-            steady: tuple[float, float] | None = None  # (cpu, time) when all were in
+            # (cpu, time) once every arrival has settled (established or failed): the steady
+            # state, measured with however many listeners the server kept.
+            steady: tuple[float, float] | None = None
             while not swarm.wait_done(SAMPLE_INTERVAL):
                 progress = swarm.progress()
                 cpu_now = monitor.sample() if monitor else None
-                if steady is None and cpu_now is not None and progress.established >= step.listeners:
+                settled = progress.established + progress.failed
+                if steady is None and cpu_now is not None and settled >= step.listeners:
                     steady = (cpu_now, time.monotonic())
                 display.update(progress)
             seconds = time.monotonic() - t_start

@@ -50,3 +50,16 @@ def test_every_scenario_runs_at_tiny_size_against_fanout(fanout_server, name):
     assert set(report.FIGURE_KEYS) <= set(result.median)
     assert result.median["failed"] == 0 and result.median["errors"] == 0
     assert result.median["server_cpu_pct"] is not None
+
+
+def test_steady_cpu_is_measured_once_every_listener_is_in(fanout_server):
+    srv = fanout_server
+    scenario = with_overrides(load_scenarios()["realtime"], listeners=[3], duration=3.0, runs=1)
+    endpoint = Endpoint("fanout", srv.host, srv.port, "/tiny-steady", srv.source_password,
+                        pid=srv.pid)
+    [result] = run_scenario(endpoint, scenario, QuietDisplay())
+    assert result.error is None and result.median["established"] == 3
+    # The swarm reports progress every second: the window opens at the first sample after
+    # the three arrivals are reported, well before the 3 s end.
+    assert result.median["steady_cpu_pct"] is not None
+    assert 0 < result.median["steady_s"] < 3.0

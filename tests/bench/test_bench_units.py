@@ -59,6 +59,15 @@ def test_figures_have_every_key_and_derive_rates():
     assert fig["latency_p50_ms"] == pytest.approx(20, rel=0.07)
 
 
+def test_steady_figures_cover_only_the_window_with_every_listener_in():
+    fig = report.figures(report.RunMeasures(swarm_totals(), seconds=10.0, server_cpu_seconds=3.0,
+                                            server_rss_bytes=None, source_bytes=0,
+                                            steady_cpu_seconds=2.0, steady_seconds=4.0))
+    assert fig["server_cpu_pct"] == pytest.approx(30.0)
+    assert fig["steady_cpu_pct"] == pytest.approx(50.0)
+    assert fig["steady_s"] == pytest.approx(4.0)
+
+
 def test_unknown_server_process_leaves_its_figures_empty():
     fig = report.figures(report.RunMeasures(swarm_totals(), 2.0, None, None, 0))
     assert fig["server_cpu_pct"] is None and fig["server_rss_mb"] is None

@@ -36,10 +36,13 @@ class MountRecord:
 class MountRegistry:
     def __init__(self) -> None:
         self.mounts: dict[str, MountRecord] = {}
+        # Local mounts of configured <relay>s: only the supervisor may claim them, connected
+        # or not, as 2.4.4 reserves them for as long as the relay is configured (§3.6).
+        self.reserved: frozenset[str] = frozenset()
 
     def claim(self, config: Config, name: str, owner: int, info: dict[str, Any]) -> MountRecord:
         """Create the mount's ring for `owner`; raises ClaimRefused (403) as Icecast would."""
-        if name in self.mounts:
+        if name in self.mounts or (name in self.reserved and owner != SUPERVISOR_OWNER):
             raise ClaimRefused(403, "Mountpoint in use")
         if len(self.mounts) >= config.limits.sources:
             raise ClaimRefused(403, "too many sources connected")

@@ -8,7 +8,8 @@ which halts the server (a broken worker would otherwise respawn in a loop). The 
 never reads or writes a client socket.
 
 Relays: as a slave (`<master-server>`), a `MasterPoller` greenlet polls the master and runs
-one `RelayPull` greenlet per mirrored mount in this hub. A pull owns its ring as
+one `RelayPull` greenlet per mirrored mount in this hub; `ConfiguredRelays` runs one per
+`<relay>` block. A pull owns its ring as
 SUPERVISOR_OWNER and announces it with `mount_up` exactly as a source's worker would; the
 workers do not care who writes a ring.
 """
@@ -32,6 +33,7 @@ from fanout import control, logs
 from fanout.config import Config, ConfigError, load_config
 from fanout.counters import Counters
 from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
+from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.poller import MasterPoller
 
 log = logging.getLogger("fanout.supervisor")
@@ -108,6 +110,7 @@ class Supervisor:
         self.gather_ids = itertools.count(1)
         self.exit_status: int | None = None
         self.poller: MasterPoller | None = None
+        self.relays = ConfiguredRelays(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -117,13 +120,16 @@ class Supervisor:
         self.announce()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             gevent.signal_handler(signum, self.signals.put, signum)
+        self.registry.reserved = frozenset(r.local_mount for r in self.config.relays)
         self.spawn_workers()
         self.start_master_poller()
+        self.registry.reserved = self.relays.apply(self.config.relays)
         while self.exit_status is None:
             signum = self.signals.get()
             if signum:  # 0 only wakes the loop (see halt)
                 getattr(self, f"handle_{signal.Signals(signum).name.lower()}")()
         self.stop_master_poller()
+        self.relays.stop()
         self.stop_workers()
         self.registry.close_all()
         self.counters.close()
@@ -173,6 +179,7 @@ class Supervisor:
         old_master, self.config = self.config.master, config
         self.open_log_files()
         self.broadcast("config", config=config)
+        self.registry.reserved = self.relays.apply(config.relays)
         if config.master != old_master:
             self.stop_master_poller()
             self.start_master_poller()
@@ -353,8 +360,9 @@ class Supervisor:
             self.poller = None
 
     def local_mounts(self) -> set[str]:
-        """Mounts held by source clients (they win over the master's mounts)."""
-        return {name for name, rec in self.registry.mounts.items() if rec.owner != SUPERVISOR_OWNER}
+        """Mounts held by source clients or configured relays: they win over the master's."""
+        held = {name for name, rec in self.registry.mounts.items() if rec.owner != SUPERVISOR_OWNER}
+        return held | self.registry.reserved
 
     def claim_relay_mount(self, name: str, info: dict[str, Any]) -> MountRecord:
         """Claim `name` for a relay pull and announce it; raises ClaimRefused."""

@@ -13,14 +13,28 @@ from typing import AbstractSet, Mapping
 
 @dataclass(frozen=True, slots=True)
 class RelaySpec:
-    """One mirrored mount: pull `fetch_path` from `host:port` into local `mount`."""
+    """One relayed mount: pull `fetch_path` from `host:port` into local `mount`.
+
+    A master's mirrored mounts use the defaults of the last four fields; a configured
+    `<relay>` sets them (PROTOCOL.md §3.1, §3.11).
+    """
 
     mount: str
     host: str
     port: int
     fetch_path: str
     on_demand: bool = False
-    credentials: tuple[str, str] | None = None  # sent on the pull (KH `/admin/streams?mount=`)
+    credentials: tuple[str, str] | None = None  # Basic auth sent on the pull
+    icy_metadata: bool = True  # send `Icy-MetaData: 1` (<relay-shoutcast-metadata>)
+    # Further (host, port, path) to try, in order, when the ones before failed (KH <host>s,
+    # 2.5 <upstream>s).
+    alternates: tuple[tuple[str, int, str], ...] = ()
+    retry_max: float | None = None  # longest wait between attempts (None: the puller's)
+    run_on: float = 0.0  # on demand: seconds to stay connected after the last listener left
+
+    def upstreams(self) -> tuple[tuple[str, int, str], ...]:
+        """Every (host, port, path) to try, first choice first."""
+        return ((self.host, self.port, self.fetch_path), *self.alternates)
 
 
 @dataclass(frozen=True, slots=True)

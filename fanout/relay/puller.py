@@ -9,13 +9,16 @@ stream then goes through the one ingest path: ICY blocks are stripped and each c
 title is re-served byte-identical through the supervisor. When the stream ends the mount
 is released (workers get `mount_down`) and `on_ended` tells the poller to re-ask the
 master. The next attempt waits a bounded exponential backoff; `retry_now` cuts it short.
+An attempt tries the spec's upstreams in order (a configured `<relay>` may list several)
+and the first that answers 2xx is relayed; the backoff follows only when all failed.
 
 On demand (§3.7) the mount is claimed at once, idle (`connected` False in its info; the
 workers hold a listener's head until it turns True), and the pull connects only while
 the ring counts listeners (checked every DEMAND_CHECK s); it disconnects when the count
-drops to 0. The ring's format is guessed from the mount name (`.ogg`/`.oga`/`.opus`:
-Ogg) because a ring's format is fixed when it is made; an upstream of the other format
-makes the pull re-claim the mount with the right one (waiting listeners are dropped).
+drops to 0 (or `run_on` seconds later, KH's `<run-on>`). The ring's format is guessed
+from the mount name (`.ogg`/`.oga`/`.opus`: Ogg) because a ring's format is fixed when
+it is made; an upstream of the other format makes the pull re-claim the mount with the
+right one (waiting listeners are dropped).
 """
 from __future__ import annotations
 
@@ -65,9 +68,9 @@ class RelayHost(Protocol):
     def update_mount_info(self, name: str, **fields: Any) -> None: ...
 
 
-def backoff_delay(failures: int) -> float:
+def backoff_delay(failures: int, longest: float = BACKOFF_MAX) -> float:
     """Seconds to wait after `failures` consecutive failed attempts (≥ 1)."""
-    return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, failures - 1)))
+    return float(min(longest, BACKOFF_FIRST * 2 ** max(0, failures - 1)))
 
 
 class RelayPull:
@@ -81,10 +84,15 @@ class RelayPull:
         self.greenlet: gevent.Greenlet | None = None
         self.wake = Event()
         self.last_block = b""
+        self.current = spec.upstreams()[0]  # the (host, port, path) tried or streaming last
 
     @property
     def upstream(self) -> str:
-        return f"http://{self.spec.host}:{self.spec.port}{self.spec.fetch_path}"
+        host, port, path = self.current
+        return f"http://{host}:{port}{path}"
+
+    def backoff(self, failures: int) -> float:
+        return backoff_delay(failures, self.spec.retry_max or BACKOFF_MAX)
 
     def start(self) -> None:
         self.greenlet = gevent.spawn(self.run)
@@ -112,7 +120,7 @@ class RelayPull:
             self.state = "retrying"
             self.on_ended()
             self.wake.clear()
-            self.wake.wait(backoff_delay(failures))
+            self.wake.wait(self.backoff(failures))
             self.reconnects += 1
 
     def attempt(self) -> bool:
@@ -140,12 +148,26 @@ class RelayPull:
             self.host.release_relay_mount(self.spec.mount)
 
     def open(self) -> tuple[socket.socket, ResponseHead, bytes]:
+        """Get a 2xx head from the first upstream that gives one; raises FetchError (the
+        last upstream's) when none does."""
+        *others, last = self.spec.upstreams()
+        for upstream in others:
+            self.current = upstream
+            try:
+                return self.open_at(*upstream)
+            except FetchError as exc:
+                log.warning("relay %s from %s: %s; trying the next upstream", self.spec.mount,
+                            self.upstream, exc)
+        self.current = last
+        return self.open_at(*last)
+
+    def open_at(self, host: str, port: int, path: str) -> tuple[socket.socket, ResponseHead, bytes]:
         """Connect and get a 2xx head, following redirects; raises FetchError."""
-        host, port, path = self.spec.host, self.spec.port, self.spec.fetch_path
         for _ in range(MAX_REDIRECTS + 1):
             sock = connect(host, port)
             request = render_relay_request(path, host=host, port=port,
                                            user_agent=self.host.config.server_id,
+                                           icy_metadata=self.spec.icy_metadata,
                                            credentials=self.spec.credentials)
             try:
                 head, first = request_head(sock, request)
@@ -170,7 +192,7 @@ class RelayPull:
             "content_type": content_type,
             "format": format_for_content_type(head.content_type),
             "headers": head.icy_headers(),
-            "source_ip": self.spec.host,
+            "source_ip": self.current[0],
             "user_agent": "",
             "title": "",
             "icy_metaint": head.metaint,
@@ -239,6 +261,8 @@ class RelayPull:
 class OnDemandPull(RelayPull):
     """A pull that holds its mount idle and connects only while it has listeners."""
 
+    idle_since: float | None = None  # when the listener count last fell to 0 while streaming
+
     def run(self) -> None:
         record = self.claim_idle()
         try:
@@ -257,7 +281,7 @@ class OnDemandPull(RelayPull):
                 self.host.update_mount_info(self.spec.mount, relay_state="retrying")
                 self.on_ended()
                 self.wake.clear()
-                self.wake.wait(backoff_delay(max(failures, 1)))
+                self.wake.wait(self.backoff(max(failures, 1)))
                 self.reconnects += 1
                 self.host.update_mount_info(self.spec.mount, relay_state="idle",
                                             reconnects=self.reconnects)
@@ -296,6 +320,7 @@ class OnDemandPull(RelayPull):
                 self.host.update_mount_info(self.spec.mount, **info)
             log.info("relay %s from %s: streaming on demand", self.spec.mount, self.upstream)
             self.state = "streaming"
+            self.idle_since = None
             self.stream(sock, record, head, first)
             log.info("relay %s: disconnected from upstream", self.spec.mount)
             return record, True
@@ -307,7 +332,14 @@ class OnDemandPull(RelayPull):
             self.host.update_mount_info(self.spec.mount, connected=False, relay_state="idle")
 
     def wanted(self, record: MountRecord) -> bool:
-        return bool(record.ring.listener_count() > 0)
+        """While someone listens, and `run_on` seconds after the last one left (KH)."""
+        if record.ring.listener_count() > 0:
+            self.idle_since = None
+            return True
+        now = time.monotonic()
+        if self.idle_since is None:
+            self.idle_since = now
+        return now - self.idle_since < self.spec.run_on
 
 
 def check_head(head: ResponseHead) -> None:

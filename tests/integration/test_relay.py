@@ -66,6 +66,29 @@ class PacedSource:
         self.source.close()
 
 
+def assert_pattern_flows(server: FanoutProcess, mount: str, amount: int = 32 * 1024,
+                         timeout: float = 10) -> None:
+    """A listener on `mount` gets `amount` bytes of the test pattern."""
+    listener = Listener(server.host, server.port, mount).start()
+    try:
+        wait_for(lambda: len(listener.body) > amount, timeout, f"{amount} bytes on {mount}")
+        locate_in_pattern(bytes(listener.body))
+    finally:
+        listener.close()
+
+
+def assert_whole_tail_arrives(server: FanoutProcess, mount: str, source: PacedSource,
+                              amount: int, timeout: float) -> None:
+    """A listener on `mount` gets `amount` pattern bytes, then, once `source` stops, every
+    byte up to its last one, and is closed."""
+    listener = Listener(server.host, server.port, mount).start()
+    wait_for(lambda: len(listener.body) > amount, timeout, f"{amount} bytes on {mount}")
+    source.close()
+    assert listener.closed.wait(timeout), f"the listener on {mount} was not closed at the end"
+    start = locate_in_pattern(bytes(listener.body))
+    assert start + len(listener.body) == source.sent, "the stream's tail is missing"
+
+
 def status_of(server: FanoutProcess, mount: str) -> int:
     probe = Listener(server.host, server.port, mount).start()
     probe.close()
@@ -132,12 +155,7 @@ def test_pattern_arrives_byte_exact_through_a_slave_and_a_sub_slave(servers):
     sub = servers("sub", slave_xml(slave))
     source = PacedSource(master, "/pattern")
     wait_status(sub, "/pattern", 200, 3 * MASTER_INTERVAL + 5)
-    listener = Listener(sub.host, sub.port, "/pattern").start()
-    wait_for(lambda: len(listener.body) > 256 * 1024, 20, "256 KiB at the sub-slave")
-    source.close()
-    assert listener.closed.wait(20), "the sub-slave listener was not closed at the end"
-    start = locate_in_pattern(bytes(listener.body))
-    assert start + len(listener.body) == source.sent, "the stream's tail is missing"
+    assert_whole_tail_arrives(sub, "/pattern", source, 256 * 1024, 20)
 
 
 def test_new_master_mount_is_served_within_the_update_interval_plus_one_second(servers):
@@ -219,6 +237,22 @@ def upstream_connections(slave: FanoutProcess, master: FanoutProcess) -> int:
                if c.raddr and c.raddr.port == master.port and c.status == psutil.CONN_ESTABLISHED)
 
 
+def listen_on_demand(relay: FanoutProcess, upstream: FanoutProcess, mount: str,
+                     close_within: float) -> float:
+    """With no upstream connection before, one listener on the idle on-demand `mount` gets
+    the pattern over exactly one; return the seconds from its leaving until none is left."""
+    assert upstream_connections(relay, upstream) == 0
+    listener = Listener(relay.host, relay.port, mount).start()
+    assert listener.head.startswith(b"HTTP/1.0 200 OK\r\n")
+    wait_for(lambda: len(listener.body) > 32 * 1024, 5, "audio at the on-demand listener")
+    locate_in_pattern(bytes(listener.body))
+    assert upstream_connections(relay, upstream) == 1
+    listener.close()
+    left = time.monotonic()
+    wait_for(lambda: upstream_connections(relay, upstream) == 0, close_within, "the upstream closed")
+    return time.monotonic() - left
+
+
 def test_on_demand_relay_connects_only_while_someone_listens(servers):
     master = servers("master", icecast_xml())
     source = PacedSource(master, "/od")
@@ -228,16 +262,8 @@ def test_on_demand_relay_connects_only_while_someone_listens(servers):
                                            extra="<relays-on-demand>1</relays-on-demand>"))
         wait_for(lambda: b"/od\r\n" in streamlist(slave, "relay", RELAY_PASSWORD), 5,
                  "the idle on-demand mount in the slave's list")
-        assert upstream_connections(slave, master) == 0
-        listener = Listener(slave.host, slave.port, "/od").start()
-        assert listener.head.startswith(b"HTTP/1.0 200 OK\r\n")
-        wait_for(lambda: len(listener.body) > 32 * 1024, 5, "audio at the on-demand listener")
-        locate_in_pattern(bytes(listener.body))
-        assert upstream_connections(slave, master) == 1
-        listener.close()
-        started = time.monotonic()
-        wait_for(lambda: upstream_connections(slave, master) == 0, 2, "the upstream closed")
-        print(f"\nmeasured: on-demand upstream closed {time.monotonic() - started:.2f} s "
+        closed_after = listen_on_demand(slave, master, "/od", close_within=2)
+        print(f"\nmeasured: on-demand upstream closed {closed_after:.2f} s "
               "after the last listener left")
     finally:
         source.close()

@@ -1,6 +1,8 @@
 """Reconciling the master's list with the running relays: start, keep, stop."""
 from __future__ import annotations
 
+from fanout.config import parse_config
+from fanout.relay.configured import spec_for
 from fanout.relay.plan import Plan, RelaySpec, plan_relays
 from fanout.relay.puller import BACKOFF_MAX, backoff_delay
 
@@ -39,3 +41,33 @@ def test_backoff_starts_under_a_second_doubles_and_is_bounded():
     assert delays[0] < 1.0
     assert delays[1] == 2 * delays[0]
     assert max(delays) == BACKOFF_MAX
+
+
+def test_backoff_of_a_configured_relay_is_bounded_by_its_retry_delay():
+    assert max(backoff_delay(n, 5.0) for n in range(1, 12)) == 5.0
+    assert backoff_delay(1, 5.0) == backoff_delay(1)
+
+
+# -- configured <relay>s ---------------------------------------------------------------------
+
+RELAYS = """<icecast>
+  <master-update-interval>40</master-update-interval>
+  <relay><server>a.example</server><port>8001</port><mount>/up</mount>
+    <local-mount>/down</local-mount><username>u</username><password>p</password>
+    <relay-shoutcast-metadata>0</relay-shoutcast-metadata></relay>
+  <relay><server>b.example</server><port>8002</port><mount>/half</mount><username>u</username></relay>
+  <relay><local-mount>/kh</local-mount><on-demand>1</on-demand><run-on>7</run-on>
+    <retry-delay>9</retry-delay>
+    <host><server>c1.example</server><port>8003</port><mount>/one</mount><priority>2</priority></host>
+    <host><server>c2.example</server><port>8004</port><mount>/two</mount><priority>1</priority></host>
+  </relay>
+</icecast>"""
+
+
+def test_a_configured_relay_becomes_the_spec_of_its_pull():
+    flat, half, kh = (spec_for(relay) for relay in parse_config(RELAYS).relays)
+    assert flat == RelaySpec("/down", "a.example", 8001, "/up", credentials=("u", "p"),
+                             icy_metadata=False, retry_max=40.0)
+    assert half.mount == "/half" and half.credentials is None  # 2.4.4: only if both are set
+    assert kh.upstreams() == (("c2.example", 8004, "/two"), ("c1.example", 8003, "/one"))
+    assert kh.on_demand and kh.run_on == 7.0 and kh.retry_max == 9.0

@@ -32,6 +32,8 @@ from gevent.queue import Queue
 from fanout import control, logs
 from fanout.config import Config, ConfigError, load_config
 from fanout.counters import Counters
+from fanout.protocol.redirect import registration_query
+from fanout.redirects import ADDED, FULL, RedirectTable
 from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
 from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.poller import MasterPoller
@@ -111,6 +113,7 @@ class Supervisor:
         self.exit_status: int | None = None
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
+        self.redirects = RedirectTable(config.max_redirect_slaves, config.redirects)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -179,6 +182,8 @@ class Supervisor:
         old_master, self.config = self.config.master, config
         self.open_log_files()
         self.broadcast("config", config=config)
+        self.redirects.reconfigure(config.max_redirect_slaves, config.redirects)
+        self.broadcast_redirects()
         self.registry.reserved = self.relays.apply(config.relays)
         if config.master != old_master:
             self.stop_master_poller()
@@ -206,6 +211,7 @@ class Supervisor:
         handle = WorkerHandle(index, proc, control.Channel(parent))
         self.workers[index] = handle
         handle.channel.send("config", config=self.config)
+        handle.channel.send("redirects", targets=self.redirects.targets())
         for record in self.registry.mounts.values():
             handle.channel.send("mount_up", fds=[record.ring.fd], mount=record.name, info=record.info)
         gevent.spawn(self.read_worker, handle)
@@ -344,6 +350,34 @@ class Supervisor:
         if record is not None:
             record.info.update(fields)
             self.broadcast("mount_info", mount=record.name, info=record.info)
+
+    # -- slave redirect (KH, PROTOCOL.md §2) ---------------------------------------------------
+
+    def on_slave_register(self, handle: WorkerHandle, message: control.Message) -> None:
+        """A slave's authenticated poll carried its redirect registration."""
+        host, port = message["host"], message["port"]
+        now = time.monotonic()
+        for target in self.redirects.purge(now):
+            log.info("redirect slave %s:%d expired", target.host, target.port)
+        outcome = self.redirects.register(host, port, message["interval"], now)
+        if outcome == FULL:
+            log.warning("redirect to slave limit reached (%d); %s:%d not added",
+                        self.redirects.limit, host, port)
+            return
+        if outcome == ADDED:
+            log.info("redirect slave %s:%d registered", host, port)
+        self.broadcast_redirects()
+
+    def broadcast_redirects(self) -> None:
+        self.broadcast("redirects", targets=self.redirects.targets())
+
+    def redirect_registration(self) -> str:
+        """What this server, as a slave with <master-redirect>, appends to its polls."""
+        master = self.config.master
+        if master is None or not master.redirect or not self.listeners:
+            return ""
+        port = self.listeners[0].getsockname()[1]
+        return registration_query(self.config.hostname, port, master.update_interval)
 
     # -- relays (the RelayHost interface of fanout.relay) ------------------------------------
 

@@ -39,6 +39,7 @@ KH_STREAMS_PATH = "/admin/streams"
 
 class PollerHost(RelayHost, Protocol):
     def local_mounts(self) -> set[str]: ...
+    def redirect_registration(self) -> str: ...
 
 
 class MasterPoller:
@@ -96,8 +97,10 @@ class MasterPoller:
     def fetch_list(self) -> StreamList | None:
         """The master's list, or None (logged) if this poll failed."""
         paths = [STREAMLIST_PATH] if self.kh_master is False else [KH_STREAMS_PATH, STREAMLIST_PATH]
+        registration = self.host.redirect_registration()  # KH slave redirect (§2.3)
         for path in paths:
-            request = render_streamlist_request(path, self.master.username, self.master.password or "")
+            request = render_streamlist_request(path + registration, self.master.username,
+                                                self.master.password or "")
             try:
                 head, body = fetch(self.master.server, self.master.port, request)
             except FetchError as exc:

@@ -20,10 +20,13 @@ from typing import Any
 import gevent
 
 from fanout import core
+from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
 from fanout.protocol.icy import DEFAULT_METAINT
-from fanout.protocol.responses import listener_icy_headers, render_listener_head
+from fanout.protocol.redirect import redirect_location
+from fanout.protocol.responses import listener_icy_headers, render_listener_head, render_redirect
+from fanout.redirects import choose
 from fanout.worker import stats
 from fanout.worker.connection import Connection, log_access
 from fanout.worker.streamlist import is_relay_client
@@ -68,7 +71,7 @@ def serve_listener(worker: Any, conn: Connection, request: Request, leftover: by
     resolved = mount.resolved
     slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
     if not slave and 0 <= resolved.max_listeners <= mount.ring.listener_count():
-        raise ProtocolError("max listeners reached", 403)
+        return refuse_or_redirect(worker, conn, request, ProtocolError("max listeners reached", 403))
     if mount.info.get("on_demand") and not mount.info.get("connected"):
         mount = await_upstream(worker, mount)
     metaint = 0
@@ -80,6 +83,23 @@ def serve_listener(worker: Any, conn: Connection, request: Request, leftover: by
         conn.send(head)
         return
     add_listener(worker, mount, conn, request, head, metaint)
+
+
+def refuse_or_redirect(worker: Any, conn: Connection, request: Request,
+                       refusal: ProtocolError) -> None:
+    """A master sends a listener it must refuse to a registered slave instead, as KH does
+    (PROTOCOL.md §2.5); with no live slave the refusal stands."""
+    target = choose(worker.redirect_targets, time.monotonic())
+    if target is None:
+        raise refusal
+    given = basic_credentials(request)
+    credentials = None if given is None else (given.user, given.password)
+    query = request.target.partition("?")[2]
+    location = redirect_location(target.host, target.port, request.path, query, credentials)
+    conn.send(render_redirect(location, server_id=worker.cfg.server_id, now=time.time(),
+                              version=request.version))
+    log.info("%s: %s on %s; redirected to slave %s:%d", conn.ip, refusal.message, request.path,
+             target.host, target.port)
 
 
 def await_upstream(worker: Any, mount: LocalMount) -> LocalMount:

@@ -5,8 +5,8 @@ non-hidden mount, one per CRLF line, then closes. `/admin/streams` is KH's flavo
 or admin credentials; without `mount=` it lists `/admin/streams?mount=/x` lines, with
 `mount=/x` it is a slave's stream fetch of `/x`, served as a listener that the listener
 code recognises as a slave by its relay credentials (no max-listeners, not counted).
-KH's redirect-registration arguments (`rserver`, `rport`, `interval`) are accepted and
-ignored.
+With `<max-redirect-slaves>` set, a list request carrying KH's redirect registration
+(`rserver`, `rport`, `interval`, §2.3) is passed to the supervisor, which keeps the table.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request
+from fanout.protocol.redirect import parse_registration
 from fanout.protocol.responses import render_text
 from fanout.protocol.streamlist import render_kh_streams, render_streamlist
 from fanout.worker.connection import Connection
@@ -45,6 +46,7 @@ def is_admin(worker: Any, request: Request) -> bool:
 def command_streamlist_txt(worker: Any, conn: Connection, request: Request) -> None:
     if not is_relay_client(worker, request):
         raise ProtocolError("You need to authenticate", 401)
+    register_slave(worker, request)
     send_list(worker, conn, render_streamlist(public_mounts(worker)))
 
 
@@ -53,10 +55,20 @@ def command_streams(worker: Any, conn: Connection, request: Request) -> None:
         raise ProtocolError("You need to authenticate", 401)
     mount = request.query_value("mount")
     if mount is None:
+        register_slave(worker, request)
         return send_list(worker, conn, render_kh_streams(public_mounts(worker)))
     from fanout.worker.listeners import serve_listener
 
     serve_listener(worker, conn, dataclasses.replace(request, path=mount), b"")
+
+
+def register_slave(worker: Any, request: Request) -> None:
+    """Pass an authenticated poll's redirect registration on, if this master takes any."""
+    registration = parse_registration(request.query)
+    if registration is None or worker.cfg.max_redirect_slaves <= 0:
+        return
+    worker.channel.send("slave_register", host=registration.host, port=registration.port,
+                        interval=registration.interval)
 
 
 def send_list(worker: Any, conn: Connection, body: bytes) -> None:

@@ -117,6 +117,7 @@ class Worker:
         self.stopping = Event()
         self.mounts: dict[str, LocalMount] = {}
         self.claims: dict[int, AsyncResult] = {}
+        self.redirect_targets: tuple[Any, ...] = ()  # redirects.Target: the master's slaves
         self.gathers: dict[int, AsyncResult] = {}
         self.claim_ids = itertools.count(1)
         self.client_ids = itertools.count(1)
@@ -191,6 +192,9 @@ class Worker:
         for mount in self.mounts.values():
             mount.resolved = self.cfg.resolve_mount(mount.name)
         self.configured.set()
+
+    def on_redirects(self, message: control.Message) -> None:
+        self.redirect_targets = message["targets"]
 
     def on_mount_up(self, message: control.Message) -> None:
         (fd,) = message.fds

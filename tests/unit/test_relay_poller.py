@@ -33,9 +33,13 @@ class FakePull:
 @dataclass
 class FakeHost:
     local: set[str] = field(default_factory=set)
+    registration: str = ""
 
     def local_mounts(self) -> set[str]:
         return self.local
+
+    def redirect_registration(self) -> str:
+        return self.registration
 
 
 class Answers(list):
@@ -119,3 +123,14 @@ def test_a_mount_held_by_a_local_source_is_not_relayed(answers):
     answers.append((OK, b"/a\r\n/b\r\n"))
     poller.poll_once()
     assert list(poller.pulls) == ["/b"]
+
+
+def test_a_redirect_slave_registers_on_every_poll_of_either_list(answers):
+    poller = make_poller(FakeHost(registration="?rserver=10.0.0.2&rport=8000&interval=5"))
+    answers += [NOT_KH, (OK, b"/a\r\n"), (OK, b"/a\r\n")]
+    poller.poll_once()
+    poller.poll_once()
+    paths = [r.split(b" ")[1] for r in answers.requests]
+    assert paths == [b"/admin/streams?rserver=10.0.0.2&rport=8000&interval=5",
+                     b"/admin/streamlist.txt?rserver=10.0.0.2&rport=8000&interval=5",
+                     b"/admin/streamlist.txt?rserver=10.0.0.2&rport=8000&interval=5"]

@@ -1,0 +1,93 @@
+"""KH slave redirect between fanout servers on loopback (PROTOCOL.md §2).
+
+A slave with `<master-redirect>1` registers through its polls; its master, when it would
+refuse a listener for `<max-listeners>`, answers 302 to the slave instead. Several hosts
+with their own addresses are in test_netns.py.
+"""
+from __future__ import annotations
+
+from tests.integration.test_relay import (PacedSource, assert_pattern_flows, servers,  # noqa: F401
+                                          wait_status)
+from tests.support.clients import Listener, raw_request
+from tests.support.server import RELAY_PASSWORD, FanoutProcess, icecast_xml
+from tests.support.waiting import wait_for
+
+FULL_MOUNT = "<mount><mount-name>/full</mount-name><max-listeners>1</max-listeners></mount>"
+
+
+def redirecting_slave_xml(master: FanoutProcess, redirect: int = 1) -> str:
+    return icecast_xml(extra=f"""
+  <master-server>{master.host}</master-server>
+  <master-server-port>{master.port}</master-server-port>
+  <master-password>{RELAY_PASSWORD}</master-password>
+  <master-update-interval>5</master-update-interval>
+  <master-redirect>{redirect}</master-redirect>""")
+
+
+def get(server: FanoutProcess, target: str, extra: str = "") -> bytes:
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"
+    return raw_request(server.host, server.port, request.encode(), timeout=5)
+
+
+def head_line(answer: bytes, name: str) -> str | None:
+    for line in answer.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def test_a_full_mount_redirects_to_a_registered_slave(servers):
+    master = servers("master", icecast_xml(mounts=FULL_MOUNT,
+                                           extra="<max-redirect-slaves>2</max-redirect-slaves>"))
+    source = PacedSource(master, "/full")
+    try:
+        slave = servers("slave", redirecting_slave_xml(master))
+        wait_status(slave, "/full", 200, 10)
+        wait_for(lambda: "redirect slave 127.0.0.1:%d registered" % slave.port in master.output(),
+                 10, "the slave's registration at the master")
+        first = Listener(master.host, master.port, "/full").start()
+        assert first.head.startswith(b"HTTP/1.0 200 OK")
+        answer = get(master, "/full?token=abc")
+        assert answer.startswith(b"HTTP/1.1 302 Found\r\n"), answer[:80]
+        assert head_line(answer, "location") == f"http://127.0.0.1:{slave.port}/full?token=abc"
+        assert head_line(answer, "content-length") == "0"
+        assert_pattern_flows(slave, "/full")  # where the Location leads
+        first.close()
+    finally:
+        source.close()
+
+
+def test_no_redirect_without_max_redirect_slaves_or_master_redirect(servers):
+    master = servers("master", icecast_xml(mounts=FULL_MOUNT))  # max-redirect-slaves 0
+    other = servers("other", icecast_xml(mounts=FULL_MOUNT,
+                                         extra="<max-redirect-slaves>2</max-redirect-slaves>"))
+    sources = [PacedSource(master, "/full"), PacedSource(other, "/full")]
+    try:
+        registering = servers("registering", redirecting_slave_xml(master))
+        silent = servers("silent", redirecting_slave_xml(other, redirect=0))
+        wait_status(registering, "/full", 200, 10)
+        wait_status(silent, "/full", 200, 10)
+        for server in (master, other):
+            first = Listener(server.host, server.port, "/full").start()
+            assert first.head.startswith(b"HTTP/1.0 200 OK")
+            assert get(server, "/full").startswith(b"HTTP/1.0 403 Forbidden"), server.url
+            first.close()
+        assert "registered" not in master.output() + other.output()
+    finally:
+        for source in sources:
+            source.close()
+
+
+def test_static_redirect_targets_need_no_registration(servers):
+    master = servers("master", icecast_xml(
+        mounts=FULL_MOUNT, extra="<redirect><host>relay.example.org</host><port>8123</port></redirect>"))
+    source = PacedSource(master, "/full")
+    try:
+        wait_status(master, "/full", 200, 5)
+        first = Listener(master.host, master.port, "/full").start()
+        answer = get(master, "/full")
+        assert head_line(answer, "location") == "http://relay.example.org:8123/full"
+        first.close()
+    finally:
+        source.close()

@@ -2,21 +2,24 @@
 
 A slave with `<master-redirect>1` registers through its polls; its master, when it would
 refuse a listener for `<max-listeners>`, answers 302 to the slave instead. Several hosts
-with their own addresses are in test_netns.py.
+with their own addresses, in network namespaces, share the listeners at the end.
 """
 from __future__ import annotations
 
 from tests.integration.test_relay import (PacedSource, assert_pattern_flows, servers,  # noqa: F401
                                           wait_status)
 from tests.support.clients import Listener, raw_request
+from tests.support.netns import Lan, host_xml, needs_netns, start_fanout_in
 from tests.support.server import RELAY_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.waiting import wait_for
 
 FULL_MOUNT = "<mount><mount-name>/full</mount-name><max-listeners>1</max-listeners></mount>"
 
 
-def redirecting_slave_xml(master: FanoutProcess, redirect: int = 1) -> str:
-    return icecast_xml(extra=f"""
+def redirecting_slave_xml(master: FanoutProcess, redirect: int = 1, address: str = "127.0.0.1",
+                          port: int = 0) -> str:
+    """A slave of `master` that registers for redirects (with `address` as its hostname)."""
+    return icecast_xml(address=address, port=port, extra=f"""
   <master-server>{master.host}</master-server>
   <master-server-port>{master.port}</master-server-port>
   <master-password>{RELAY_PASSWORD}</master-password>
@@ -91,3 +94,47 @@ def test_static_redirect_targets_need_no_registration(servers):
         first.close()
     finally:
         source.close()
+
+
+# -- a master and two slaves, each a host with its own address --------------------------------
+
+
+def locations(master: FanoutProcess, count: int) -> list[str]:
+    """Where `count` listeners beyond the full mount are sent."""
+    return [head_line(get(master, "/full"), "location") or "none" for _ in range(count)]
+
+
+@needs_netns
+def test_listeners_are_shared_between_live_slaves_on_their_own_hosts(tmp_path):
+    with Lan(hosts=3) as lan:
+        started: list[FanoutProcess] = []
+        source = None
+        try:
+            master = start_fanout_in(lan[0], host_xml(
+                lan[0], port=8000, mounts=FULL_MOUNT,
+                extra="<max-redirect-slaves>4</max-redirect-slaves>"), tmp_path)
+            started.append(master)
+            source = PacedSource(master, "/full")
+            for host in lan.hosts[1:]:
+                config = redirecting_slave_xml(master, address=host.address, port=8000)
+                started.append(start_fanout_in(host, config, tmp_path))
+            slaves = started[1:]
+            urls = {f"http://{lan[i].address}:8000/full" for i in (1, 2)}
+            for slave in slaves:
+                wait_status(slave, "/full", 200, 15)
+            first = Listener(master.host, master.port, "/full").start()
+            # Both registered: 40 redirects reach both (a miss has odds 2 × 2^-40).
+            wait_for(lambda: set(locations(master, 40)) == urls, 15, "redirects to both slaves")
+            assert_pattern_flows(slaves[0], "/full")
+            slaves[1].stop()
+            # It stops polling: once its interval + 10 s are over, only the live one is chosen.
+            live = f"http://{lan[1].address}:8000/full"
+            wait_for(lambda: set(locations(master, 20)) == {live}, 30,
+                     "redirects to the live slave only")
+            first.close()
+        finally:
+            if source is not None:
+                source.close()
+            for server in reversed(started):
+                server.stop()
+                print(f"--- {server.url} output ---\n{server.output()}")

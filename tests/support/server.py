@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +24,11 @@ LISTEN_LINE = re.compile(r"listening on http://([\d.]+):(\d+)/")
 
 
 def icecast_xml(port: int = 0, limits: str = "", mounts: str = "", extra: str = "",
-                sources: int = 8) -> str:
-    """A small icecast.xml for tests; port 0 lets the kernel choose."""
+                sources: int = 8, address: str = "127.0.0.1") -> str:
+    """A small icecast.xml for tests, bound to and named by `address`; port 0 lets the
+    kernel choose."""
     return f"""<icecast>
-  <hostname>127.0.0.1</hostname>
+  <hostname>{address}</hostname>
   <limits>
     <clients>500</clients>
     <sources>{sources}</sources>
@@ -40,7 +42,7 @@ def icecast_xml(port: int = 0, limits: str = "", mounts: str = "", extra: str = 
     <admin-password>{ADMIN_PASSWORD}</admin-password>
     <relay-password>{RELAY_PASSWORD}</relay-password>
   </authentication>
-  <listen-socket><port>{port}</port><bind-address>127.0.0.1</bind-address></listen-socket>
+  <listen-socket><port>{port}</port><bind-address>{address}</bind-address></listen-socket>
   {mounts}
   {extra}
 </icecast>
@@ -83,8 +85,10 @@ class FanoutProcess:
 
 
 def start_fanout(config_text: str | None, tmp_path: Path, workers: int = 2,
-                 args: tuple[str, ...] = ()) -> FanoutProcess:
-    cmd = [sys.executable, "-m", "fanout", "--workers", str(workers), *args]
+                 args: tuple[str, ...] = (), prefix: Sequence[str] = ()) -> FanoutProcess:
+    """Start `python -m fanout` (under the command `prefix`, e.g. `ip netns exec NAME`) and
+    return it once its workers booted; a server that does not come up is stopped."""
+    cmd = [*prefix, sys.executable, "-m", "fanout", "--workers", str(workers), *args]
     if config_text is not None:
         path = tmp_path / "icecast.xml"
         path.write_text(config_text)
@@ -94,13 +98,17 @@ def start_fanout(config_text: str | None, tmp_path: Path, workers: int = 2,
                             env=env, cwd=Path(__file__).resolve().parents[2])
     server = FanoutProcess(proc)
     threading.Thread(target=_collect, args=(server,), daemon=True).start()
-    wait_for(lambda: LISTEN_LINE.search(server.output()) or proc.poll() is not None, 20,
-             "the listen line")
-    match = LISTEN_LINE.search(server.output())
-    if match is None:
-        raise RuntimeError(f"fanout did not start (status {proc.poll()}):\n{server.output()}")
-    server.host, server.port = match.group(1), int(match.group(2))
-    server.wait_workers(workers)
+    try:
+        wait_for(lambda: LISTEN_LINE.search(server.output()) or proc.poll() is not None, 20,
+                 "the listen line")
+        match = LISTEN_LINE.search(server.output())
+        if match is None:
+            raise RuntimeError(f"fanout did not start (status {proc.poll()}):\n{server.output()}")
+        server.host, server.port = match.group(1), int(match.group(2))
+        server.wait_workers(workers)
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 

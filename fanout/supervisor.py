@@ -299,11 +299,22 @@ class Supervisor:
         self.broadcast("mount_up", fds=[record.ring.fd], mount=name, info=record.info)
         handle.channel.send("claim_result", id=message["id"], ok=True, status=200, reason="")
         log.info("source on %s (worker %d, %s)", name, handle.index, record.info.get("content_type"))
+        self.override_fallback(name)
 
     def on_release(self, handle: WorkerHandle, message: control.Message) -> None:
         self.release_mount(message["mount"], handle.index)
 
     def release_mount(self, name: str, owner: int) -> None:
+        """End a mount `owner` holds; its listeners move to the first live mount of its
+        fallback chain (same format family, §3.9), else they are closed as it goes down."""
+        record = self.registry.mounts.get(name)
+        if record is None or record.owner != owner:
+            return
+        fallback = self.live_fallback(name)
+        if fallback is not None:
+            # The workers' own move query, sent one-way: it reaches each worker before
+            # the mount_down below (one channel per worker keeps the order).
+            self.move_listeners(name, fallback)
         if self.registry.release(name, owner) is not None:
             self.broadcast("mount_down", mount=name)
             log.info("source on %s ended", name)
@@ -402,18 +413,34 @@ class Supervisor:
         """Claim `name` for a relay pull and announce it; raises ClaimRefused."""
         record = self.registry.claim(self.config, name, SUPERVISOR_OWNER, info)
         self.broadcast("mount_up", fds=[record.ring.fd], mount=name, info=record.info)
+        if info.get("connected", True):  # not an idle on-demand relay: it has a stream
+            self.override_fallback(name)
         return record
 
     def release_relay_mount(self, name: str) -> None:
-        """End a relayed mount; its listeners move to its running fallback mount, if any
-        (§1.5, §3.9), else they are closed as the mount goes down."""
-        fallback = self.config.resolve_mount(name).fallback_mount
-        if fallback and fallback != name and fallback in self.registry.mounts:
-            # The workers' own move query, sent one-way: it reaches each worker before
-            # the mount_down below (one channel per worker keeps the order).
-            self.broadcast("query", gather=NO_GATHER, query="move_clients",
-                           args={"mount": name, "destination": fallback})
+        """End a relayed mount (its listeners go to its fallback, as a source's do)."""
         self.release_mount(name, SUPERVISOR_OWNER)
+
+    # -- fallback mounts (PROTOCOL.md §3.9, §5.1) ---------------------------------------------
+
+    def live_fallback(self, name: str) -> str | None:
+        """The first mount of `name`'s fallback chain that is live here, if any."""
+        return next((m for m in self.config.fallback_chain(name) if m in self.registry.mounts), None)
+
+    def override_fallback(self, name: str) -> None:
+        """A source (or relay) came to `name`: with <fallback-override> it takes back every
+        listener of the mount its listeners would fall back to (2.4.4: all of them)."""
+        if not self.config.resolve_mount(name).fallback_override:
+            return
+        fallback = self.live_fallback(name)
+        if fallback is not None:
+            log.info("%s is back: taking its listeners back from %s (fallback-override)", name, fallback)
+            self.move_listeners(fallback, name)
+
+    def move_listeners(self, mount: str, destination: str) -> None:
+        """Every worker moves its listeners of `mount` (same format family only)."""
+        self.broadcast("query", gather=NO_GATHER, query="move_clients",
+                       args={"mount": mount, "destination": destination})
 
 
 def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .mounts import HttpHeader, Inherited, MountConfig, ResolvedMount, resolve_mount
 
 DEFAULT_PORT = 8000
+FALLBACK_DEPTH = 10  # levels of <fallback-mount> a listener may be passed down (2.4.4)
 DEFAULT_MASTER_UPDATE_INTERVAL = 120  # seconds; 2.4.4 also waits this long to retry a relay
 DEFAULT_RELAY_USER = "relay"  # 2.4.4: both <relay-user> and <master-username>
 DEFAULT_RELAY_SERVER = "127.0.0.1"  # 2.4.4: <relay><server> when absent
@@ -171,3 +172,17 @@ class Config:
             source_timeout=self.limits.source_timeout,
         )
         return resolve_mount(self.mounts, self.default_mount, name, inherited)
+
+    def fallback_chain(self, name: str) -> tuple[str, ...]:
+        """The mounts `name`'s listeners may fall back to, nearest first: its
+        `<fallback-mount>`, that one's, … at most FALLBACK_DEPTH deep, never `name` again
+        nor any mount twice (2.4.4 follows up to 10 levels, §5.1)."""
+        chain: list[str] = []
+        current = name
+        while len(chain) < FALLBACK_DEPTH:
+            target = self.resolve_mount(current).fallback_mount
+            if not target or target == name or target in chain:
+                break
+            chain.append(target)
+            current = target
+        return tuple(chain)

@@ -65,24 +65,53 @@ class ListenerInfo:
 
 
 def serve_listener(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
-    mount = worker.mounts.get(request.path)
-    if mount is None or mount.ended:
+    mount = live_mount(worker, request.path)
+    if mount is None:
         raise ProtocolError("The file you requested could not be found", 404)
-    resolved = mount.resolved
     slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
-    if not slave and 0 <= resolved.max_listeners <= mount.ring.listener_count():
-        return refuse_or_redirect(worker, conn, request, ProtocolError("max listeners reached", 403))
+    if not slave and is_full(mount):
+        mount = fallback_when_full(worker, mount)
+        if mount is None:
+            return refuse_or_redirect(worker, conn, request,
+                                      ProtocolError("max listeners reached", 403))
     if mount.info.get("on_demand") and not mount.info.get("connected"):
         mount = await_upstream(worker, mount)
     metaint = 0
     if wants_icy_metadata(request) and not mount.is_ogg:
         # A relayed mount serves with its upstream's interval unless configured (§3.5).
-        metaint = resolved.metadata_interval or mount.info.get("icy_metaint") or DEFAULT_METAINT
+        metaint = (mount.resolved.metadata_interval or mount.info.get("icy_metaint")
+                   or DEFAULT_METAINT)
     head = listener_head(worker, mount, request, metaint)
     if request.method == "HEAD":
         conn.send(head)
         return
     add_listener(worker, mount, conn, request, head, metaint)
+
+
+def live_mount(worker: Any, path: str) -> LocalMount | None:
+    """The mount that serves `path`: its own if live, else the first live one of its
+    <fallback-mount> chain (§5.1), so listeners can wait on a fallback for a live show."""
+    for name in (path, *worker.cfg.fallback_chain(path)):
+        mount = worker.mounts.get(name)
+        if mount is not None and not mount.ended:
+            return mount
+    return None
+
+
+def is_full(mount: LocalMount) -> bool:
+    return bool(0 <= mount.resolved.max_listeners <= mount.ring.listener_count())
+
+
+def fallback_when_full(worker: Any, mount: LocalMount) -> LocalMount | None:
+    """With <fallback-when-full>, the first live mount with room down `mount`'s fallback
+    chain (2.4.4 sends new listeners of a full mount there, §3.9); else None."""
+    if not mount.resolved.fallback_when_full:
+        return None
+    for name in worker.cfg.fallback_chain(mount.name):
+        candidate = worker.mounts.get(name)
+        if candidate is not None and not candidate.ended and not is_full(candidate):
+            return candidate
+    return None
 
 
 def refuse_or_redirect(worker: Any, conn: Connection, request: Request,

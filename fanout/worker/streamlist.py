@@ -26,9 +26,16 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 def public_mounts(worker: Any) -> list[str]:
-    """Mounts a slave may relay: every live mount not configured hidden."""
-    return [name for name, mount in worker.mounts.items()
-            if not mount.ended and not worker.cfg.resolve_mount(name).hidden]
+    """Mounts a slave may relay: every live mount not configured hidden, and every
+    configured mount that is served from its fallback just now (a "virtual" mount, §1.3:
+    so a slave keeps relaying a mount while the master serves it from a fallback)."""
+    cfg = worker.cfg
+    live = [name for name, mount in worker.mounts.items() if not mount.ended]
+    virtual = [block.mount_name for block in cfg.mounts
+               if block.mount_name and not any(c in block.mount_name for c in "*?[")
+               and block.mount_name not in live
+               and any(m in live for m in cfg.fallback_chain(block.mount_name))]
+    return [name for name in (*live, *virtual) if not cfg.resolve_mount(name).hidden]
 
 
 def is_relay_client(worker: Any, request: Request) -> bool:

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.clients import (Listener, Source, basic, locate_in_pattern, raw_request,
-                                   split_icy)
+from tests.support.clients import (FillSource, Listener, Source, basic, fill_after,
+                                   locate_in_pattern, pattern_tail, raw_request, split_icy)
 from tests.support.server import (ADMIN_PASSWORD, RELAY_PASSWORD, FanoutProcess, icecast_xml,
                                   start_fanout)
 from tests.support.waiting import wait_for
@@ -289,17 +289,20 @@ def test_listeners_of_a_vanished_mount_move_to_the_slaves_fallback_mount(servers
     master = servers("master", icecast_xml())
     slave = servers("slave", slave_xml(master, mounts="<mount><mount-name>/relayed</mount-name>"
                                                       "<fallback-mount>/local</fallback-mount></mount>"))
-    upstream, local = PacedSource(master, "/relayed"), PacedSource(slave, "/local")
+    upstream, local = PacedSource(master, "/relayed"), FillSource(slave, "/local")
     try:
-        wait_status(slave, "/relayed", 200, MASTER_INTERVAL + 2)
+        wait_for(lambda: "relay /relayed from" in slave.output(), MASTER_INTERVAL + 2,
+                 "the relay to stream")
         listener = Listener(slave.host, slave.port, "/relayed").start()
-        wait_for(lambda: len(listener.body) > 16 * 1024, 5, "audio from the relay")
+        wait_for(lambda: pattern_tail(listener), 5, "the pattern from the relay")
         upstream.close()
-        wait_status(slave, "/relayed", 404, 2)
         moved_at = len(listener.body)
-        wait_for(lambda: len(listener.body) > moved_at + 64 * 1024, 5, "audio from the fallback")
+        wait_for(lambda: fill_after(listener, moved_at), 5, "the fallback's stream")
         assert not listener.closed.is_set()
         listener.close()
+        newcomer = Listener(slave.host, slave.port, "/relayed").start()  # served from /local
+        wait_for(lambda: fill_after(newcomer, 0), 5, "the fallback for a newcomer")
+        newcomer.close()
     finally:
         local.close()
 

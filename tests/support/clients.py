@@ -1,4 +1,5 @@
-"""Real socket clients for tests: a test-pattern source, listeners, raw requests."""
+"""Real socket clients for tests: a test-pattern source, listeners, raw requests, and a
+source of one repeated byte (to tell two streams apart)."""
 from __future__ import annotations
 
 import base64
@@ -7,6 +8,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests.support.server import SOURCE_PASSWORD
 
@@ -194,3 +196,50 @@ def split_icy(body: bytes, metaint: int) -> tuple[bytes, list[bytes]]:
         blocks.append(bytes(body[pos:pos + length]))
         pos += length
     return bytes(audio), blocks
+
+
+# -- a second kind of stream: one repeated byte -------------------------------------------
+
+FILL = b"\xaa"
+
+
+class FillSource:
+    """A source sending FILL bytes from a thread until `close`."""
+
+    def __init__(self, server: Any, mount: str,
+                 content_type: str = "application/octet-stream") -> None:
+        self.source = Source(server.host, server.port, mount, content_type=content_type)
+        assert self.source.accepted, self.source.response
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                self.source.send(FILL * 4096)
+                time.sleep(0.01)  # pacing a producer, not synchronisation
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.source.close()
+
+
+def fill_after(listener: Listener, mark: int, amount: int = 16 * 1024) -> bool:
+    """Whether `amount` FILL bytes arrived after byte `mark` of the body."""
+    return bytes(listener.body[mark:]).count(FILL * 64) * 64 >= amount
+
+
+def pattern_tail(listener: Listener, amount: int = 16 * 1024) -> bool:
+    """Whether the last `amount` bytes received are one slice of the pattern."""
+    tail = bytes(listener.body[-amount:])
+    if len(tail) < amount:
+        return False
+    try:
+        locate_in_pattern(tail)
+    except (AssertionError, ValueError):
+        return False
+    return True

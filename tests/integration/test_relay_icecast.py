@@ -95,3 +95,14 @@ def test_icecast2_slave_of_fanout_relays_all_public_mounts(servers, tmp_path):
         slave.stop()
         for source in sources:
             source.stop()
+
+
+def test_a_slave_registering_for_redirects_still_relays_an_icecast2_master(icecast_master,
+                                                                          servers):
+    # 2.4.4 knows nothing of KH's redirect registration: it must ignore the poll's query.
+    slave = servers("slave", slave_xml(icecast_master, interval=5,
+                                       extra="<master-redirect>1</master-redirect>"))
+    wait_for(lambda: status_of(slave, "/live.mp3") == 200, 15, "/live.mp3 on the slave")
+    # (Its access log drops queries: that the polls carried one is tests/unit/test_relay_poller.py's.)
+    access = (icecast_master.workdir / "access.log").read_text()
+    assert '"GET /admin/streamlist.txt HTTP/1.0" 200' in access

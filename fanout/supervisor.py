@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gevent
@@ -179,6 +179,8 @@ class Supervisor:
             log.warning("%s", warning)
         if config.listen_sockets != self.config.listen_sockets:
             log.warning("SIGHUP: listen-socket changes need a restart; keeping the old sockets")
+            # Workers map their inherited fds to these specs by position: keep the bound ones.
+            config = replace(config, listen_sockets=self.config.listen_sockets)
         old_master, self.config = self.config.master, config
         self.open_log_files()
         self.broadcast("config", config=config)

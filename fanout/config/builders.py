@@ -48,8 +48,9 @@ def build_listen_socket(values: Values, path: str, ctx: ReadContext) -> tuple[Li
         return (socket,)
     # 2.4.4: a shoutcast-mount on a normal socket also opens port+1 for Shoutcast sources,
     # which send their password there (the Shoutcast v1 convention).
-    if socket.port == 65535:
-        raise ConfigError(f"{path}/port", "65535", "a port below 65535, as port + 1 opens too")
+    if socket.port in (0, 65535):
+        raise ConfigError(f"{path}/port", str(socket.port),
+                          "a fixed port below 65535, as port + 1 opens too")
     return (socket, replace(socket, port=socket.port + 1, shoutcast_compat=True))
 
 

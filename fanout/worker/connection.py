@@ -3,6 +3,9 @@
 Errors are mapped to HTTP here and nowhere else: a `ProtocolError` becomes Icecast's error
 response plus one log line without a traceback; anything else is an internal error, logged
 with its traceback and answered 500 when nothing was sent yet.
+
+A connection on a shoutcast-compat listen socket is not HTTP: it is a Shoutcast source
+(`shoutcast.py`), its errors close it without a word, and it is never answered 500.
 """
 from __future__ import annotations
 
@@ -84,11 +87,14 @@ def serve_connection(worker: Any, server: Any, sock: Any, address: tuple[str, in
 
 
 def _serve(worker: Any, conn: Connection) -> None:
+    speaks_http = not conn.server.spec.shoutcast_compat
     try:
-        request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
-        conn.request = request
-        handler = route(request)
-        handler(worker, conn, request, leftover)
+        if speaks_http:
+            serve_request(worker, conn)
+        else:  # 2.4.4 takes whatever comes on a shoutcast-compat socket for a Shoutcast source
+            from fanout.worker.shoutcast import serve_shoutcast_source
+
+            serve_shoutcast_source(worker, conn)
     except ProtocolError as exc:
         log.warning("%s: %s (%s)", conn.ip, exc.message, exc.status or "closed")
         stats.count_refusal(exc.status)
@@ -99,8 +105,16 @@ def _serve(worker: Any, conn: Connection) -> None:
         log.debug("%s: connection lost", conn.ip)
     except Exception:
         log.exception("%s: internal error", conn.ip)
-        if not conn.answered:
+        if not conn.answered and speaks_http:
             _answer_error(worker, conn, ProtocolError("Internal Server Error", 500))
+
+
+def serve_request(worker: Any, conn: Connection) -> None:
+    """Read an HTTP/ICE request head and hand the connection to the request's handler."""
+    request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
+    conn.request = request
+    handler = route(request)
+    handler(worker, conn, request, leftover)
 
 
 def read_request(sock: Any, timeout: float) -> tuple[Request, bytes]:
@@ -118,13 +132,15 @@ def read_request(sock: Any, timeout: float) -> tuple[Request, bytes]:
 
 def route(request: Request) -> Callable[..., None]:
     """The handler for a request, by method and path (§5.1)."""
-    from fanout.worker import admin, listeners, source, status
+    from fanout.worker import admin, listeners, shoutcast, source, status
 
     if is_source_method(request.method):
         return source.serve_source
     if request.method not in ("GET", "HEAD"):
         raise ProtocolError("unknown request", 400)
-    if request.path.startswith("/admin/") or request.path == "/admin.cgi":
+    if request.path == "/admin.cgi":
+        return shoutcast.serve_admin_cgi
+    if request.path.startswith("/admin/"):
         return admin.serve_admin
     return status.PAGES.get(request.path, listeners.serve_listener)
 

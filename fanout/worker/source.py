@@ -38,18 +38,29 @@ def serve_source(worker: Any, conn: Connection, request: Request, leftover: byte
     content_type = request.header("content-type")
     if request.method == "PUT" and not content_type:
         raise ProtocolError("No Content-type given", 403)
-    content_type = content_type or DEFAULT_CONTENT_TYPE
-    info = source_info(conn, request, content_type)
+    info = source_info(conn, request, content_type or DEFAULT_CONTENT_TYPE)
+    greeting = render_continue() if wants_continue(request) else b""
+    stream_source(worker, conn, path, info, greeting + render_source_ok(), leftover)
+
+
+def stream_source(worker: Any, conn: Connection, path: str, info: dict[str, Any],
+                  greeting: bytes, leftover: bytes) -> None:
+    """Claim `path` for an authenticated source, send it `greeting` (if any), then read
+    its stream into the ring until it leaves, and release the mount.
+
+    Every kind of source goes through here (SOURCE/PUT, Shoutcast). Raises ProtocolError
+    with the supervisor's status (403) when the claim is refused.
+    """
     answer = worker.claim(path, info)
     if not answer.ok:
         raise ProtocolError(answer.reason, answer.status)
     worker.counters.add(worker.index, "sources", 1)
     try:
-        greeting = render_continue() if wants_continue(request) else b""
-        conn.send(greeting + render_source_ok())
-        log.info("%s: source connected on %s (%s)", conn.ip, path, content_type)
+        if greeting:
+            conn.send(greeting)
+        log.info("%s: source connected on %s (%s)", conn.ip, path, info["content_type"])
         with admin_queries.source_registered(path, conn):
-            pump_source(worker, conn, path, leftover, resolved.source_timeout)
+            pump_source(worker, conn, path, leftover, worker.mounts[path].resolved.source_timeout)
     finally:
         worker.counters.add(worker.index, "sources", -1)
         worker.release(path)

@@ -1,11 +1,12 @@
 """A worker process: accepts on the shared sockets and serves clients.
 
 Theory of operation: the worker first waits for its `config` message, then starts one
-`ClientServer` per inherited listening socket and says `booted`. A greenlet reads the
-control channel for the rest of its life: `mount_up` maps a ring (from the fd that rides
-with the message), `mount_down` lets the mount's listeners drain and then unmaps it,
-`claim_result` wakes the source that asked. If the supervisor goes away the worker stops:
-it never outlives the server.
+`ClientServer` per inherited listening socket, knowing the `<listen-socket>` it was bound
+for (a shoutcast-compat one serves Shoutcast sources only), and says `booted`. A greenlet
+reads the control channel for the rest of its life: `mount_up` maps a ring (from the fd
+that rides with the message), `mount_down` lets the mount's listeners drain and then
+unmaps it, `claim_result` wakes the source that asked. If the supervisor goes away the
+worker stops: it never outlives the server.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from gevent.event import AsyncResult, Event
 from gevent.server import StreamServer
 
 from fanout import control, core, logs
-from fanout.config import Config, ResolvedMount
+from fanout.config import Config, ListenSocket, ResolvedMount
 from fanout.counters import Counters
 
 log = logging.getLogger("fanout.worker")
@@ -77,6 +78,20 @@ class LocalMount:
         return bool(self.ring.fmt == core.FORMAT_OGG)
 
 
+def spec_of_listener(specs: tuple[ListenSocket, ...], index: int, bound_port: int) -> ListenSocket:
+    """The <listen-socket> the `index`-th inherited socket, bound to `bound_port`, was made for.
+
+    The supervisor binds `config.listen_sockets` in order and passes the fds in that order,
+    so the index says it (a port-0 spec binds any port). Should the config have changed
+    since (a SIGHUP cannot rebind sockets), the first spec with the bound port is taken,
+    else a plain HTTP socket: never a Shoutcast port by mistake.
+    """
+    if index < len(specs) and specs[index].port in (0, bound_port):
+        return specs[index]
+    same_port = [spec for spec in specs if spec.port == bound_port]
+    return same_port[0] if same_port else ListenSocket(port=bound_port)
+
+
 class ClientServer(StreamServer):
     """gevent's StreamServer, except that a socket handed to the pump stays open."""
 
@@ -84,9 +99,10 @@ class ClientServer(StreamServer):
     # kernel's wake-ups spread new clients over the workers.
     max_accept = 1
 
-    def __init__(self, listener: socket.socket, worker: "Worker") -> None:
+    def __init__(self, listener: socket.socket, worker: "Worker", spec: ListenSocket) -> None:
         super().__init__(listener, self.handle_client)
         self.worker = worker
+        self.spec = spec  # the <listen-socket> this socket was bound for (shoutcast-compat …)
         self.kept: set[Any] = set()
 
     def handle_client(self, sock: Any, address: tuple[str, int]) -> None:
@@ -131,10 +147,11 @@ class Worker:
             importlib.import_module(module)
         gevent.spawn(self.read_control)
         self.configured.wait()
-        for fd in self.listen_fds:
+        for index, fd in enumerate(self.listen_fds):
             listener = socket.socket(fileno=fd)
             listener.setblocking(False)  # see bind_listeners: never block the hub in accept
-            server = ClientServer(listener, self)
+            spec = spec_of_listener(self.cfg.listen_sockets, index, listener.getsockname()[1])
+            server = ClientServer(listener, self, spec)
             server.start()
             self.servers.append(server)
         self.channel.send("booted", worker=self.index, pid=os.getpid())

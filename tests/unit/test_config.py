@@ -442,6 +442,8 @@ def test_2_5_upstreams_take_defaults_from_the_default_upstream() -> None:
      "an integer from 0 to 65535"),
     ("<listen-socket><port>65536</port></listen-socket>", "icecast/listen-socket[1]/port", "65536",
      "an integer from 0 to 65535"),
+    ("<listen-socket><port>0</port><shoutcast-mount>/sc</shoutcast-mount></listen-socket>",
+     "icecast/listen-socket[1]/port", "0", "a fixed port below 65535, as port + 1 opens too"),
     ("<logging><loglevel>5</loglevel></logging>", "icecast/logging/loglevel", "5", "an integer from 1 to 4"),
     ("<mount><mount-name>/a</mount-name></mount><mount><mount-name>/b</mount-name>"
      "<max-listeners>-2</max-listeners></mount>", "icecast/mount[2]/max-listeners", "-2", "an integer >= -1"),

@@ -51,6 +51,10 @@ BACKOFF_MAX = 30.0
 STATS_INTERVAL = 5.0
 # Content type assumed when the upstream sends none (2.4.4: Icecast 1.x compatibility).
 DEFAULT_CONTENT_TYPE = "audio/mpeg"
+# Seconds between reconnects while a dropped relay holds its listeners: doubling from the
+# first to the most, so a returning upstream is picked up within about a second.
+HOLD_RETRY_FIRST = 0.25
+HOLD_RETRY_MAX = 1.0
 # Seconds between two looks at an on-demand mount's listener count.
 DEMAND_CHECK = 0.2
 # Mount name endings an idle on-demand mount is prepared as Ogg for.
@@ -66,6 +70,7 @@ class RelayHost(Protocol):
     def release_relay_mount(self, name: str) -> None: ...
     def set_mount_metadata(self, name: str, block: bytes, title: str) -> None: ...
     def update_mount_info(self, name: str, **fields: Any) -> None: ...
+    def live_fallback(self, name: str) -> str | None: ...
 
 
 def backoff_delay(failures: int, longest: float = BACKOFF_MAX) -> float:
@@ -138,14 +143,63 @@ class RelayPull:
             sock.close()
             return False
         try:
-            log.info("relay %s from %s: streaming (%s)", self.spec.mount, self.upstream,
-                     head.content_type)
-            self.state = "streaming"
-            self.stream(sock, record, head, first)
-            return True
+            while True:
+                log.info("relay %s from %s: streaming (%s)", self.spec.mount, self.upstream,
+                         head.content_type)
+                self.state = "streaming"
+                try:
+                    ending = self.stream(sock, record, head, first)
+                finally:
+                    sock.close()
+                # Listeners of a silent upstream have waited a source-timeout already.
+                reopened = None if ending == "silent" else self.reopen(record)
+                if reopened is None:
+                    return True
+                sock, head, first = reopened
         finally:
-            sock.close()
             self.host.release_relay_mount(self.spec.mount)
+
+    def reopen(self, record: MountRecord) -> tuple[socket.socket, ResponseHead, bytes] | None:
+        """After the upstream dropped, reconnect while the mount keeps its listeners (KH
+        keeps them paused, §3.11; 2.4.4 drops them at once), for at most the mount's
+        source-timeout, so a restarting upstream costs them a gap, not the stream.
+
+        Meanwhile newcomers are not served this mount (workers see relay_state
+        "reconnecting"). No hold when the listeners have somewhere to go (a live fallback
+        takes them at once), for Ogg (a new stream's header pages would need a new ring), or
+        when the stream comes back in another format. None when the mount must end; else
+        the new connection."""
+        if record.info["format"] == OGG or self.host.live_fallback(self.spec.mount):
+            return None
+        hold = self.host.config.resolve_mount(self.spec.mount).source_timeout
+        lost, delay = time.monotonic(), HOLD_RETRY_FIRST
+        self.state = "reconnecting"
+        self.host.update_mount_info(self.spec.mount, relay_state="reconnecting")
+        log.info("relay %s: holding its listeners up to %ss while reconnecting", self.spec.mount, hold)
+        while True:
+            try:
+                sock, head, first = self.open()
+            except FetchError as exc:
+                if time.monotonic() + delay > lost + hold or self.host.live_fallback(self.spec.mount):
+                    log.warning("relay %s from %s: %s; ending the mount", self.spec.mount,
+                                self.upstream, exc)
+                    return None
+                gevent.sleep(delay)
+                delay = min(2 * delay, HOLD_RETRY_MAX)
+                continue
+            info = self.mount_info(head)
+            if (info["format"], info["content_type"]) != (record.info["format"],
+                                                           record.info["content_type"]):
+                log.warning("relay %s: upstream came back as %s; ending the mount", self.spec.mount,
+                            info["content_type"])
+                sock.close()
+                return None
+            self.reconnects += 1
+            self.host.update_mount_info(self.spec.mount, **{**info, "reconnects": self.reconnects,
+                                                            "relay_bytes": self.bytes})
+            log.info("relay %s: upstream back after %.1f s; its listeners stayed", self.spec.mount,
+                     time.monotonic() - lost)
+            return sock, head, first
 
     def open(self) -> tuple[socket.socket, ResponseHead, bytes]:
         """Get a 2xx head from the first upstream that gives one; raises FetchError (the
@@ -204,8 +258,9 @@ class RelayPull:
         }
 
     def stream(self, sock: socket.socket, record: MountRecord, head: ResponseHead,
-               first: bytes) -> None:
-        """Copy the upstream into the ring until it ends or stays silent too long."""
+               first: bytes) -> str:
+        """Copy the upstream into the ring until it ends (return "ended"), the connection
+        is lost ("lost"), it stays silent too long ("silent") or is no longer wanted."""
         ingest = Ingest(record.info["format"], icy_metaint=head.metaint)
         timeout = self.host.config.resolve_mount(self.spec.mount).source_timeout
         sock.settimeout(timeout)
@@ -222,13 +277,14 @@ class RelayPull:
                 data = sock.recv(READ_SIZE)
             except socket.timeout:
                 log.warning("relay %s: upstream silent for %ss; reconnecting", self.spec.mount, timeout)
-                return
+                return "silent"
             except OSError as exc:
                 log.info("relay %s: upstream connection lost (%s)", self.spec.mount, exc)
-                return
+                return "lost"
             if not data:
                 log.info("relay %s: upstream ended the stream", self.spec.mount)
-                return
+                return "ended"
+        return "unwanted"
 
     def wanted(self, record: MountRecord) -> bool:
         """Whether to keep streaming (always, unless on demand)."""

@@ -93,7 +93,8 @@ def live_mount(worker: Any, path: str) -> LocalMount | None:
     <fallback-mount> chain (§5.1), so listeners can wait on a fallback for a live show."""
     for name in (path, *worker.cfg.fallback_chain(path)):
         mount = worker.mounts.get(name)
-        if mount is not None and not mount.ended:
+        # A relay holding its listeners while it reconnects takes no newcomers.
+        if mount is not None and not mount.ended and mount.info.get("relay_state") != "reconnecting":
             return mount
     return None
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 import signal
 import socket
 
+import psutil
+
 from tests.integration.test_relay import (PacedSource, assert_pattern_flows,  # noqa: F401
                                           assert_whole_tail_arrives, listen_on_demand, servers,
                                           status_of, wait_status)
-from tests.support.clients import Listener, Source, basic, raw_request, split_icy
+from fanout.bench.serving import free_port
+from tests.support.clients import Listener, Source, basic, pattern_tail, raw_request, split_icy
 from tests.support.server import ADMIN_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.waiting import wait_for
 
@@ -159,3 +162,40 @@ def test_sighup_starts_added_relays_and_stops_removed_ones(servers, tmp_path):
         local.close()
     finally:
         source.close()
+
+
+def kill(server: FanoutProcess) -> None:
+    """SIGKILL a server and its workers: a crash, or the network to it gone."""
+    supervisor = psutil.Process(server.proc.pid)
+    for process in [*supervisor.children(), supervisor]:
+        process.kill()
+    server.proc.wait(10)
+
+
+def test_a_relay_keeps_its_listeners_while_its_upstream_server_is_away(servers):
+    port = free_port()
+    upstream = servers("upstream", icecast_xml(port=port))
+    source = PacedSource(upstream, "/up")
+    relay = servers("relay", icecast_xml(
+        mounts="<mount><mount-name>/down</mount-name><source-timeout>15</source-timeout></mount>",
+        extra=relay_block(upstream, "/up", "/down")))
+    wait_status(relay, "/down", 200, 10)
+    listener = Listener(relay.host, relay.port, "/down").start()
+    wait_for(lambda: pattern_tail(listener), 10, "the pattern through the relay")
+    kill(upstream)
+    source.close()
+    wait_for(lambda: "holding its listeners" in relay.output(), 10, "the relay to hold")
+    assert status_of(relay, "/down") == 404  # newcomers are not served a stalled mount
+    restarted = servers("upstream-again", icecast_xml(port=port))
+    again = PacedSource(restarted, "/up")
+    try:
+        wait_for(lambda: "its listeners stayed" in relay.output(), 15, "the relay to reconnect")
+        back = next(line for line in relay.output().splitlines() if "its listeners stayed" in line)
+        print(f"\nmeasured: {back.split('relay /down: ')[1]}")
+        mark = len(listener.body)
+        wait_for(lambda: len(listener.body) > mark + 32 * 1024 and pattern_tail(listener), 10,
+                 "the restarted upstream's stream on the same connection")
+        assert not listener.closed.is_set()
+        listener.close()
+    finally:
+        again.close()

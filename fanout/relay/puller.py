@@ -90,6 +90,8 @@ class RelayPull:
         self.wake = Event()
         self.last_block = b""
         self.current = spec.upstreams()[0]  # the (host, port, path) tried or streaming last
+        # A connection to a preferred upstream that answered while we streamed from a backup.
+        self.better: tuple[socket.socket, ResponseHead, bytes, tuple[str, int, str]] | None = None
 
     @property
     def upstream(self) -> str:
@@ -147,10 +149,18 @@ class RelayPull:
                 log.info("relay %s from %s: streaming (%s)", self.spec.mount, self.upstream,
                          head.content_type)
                 self.state = "streaming"
+                prober = gevent.spawn(self.probe_preferred, record) if self.on_backup() else None
                 try:
                     ending = self.stream(sock, record, head, first)
                 finally:
                     sock.close()
+                    if prober is not None:
+                        prober.kill()
+                if self.better is not None:
+                    sock, head, first, self.current = self.better
+                    self.better = None
+                    self.host.update_mount_info(self.spec.mount, **self.mount_info(head))
+                    continue
                 # Listeners of a silent upstream have waited a source-timeout already.
                 reopened = None if ending == "silent" else self.reopen(record)
                 if reopened is None:
@@ -200,6 +210,33 @@ class RelayPull:
             log.info("relay %s: upstream back after %.1f s; its listeners stayed", self.spec.mount,
                      time.monotonic() - lost)
             return sock, head, first
+
+    def on_backup(self) -> bool:
+        """Whether this (always-on) pull streams from other than its first upstream."""
+        return not self.spec.on_demand and self.current != self.spec.upstreams()[0]
+
+    def probe_preferred(self, record: MountRecord) -> None:
+        """While on a backup, try the upstreams before it every retry delay; the first
+        that answers with the same kind of stream becomes `better`, and `stream` switches
+        to it without ending the mount (KH re-probes higher-priority hosts, §3.11)."""
+        upstreams = self.spec.upstreams()
+        preferred = upstreams[:upstreams.index(self.current)]
+        while self.better is None:
+            gevent.sleep(self.spec.retry_max or BACKOFF_MAX)
+            for upstream in preferred:
+                try:
+                    sock, head, first = self.open_at(*upstream)
+                except FetchError:
+                    continue
+                info = self.mount_info(head)
+                if (info["format"], info["content_type"]) != (record.info["format"],
+                                                               record.info["content_type"]):
+                    sock.close()
+                    continue
+                log.info("relay %s: preferred upstream http://%s:%d%s is back; switching to it",
+                         self.spec.mount, *upstream)
+                self.better = (sock, head, first, upstream)
+                break
 
     def open(self) -> tuple[socket.socket, ResponseHead, bytes]:
         """Get a 2xx head from the first upstream that gives one; raises FetchError (the
@@ -260,7 +297,8 @@ class RelayPull:
     def stream(self, sock: socket.socket, record: MountRecord, head: ResponseHead,
                first: bytes) -> str:
         """Copy the upstream into the ring until it ends (return "ended"), the connection
-        is lost ("lost"), it stays silent too long ("silent") or is no longer wanted."""
+        is lost ("lost"), it stays silent too long ("silent"), a preferred upstream is
+        back ("switched") or it is no longer wanted."""
         ingest = Ingest(record.info["format"], icy_metaint=head.metaint)
         timeout = self.host.config.resolve_mount(self.spec.mount).source_timeout
         sock.settimeout(timeout)
@@ -284,6 +322,8 @@ class RelayPull:
             if not data:
                 log.info("relay %s: upstream ended the stream", self.spec.mount)
                 return "ended"
+            if self.better is not None:
+                return "switched"
         return "unwanted"
 
     def wanted(self, record: MountRecord) -> bool:

@@ -13,7 +13,8 @@ from tests.integration.test_relay import (PacedSource, assert_pattern_flows,  # 
                                           assert_whole_tail_arrives, listen_on_demand, servers,
                                           status_of, wait_status)
 from fanout.bench.serving import free_port
-from tests.support.clients import Listener, Source, basic, pattern_tail, raw_request, split_icy
+from tests.support.clients import (FillSource, Listener, Source, basic, fill_after, pattern_tail,
+                                   raw_request, split_icy)
 from tests.support.server import ADMIN_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.waiting import wait_for
 
@@ -199,3 +200,29 @@ def test_a_relay_keeps_its_listeners_while_its_upstream_server_is_away(servers):
         listener.close()
     finally:
         again.close()
+
+
+def test_a_relay_on_a_backup_host_switches_back_to_its_preferred_host(servers):
+    preferred_port = free_port()  # nothing listens there yet
+    backup = servers("backup", icecast_xml())
+    filler = FillSource(backup, "/up")
+    relay = servers("relay", icecast_xml(extra=f"""
+      <relay><local-mount>/kh</local-mount><retry-delay>1</retry-delay>
+        <host><server>127.0.0.1</server><port>{preferred_port}</port><mount>/up</mount></host>
+        <host><server>{backup.host}</server><port>{backup.port}</port><mount>/up</mount></host>
+      </relay>"""))
+    try:
+        wait_status(relay, "/kh", 200, 10)
+        listener = Listener(relay.host, relay.port, "/kh").start()
+        wait_for(lambda: fill_after(listener, 0), 10, "the backup host's stream")
+        preferred = servers("preferred", icecast_xml(port=preferred_port))
+        source = PacedSource(preferred, "/up")
+        try:
+            wait_for(lambda: pattern_tail(listener), 15, "the preferred host's stream, same connection")
+            assert not listener.closed.is_set()
+            assert "is back; switching to it" in relay.output()
+            listener.close()
+        finally:
+            source.close()
+    finally:
+        filler.close()

@@ -14,9 +14,10 @@ from .model import (
     Authentication, Config, HttpHeader, Limits, ListenSocket, Logging, MasterConfig,
     MountConfig, Paths, RelayConfig, ResolvedMount,
 )
+from .mounts import HtpasswdAuth, ListenerAuth, UrlAuth
 
 __all__ = [
-    "Authentication", "Config", "ConfigError", "HttpHeader", "Limits", "ListenSocket",
-    "Logging", "MasterConfig", "MountConfig", "Paths", "RelayConfig", "ResolvedMount",
-    "default_config", "load_config", "parse_config",
+    "Authentication", "Config", "ConfigError", "HtpasswdAuth", "HttpHeader", "Limits",
+    "ListenSocket", "ListenerAuth", "Logging", "MasterConfig", "MountConfig", "Paths",
+    "RelayConfig", "ResolvedMount", "UrlAuth", "default_config", "load_config", "parse_config",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Callable, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 Converter = Callable[[str], T]
@@ -108,6 +109,29 @@ def header_value(text: str) -> str:
     """An HTTP header value: may be empty, may not contain line breaks."""
     if _CONTROL.search(text):
         raise BadValue("a header value without line breaks or control characters")
+    return text
+
+
+def header_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of HTTP header names (blanks around each are dropped)."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(_HEADER_NAME.fullmatch(name) for name in names):
+        raise BadValue("HTTP header names separated by commas")
+    return names
+
+
+def http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host (and a valid port, if one is given)."""
+    expected = "an http:// or https:// URL with a host"
+    if _CONTROL.search(text) or " " in text:
+        raise BadValue(expected)
+    parts = urlsplit(text)
+    try:
+        parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise BadValue(expected) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadValue(expected)
     return text
 
 

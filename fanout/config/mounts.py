@@ -5,7 +5,9 @@ Lookup, as in 2.4.4 (PROTOCOL.md §7.4): the first normal block in file order wh
 ``type="default"`` block fills every field that block leaves unset; a mount no normal
 block matches gets the default block alone; without either, the built-in defaults.
 That is why every ``MountConfig`` field is ``None`` ("not set in the XML") by default and
-the 2.4.4 defaults live in ``ResolvedMount`` and ``resolve_mount`` instead.
+the 2.4.4 defaults live in ``ResolvedMount`` and ``resolve_mount`` instead. One field is
+not merged: ``<authentication>`` of the default block protects only the mounts no normal
+block matches (2.4.4's merge leaves it out, "TODO: dst->auth" in ``src/cfgfile.c``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from .mountglob import mount_matches
 
 DEFAULT_SOURCE_USER = "source"  # 2.4.4: the user a source logs in with unless <username> is set
 DEFAULT_CHARSET = "ISO8859-1"  # 2.4.4: charset assumed for metadata of non-Ogg streams
+DEFAULT_AUTH_HEADER = "icecast-auth-user: 1\r\n"  # 2.4.4's default ends the line: whole-line match
+DEFAULT_TIMELIMIT_HEADER = "icecast-auth-timelimit:"
+DEFAULT_AUTH_TIMEOUT = 15  # seconds for the auth server to answer (2.4.4's libcurl timeout)
+# Fields of a default block that a normal block never inherits (see the module doc).
+_NOT_MERGED = frozenset({"mount_name", "is_default", "authentication"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,33 @@ class HttpHeader:
     name: str
     value: str
     status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HtpasswdAuth:
+    """``<authentication type="htpasswd">``: users and password hashes in a file."""
+
+    filename: str  # opened as given: a relative name is relative to the working directory
+    allow_duplicate_users: bool = False  # 2.4.4 default: one connection per user and mount
+
+
+@dataclass(frozen=True, slots=True)
+class UrlAuth:
+    """``<authentication type="url">``: an auth server says who may listen."""
+
+    listener_add: str | None = None  # None: every listener is let in (2.4.4)
+    listener_remove: str | None = None  # told when a let-in listener leaves
+    username: str | None = None  # Basic credentials for the auth server, if both set
+    password: str | None = None
+    auth_header: str = DEFAULT_AUTH_HEADER  # a response line starting with this lets in
+    timelimit_header: str = DEFAULT_TIMELIMIT_HEADER  # then seconds the listener may stay
+    headers: tuple[str, ...] = ()  # listener headers passed on as POST fields
+    header_prefix: str = ""  # put before the passed headers' names
+    timeout: int = DEFAULT_AUTH_TIMEOUT  # seconds (Icecast-KH's option; 2.4.4 fixes 15)
+    allow_duplicate_users: bool = False  # 2.4.4 default, for listeners giving a user name
+
+
+ListenerAuth = HtpasswdAuth | UrlAuth
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +92,7 @@ class MountConfig:
     no_mount: bool | None = None  # [False]
     intro: str | None = None
     http_headers: tuple[HttpHeader, ...] = ()
+    authentication: ListenerAuth | None = None  # listener authentication [none: open]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +127,7 @@ class ResolvedMount:
     no_mount: bool = False
     intro: str | None = None
     http_headers: tuple[HttpHeader, ...] = ()  # the mount's own; globals are Config.http_headers
+    authentication: ListenerAuth | None = None  # None: anyone may listen
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +156,11 @@ def find_mount_block(blocks: tuple[MountConfig, ...], name: str) -> MountConfig 
 
 
 def merge_mounts(block: MountConfig, default: MountConfig) -> MountConfig:
-    """Return ``block`` with every unset field (None, or no headers) taken from ``default``."""
+    """Return ``block`` with every unset field (None, or no headers) taken from ``default``,
+    except its authentication (see the module doc)."""
     filled = {}
     for field in fields(MountConfig):
-        if field.name in ("mount_name", "is_default"):
+        if field.name in _NOT_MERGED:
             continue
         if getattr(block, field.name) in (None, ()):
             filled[field.name] = getattr(default, field.name)

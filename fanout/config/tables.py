@@ -17,6 +17,7 @@ from .converters import (
     POSITIVE_SECONDS, SECONDS, boolean, choice, header_name, header_value, integer, mount_name,
     no_yp_flag, public_flag, string,
 )
+from .listener_auth import build_auth_option, build_listener_auth
 from .model import Authentication, Limits, Logging, Paths
 from .relays import build_relay, build_relay_host, build_upstream
 from .tagtable import MERGE, Tag, TagTable, accepted, element, keywords, section, table, value
@@ -30,8 +31,7 @@ NOT_ACTED_ON: dict[str, tuple[str, ...]] = {
               "x-forwarded-for", "mime-types"),
     "logging": ("playlistlog", "logsize", "logarchive"),
     "header": ("@type",),
-    "mount": ("authentication", "dump-file", "on-connect", "on-disconnect",
-              "cluster-password", "max-bandwidth"),
+    "mount": ("dump-file", "on-connect", "on-disconnect", "cluster-password", "max-bandwidth"),
     "relay": ("bind", "timeout", "interval", "http-headers"),
     "relay host": ("timeout", "bind", "ssl", "tls", "http-headers"),  # KH <host>/<master>
     "upstream": ("bind",),  # 2.5
@@ -83,6 +83,16 @@ HTTP_HEADERS = table(
     element("header", section(build_header, HEADER), field="headers", repeat=True),
 )
 
+AUTH_OPTION = table(  # <mount><authentication><option name= value=/>
+    value("@name", string),
+    value("@value", header_value),  # may be empty; each option's own converter checks it
+)
+
+LISTENER_AUTH = table(  # <mount><authentication type="htpasswd|url">
+    value("@type", choice("htpasswd", "url"), field="type"),
+    element("option", section(build_auth_option, AUTH_OPTION), field="options", repeat=True),
+)
+
 MOUNT = table(
     value("@type", choice("normal", "default"), field="type"),
     value("mount-name", mount_name),
@@ -111,6 +121,7 @@ MOUNT = table(
     value("no-mount", boolean),
     value("intro", string),
     element("http-headers", section(build_headers, HTTP_HEADERS)),
+    element("authentication", section(build_listener_auth, LISTENER_AUTH)),
     _not_acted_on("mount"),
 )
 
@@ -224,4 +235,5 @@ ALL_TABLES: dict[str, TagTable] = {
     "listen-socket": LISTEN_SOCKET, "http-headers": HTTP_HEADERS, "header": HEADER,
     "mount": MOUNT, "relay": RELAY, "relay host": RELAY_HOST, "upstream": UPSTREAM,
     "master": KH_MASTER, "redirect": REDIRECT, "paths": PATHS, "logging": LOGGING,
+    "mount authentication": LISTENER_AUTH, "auth option": AUTH_OPTION,
 }

@@ -17,12 +17,13 @@ from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS, Request
 from fanout.protocol.icy import encode_block, stream_title_text
+from fanout.protocol.listener_auth import render_manageauth
 from fanout.protocol.responses import render_text
 from fanout.protocol.stats import global_stats
 from fanout.protocol.stats_xml import (
     ListedMount, render_iceresponse, render_listclients, render_listmounts, render_stats,
 )
-from fanout.worker import stats
+from fanout.worker import listener_auth, stats
 from fanout.worker.connection import Connection
 from fanout.worker import streamlist
 from fanout.worker.worker import LocalMount
@@ -203,6 +204,24 @@ def command_moveclients(worker: Any, conn: Connection, request: Request) -> None
     send_iceresponse(worker, conn, f"Clients moved from {name} to {destination}", 1)
 
 
+def command_manageauth(worker: Any, conn: Connection, request: Request) -> None:
+    """List, add or delete the users of a mount's listener authentication (htpasswd).
+
+    Unlike 2.4.4, which wants the mount's source connected, any mount whose
+    <authentication> applies can be managed: users are set up before a show starts."""
+    name = text_param(request, "mount")
+    authorize(worker, request, name)
+    auth = worker.cfg.resolve_mount(name).authentication if name else None
+    if name is None or auth is None:
+        raise ProtocolError("missing parameter", 400)  # 2.4.4's words, also for an open mount
+    action = text_param(request, "action") or "list"
+    user = text_param(request, "username")
+    message = listener_auth.manage_users(auth, action, user, text_param(request, "password"))
+    if message is not None:
+        log.info("%s: manageauth %s %r on %s: %s", conn.ip, action, user, name, message)
+    send_xml(worker, conn, render_manageauth(name, listener_auth.user_names(auth), message))
+
+
 COMMANDS = {
     "metadata": command_metadata,
     "metadata.xsl": command_metadata,
@@ -216,4 +235,5 @@ COMMANDS = {
     "killclient": command_killclient,
     "killsource": command_killsource,
     "moveclients": command_moveclients,
+    "manageauth": command_manageauth,
 }

@@ -2,7 +2,8 @@
 
 A listener or a source lives on exactly one worker, which alone owns its socket, so
 /admin/listclients, killclient, killsource and moveclients are gathers: the worker that
-took the request asks every worker (itself included) and combines their answers.
+took the request asks every worker (itself included) and combines their answers. So is
+the listener-authentication check for users already listening (`auth_users`).
 Killing happens on the owning worker, between two sender passes (same hub, so a pass
 never sees a half-removed listener).
 """
@@ -44,6 +45,15 @@ def list_clients(worker: Any, mount: str) -> list[ListedClient]:
     now = time.time()
     return [ListedClient(l.tag.conn.ip, l.tag.user_agent, int(now - l.tag.connected_at),
                          l.tag.conn.id) for l in local.listeners]
+
+
+@query("auth_users")
+def auth_users(worker: Any, mount: str, exclude: int) -> list[str]:
+    """The users listening to `mount` here by listener authentication, but connection
+    `exclude` (the one asking): the duplicate-login check (`listener_auth`)."""
+    from fanout.worker.listener_auth import SESSIONS
+
+    return SESSIONS.users_on(mount, exclude)
 
 
 @query("kill_client")

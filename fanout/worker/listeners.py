@@ -27,7 +27,7 @@ from fanout.protocol.icy import DEFAULT_METAINT
 from fanout.protocol.redirect import redirect_location
 from fanout.protocol.responses import listener_icy_headers, render_listener_head, render_redirect
 from fanout.redirects import choose
-from fanout.worker import stats
+from fanout.worker import listener_auth, stats
 from fanout.worker.connection import Connection, log_access
 from fanout.worker.streamlist import is_relay_client
 from fanout.worker.worker import LocalMount
@@ -65,15 +65,22 @@ class ListenerInfo:
 
 
 def serve_listener(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+    with listener_auth.login(worker, conn, request) as login:  # 401 unless let in (§5.1)
+        serve_let_in(worker, conn, request, login)
+
+
+def serve_let_in(worker: Any, conn: Connection, request: Request,
+                 login: listener_auth.Login) -> None:
     mount = live_mount(worker, request.path)
     if mount is None:
         raise ProtocolError("The file you requested could not be found", 404)
+    listener_auth.refuse_duplicate(worker, login)
     slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
     if not slave and is_full(mount):
         mount = fallback_when_full(worker, mount)
         if mount is None:
-            return refuse_or_redirect(worker, conn, request,
-                                      ProtocolError("max listeners reached", 403))
+            refusal = ProtocolError("max listeners reached", listener_auth.full_status(login))
+            return refuse_or_redirect(worker, conn, request, refusal)
     if mount.info.get("on_demand") and not mount.info.get("connected"):
         mount = await_upstream(worker, mount)
     metaint = 0
@@ -86,6 +93,7 @@ def serve_listener(worker: Any, conn: Connection, request: Request, leftover: by
         conn.send(head)
         return
     add_listener(worker, mount, conn, request, head, metaint)
+    listener_auth.admitted(worker, login, mount)
 
 
 def live_mount(worker: Any, path: str) -> LocalMount | None:

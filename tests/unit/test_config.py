@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fanout.config import (
-    Authentication, Config, ConfigError, HttpHeader, Limits, ListenSocket, Logging,
-    MasterConfig, MountConfig, Paths, RelayConfig, default_config, load_config, parse_config,
+    Authentication, Config, ConfigError, HtpasswdAuth, HttpHeader, Limits, ListenSocket, Logging,
+    MasterConfig, MountConfig, Paths, RelayConfig, UrlAuth, default_config, load_config, parse_config,
 )
 from fanout.config.mountglob import mount_matches
 from fanout.config.tables import ALL_TABLES
@@ -358,6 +358,92 @@ def test_metadata_interval_is_the_mounts_else_zero() -> None:
     assert (config.resolve_mount("/a").metadata_interval, config.resolve_mount("/b").metadata_interval) == (8192, 0)
 
 
+# ---- listener authentication ------------------------------------------------------------
+
+
+def auth_mount(auth: str, name: str = "/private") -> str:
+    return f"<mount><mount-name>{name}</mount-name>{auth}</mount>"
+
+
+HTPASSWD = ('<authentication type="htpasswd"><option name="filename" value="myauth"/>'
+            '<option name="allow_duplicate_users" value="1"/></authentication>')
+
+
+def test_htpasswd_authentication_parses() -> None:
+    config = parse(auth_mount(HTPASSWD))
+    assert config.resolve_mount("/private").authentication == HtpasswdAuth("myauth", True)
+    assert config.resolve_mount("/open").authentication is None
+    assert config.warnings == ()
+
+
+def test_duplicate_users_are_refused_unless_allowed_as_in_2_4_4() -> None:
+    auth = '<authentication type="htpasswd"><option name="filename" value="f"/></authentication>'
+    assert parse(auth_mount(auth)).resolve_mount("/private").authentication == HtpasswdAuth("f")
+    assert HtpasswdAuth("f").allow_duplicate_users is False
+
+
+def test_url_authentication_parses_with_2_4_4_defaults() -> None:
+    config = parse(auth_mount(
+        '<authentication type="url">'
+        '<option name="listener_add" value="http://127.0.0.1:9000/auth/add"/>'
+        '<option name="listener_remove" value="http://127.0.0.1:9000/auth/remove"/>'
+        '<option name="username" value="u"/><option name="password" value="p"/>'
+        '<option name="headers" value="x-token, Referer"/>'
+        '<option name="header_prefix" value="ClientHeader."/>'
+        '<option name="timeout" value="3"/></authentication>', "/paid"))
+    assert config.resolve_mount("/paid").authentication == UrlAuth(
+        listener_add="http://127.0.0.1:9000/auth/add",
+        listener_remove="http://127.0.0.1:9000/auth/remove", username="u", password="p",
+        headers=("x-token", "Referer"), header_prefix="ClientHeader.", timeout=3)
+    assert (UrlAuth().auth_header, UrlAuth().timelimit_header, UrlAuth().timeout) == (
+        "icecast-auth-user: 1\r\n", "icecast-auth-timelimit:", 15)
+
+
+def test_unknown_authentication_type_is_an_error_not_an_open_mount() -> None:
+    error = error_for(auth_mount('<authentication type="command"/>'))
+    assert (error.path, error.value) == ("icecast/mount[1]/authentication/@type", "command")
+    assert "htpasswd" in error.expected and "url" in error.expected
+
+
+def test_authentication_without_type_is_an_error() -> None:
+    error = error_for(auth_mount('<authentication><option name="filename" value="f"/></authentication>'))
+    assert (error.path, error.value) == ("icecast/mount[1]/authentication/@type", None)
+
+
+def test_htpasswd_without_filename_is_an_error() -> None:
+    error = error_for(auth_mount('<authentication type="htpasswd"/>'))
+    assert error.path == "icecast/mount[1]/authentication/option" and error.value is None
+
+
+def test_bad_auth_option_value_names_the_option() -> None:
+    error = error_for(auth_mount('<authentication type="url"><option name="listener_remove" value="http://a/"/>'
+                                 '<option name="listener_add" value="ftp://host/"/></authentication>'))
+    assert (error.path, error.value) == ("icecast/mount[1]/authentication/option[2]/@value", "ftp://host/")
+
+
+def test_auth_option_without_value_is_an_error() -> None:
+    error = error_for(auth_mount('<authentication type="url"><option name="listener_add"/></authentication>'))
+    assert error.path == "icecast/mount[1]/authentication/option[1]/@value"
+
+
+def test_unknown_and_unsupported_auth_options_are_warned() -> None:
+    config = parse(auth_mount('<authentication type="url"><option name="listner_add" value="x"/>'
+                              '<option name="mount_add" value="http://a/"/></authentication>'))
+    assert config.warnings == (
+        "icecast/mount[1]/authentication/option[1]: unknown url option 'listner_add', ignored",
+        "icecast/mount[1]/authentication/option[2]: url option 'mount_add' is not supported, ignored",
+    )
+
+
+def test_default_block_authentication_protects_only_mounts_without_a_normal_block() -> None:
+    # 2.4.4 does not merge <authentication> into normal blocks (checked with icecast2).
+    config = parse('<mount type="default"><max-listeners>5</max-listeners>' + HTPASSWD + '</mount>'
+                   "<mount><mount-name>/own</mount-name></mount>")
+    assert config.resolve_mount("/other").authentication == HtpasswdAuth("myauth", True)
+    assert config.resolve_mount("/own").authentication is None
+    assert config.resolve_mount("/own").max_listeners == 5
+
+
 # ---- relays -----------------------------------------------------------------------------
 
 
@@ -543,8 +629,8 @@ def test_elements_recognised_but_not_acted_on_are_silent() -> None:
     config = parse("<directory><yp-url>http://y</yp-url></directory><security><chroot>0</chroot></security>"
                    "<limits><threadpool>4</threadpool></limits><paths><alias source='/' destination='/s'/></paths>"
                    "<logging><logsize>1</logsize><logarchive>1</logarchive><playlistlog>p</playlistlog></logging>"
-                   "<mount><mount-name>/a</mount-name><authentication type='url'><option name='a' value='b'/>"
-                   "</authentication><dump-file>/tmp/d</dump-file><on-connect>/bin/x</on-connect></mount>")
+                   "<mount><mount-name>/a</mount-name>"
+                   "<dump-file>/tmp/d</dump-file><on-connect>/bin/x</on-connect></mount>")
     assert config.warnings == ()
 
 

@@ -17,7 +17,8 @@ import logging
 
 from fanout.config import RelayConfig
 from fanout.relay.plan import RelaySpec, plan_relays
-from fanout.relay.puller import OnDemandPull, RelayHost, RelayPull
+from fanout.relay.on_demand import OnDemandPull
+from fanout.relay.puller import RelayHost, RelayPull
 
 log = logging.getLogger("fanout.relay")
 

@@ -23,7 +23,8 @@ from fanout.protocol.streamlist import StreamList, parse_streamlist
 from fanout.protocol.upstream import render_streamlist_request
 from fanout.relay.fetch import FetchError, fetch
 from fanout.relay.plan import Plan, RelaySpec, plan_relays
-from fanout.relay.puller import OnDemandPull, RelayHost, RelayPull
+from fanout.relay.on_demand import OnDemandPull
+from fanout.relay.puller import RelayHost, RelayPull
 
 log = logging.getLogger("fanout.relay")
 

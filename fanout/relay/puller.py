@@ -12,13 +12,7 @@ master. The next attempt waits a bounded exponential backoff; `retry_now` cuts i
 An attempt tries the spec's upstreams in order (a configured `<relay>` may list several)
 and the first that answers 2xx is relayed; the backoff follows only when all failed.
 
-On demand (§3.7) the mount is claimed at once, idle (`connected` False in its info; the
-workers hold a listener's head until it turns True), and the pull connects only while
-the ring counts listeners (checked every DEMAND_CHECK s); it disconnects when the count
-drops to 0 (or `run_on` seconds later, KH's `<run-on>`). The ring's format is guessed
-from the mount name (`.ogg`/`.oga`/`.opus`: Ogg) because a ring's format is fixed when
-it is made; an upstream of the other format makes the pull re-claim the mount with the
-right one (waiting listeners are dropped).
+On-demand pulls are `OnDemandPull` (`on_demand.py`).
 """
 from __future__ import annotations
 
@@ -31,7 +25,7 @@ from gevent import socket
 from gevent.event import Event
 
 from fanout.config import Config
-from fanout.model.ingest import GENERIC, OGG, Ingest, IngestChunk, format_for_content_type
+from fanout.model.ingest import OGG, Ingest, IngestChunk, format_for_content_type
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.icy import block_from_payload, parse_block_text
 from fanout.protocol.upstream import (MAX_REDIRECTS, ResponseHead, parse_location,
@@ -55,10 +49,6 @@ DEFAULT_CONTENT_TYPE = "audio/mpeg"
 # first to the most, so a returning upstream is picked up within about a second.
 HOLD_RETRY_FIRST = 0.25
 HOLD_RETRY_MAX = 1.0
-# Seconds between two looks at an on-demand mount's listener count.
-DEMAND_CHECK = 0.2
-# Mount name endings an idle on-demand mount is prepared as Ogg for.
-OGG_SUFFIXES = (".ogg", ".oga", ".opus")
 
 
 class RelayHost(Protocol):
@@ -352,90 +342,6 @@ class RelayPull:
         except LookupError:  # an unknown <charset>: show the bytes as Latin-1
             text = title.decode("latin-1")
         self.host.set_mount_metadata(self.spec.mount, block, text)
-
-
-class OnDemandPull(RelayPull):
-    """A pull that holds its mount idle and connects only while it has listeners."""
-
-    idle_since: float | None = None  # when the listener count last fell to 0 while streaming
-
-    def run(self) -> None:
-        record = self.claim_idle()
-        try:
-            failures = 0
-            while True:
-                self.state = "idle"
-                while record.ring.listener_count() == 0:
-                    gevent.sleep(DEMAND_CHECK)
-                record, streamed = self.serve_demand(record)
-                failures = 0 if streamed else failures + 1
-                if streamed and record.ring.listener_count() == 0:
-                    continue  # we hung up: the last listener left
-                # The upstream failed or ended while wanted: tell the poller, and back off
-                # (listeners arriving meanwhile are refused, as 2.4.4 does, §3.7).
-                self.state = "retrying"
-                self.host.update_mount_info(self.spec.mount, relay_state="retrying")
-                self.on_ended()
-                self.wake.clear()
-                self.wake.wait(self.backoff(max(failures, 1)))
-                self.reconnects += 1
-                self.host.update_mount_info(self.spec.mount, relay_state="idle",
-                                            reconnects=self.reconnects)
-        finally:
-            self.host.release_relay_mount(self.spec.mount)
-
-    def claim_idle(self) -> MountRecord:
-        """Claim the mount with no upstream yet, retrying while a local source holds it."""
-        ogg = self.spec.mount.lower().endswith(OGG_SUFFIXES)
-        info = {"content_type": "application/ogg" if ogg else DEFAULT_CONTENT_TYPE,
-                "format": OGG if ogg else GENERIC, "headers": [], "source_ip": self.spec.host,
-                "user_agent": "", "title": "", "icy_metaint": 0, "upstream": self.upstream,
-                "relay_state": "idle", "reconnects": 0, "relay_bytes": 0, "on_demand": True,
-                "connected": False}
-        while True:
-            try:
-                return self.host.claim_relay_mount(self.spec.mount, info)
-            except ClaimRefused as refused:
-                log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
-                gevent.sleep(1.0)
-
-    def serve_demand(self, record: MountRecord) -> tuple[MountRecord, bool]:
-        """Connect and stream while listeners are there: (the mount's record, streamed?)."""
-        self.state = "connecting"
-        try:
-            sock, head, first = self.open()
-        except FetchError as exc:
-            log.warning("relay %s from %s: %s", self.spec.mount, self.upstream, exc)
-            return record, False
-        try:
-            info = {**self.mount_info(head), "connected": True, "on_demand": True}
-            if (info["format"] == OGG) != (record.info["format"] == OGG):
-                self.host.release_relay_mount(self.spec.mount)  # a ring's format is fixed
-                record = self.host.claim_relay_mount(self.spec.mount, info)
-            else:
-                self.host.update_mount_info(self.spec.mount, **info)
-            log.info("relay %s from %s: streaming on demand", self.spec.mount, self.upstream)
-            self.state = "streaming"
-            self.idle_since = None
-            self.stream(sock, record, head, first)
-            log.info("relay %s: disconnected from upstream", self.spec.mount)
-            return record, True
-        except ClaimRefused as refused:
-            log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
-            return self.claim_idle(), False
-        finally:
-            sock.close()
-            self.host.update_mount_info(self.spec.mount, connected=False, relay_state="idle")
-
-    def wanted(self, record: MountRecord) -> bool:
-        """While someone listens, and `run_on` seconds after the last one left (KH)."""
-        if record.ring.listener_count() > 0:
-            self.idle_since = None
-            return True
-        now = time.monotonic()
-        if self.idle_since is None:
-            self.idle_since = now
-        return now - self.idle_since < self.spec.run_on
 
 
 def check_head(head: ResponseHead) -> None:

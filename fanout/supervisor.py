@@ -15,7 +15,6 @@ workers do not care who writes a ring.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import signal
@@ -32,6 +31,7 @@ from gevent.queue import Queue
 from fanout import control, logs
 from fanout.config import Config, ConfigError, load_config
 from fanout.counters import Counters
+from fanout.gathers import NO_GATHER, Gather, Gathers
 from fanout.protocol.redirect import registration_query
 from fanout.redirects import ADDED, FULL, RedirectTable
 from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
@@ -52,19 +52,6 @@ BACKLOG = 4096
 WORKER_MODULE = "fanout.worker"
 # Seconds a gather waits for every worker's answer before answering with what it has.
 GATHER_TIMEOUT = 5.0
-# Gather id of a query nobody waits for (real gathers count from 1): answers are dropped.
-NO_GATHER = 0
-
-
-@dataclass(slots=True)
-class Gather:
-    """A worker's question to every worker, and the answers so far."""
-
-    requester: "WorkerHandle"
-    request_id: int
-    pending: set[int]
-    answers: list[Any]
-
 
 @dataclass(slots=True)
 class WorkerHandle:
@@ -108,8 +95,7 @@ class Supervisor:
         self.registry = MountRegistry()
         self.workers: dict[int, WorkerHandle] = {}
         self.signals: Queue[int] = Queue()
-        self.gathers: dict[int, Gather] = {}
-        self.gather_ids = itertools.count(1)
+        self.gathers = Gathers()
         self.exit_status: int | None = None
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
@@ -245,12 +231,8 @@ class Supervisor:
                     handle.index, handle.proc.pid, status)
         for name in self.registry.owned_by(handle.index):
             self.release_mount(name, handle.index)
-        for gather_id, gather in list(self.gathers.items()):
-            gather.pending.discard(handle.index)
-            if gather.requester is handle:
-                del self.gathers[gather_id]
-            elif not gather.pending:
-                self.finish_gather(gather_id)
+        for gather in self.gathers.forget_worker(handle.index, handle):
+            self.send_gathered(gather)
         self.registry.forget_worker_counts(handle.index)
         self.counters.reset_row(handle.index)
         self.spawn_worker(handle.index)
@@ -325,24 +307,21 @@ class Supervisor:
 
     def on_gather(self, handle: WorkerHandle, message: control.Message) -> None:
         """Ask every worker `query`; the requester gets all answers in one `gathered`."""
-        gather_id = next(self.gather_ids)
-        self.gathers[gather_id] = Gather(handle, message["id"], set(self.workers), [])
+        gather_id = self.gathers.open(handle, message["id"], self.workers)
         self.broadcast("query", gather=gather_id, query=message["query"], args=message["args"])
-        gevent.spawn_later(GATHER_TIMEOUT, self.finish_gather, gather_id)
+        gevent.spawn_later(GATHER_TIMEOUT, self.gather_timed_out, gather_id)
 
     def on_answer(self, handle: WorkerHandle, message: control.Message) -> None:
-        gather = self.gathers.get(message["gather"])
-        if gather is None:
-            return  # answered too late
-        gather.answers.append(message["result"])
-        gather.pending.discard(handle.index)
-        if not gather.pending:
-            self.finish_gather(message["gather"])
+        gather = self.gathers.answer(message["gather"], handle.index, message["result"])
+        if gather is not None:
+            self.send_gathered(gather)
 
-    def finish_gather(self, gather_id: int) -> None:
-        gather = self.gathers.pop(gather_id, None)
-        if gather is None:
-            return
+    def gather_timed_out(self, gather_id: int) -> None:
+        gather = self.gathers.close(gather_id)
+        if gather is not None:
+            self.send_gathered(gather)
+
+    def send_gathered(self, gather: Gather) -> None:
         try:
             gather.requester.channel.send("gathered", id=gather.request_id, answers=gather.answers)
         except OSError:

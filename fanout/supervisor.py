@@ -9,9 +9,10 @@ never reads or writes a client socket.
 
 Relays: as a slave (`<master-server>`), a `MasterPoller` greenlet polls the master and runs
 one `RelayPull` greenlet per mirrored mount in this hub; `ConfiguredRelays` runs one per
-`<relay>` block. A pull owns its ring as
-SUPERVISOR_OWNER and announces it with `mount_up` exactly as a source's worker would; the
-workers do not care who writes a ring.
+`<relay>` block. A pull owns its ring as SUPERVISOR_OWNER and announces it with
+`mount_up` exactly as a source's worker would; the workers do not care who writes a ring.
+The supervisor also moves an ended mount's listeners to its fallback (and back, on
+fallback-override) and keeps the KH slave-redirect table the workers redirect with.
 """
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ fallback-override) and keeps the KH slave-redirect table the workers redirect wi
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.server import SOURCE_PASSWORD
+from tests.support.waiting import wait_for
 
 # The test pattern: the stream is the big-endian u64 sequence 0, 1, 2, …, so any slice of
 # it says where it came from, and a gap, duplicate or torn byte cannot go unnoticed.
@@ -243,3 +244,13 @@ def pattern_tail(listener: Listener, amount: int = 16 * 1024) -> bool:
     except (AssertionError, ValueError):
         return False
     return True
+
+
+def assert_kept_through(listener: Listener, stop: Any, timeout: float = 10) -> None:
+    """`listener` gets the pattern; once `stop()` ends that stream it gets FILL bytes on
+    the same connection (it was moved, not dropped)."""
+    wait_for(lambda: pattern_tail(listener), timeout, "the pattern stream")
+    stop()
+    mark = len(listener.body)
+    wait_for(lambda: fill_after(listener, mark), timeout, "FILL bytes on the same connection")
+    assert not listener.closed.is_set()

@@ -25,7 +25,9 @@ from tests.support.clients import (
     Listener, Source, basic, locate_in_pattern, pattern, read_all, read_head,
 )
 from tests.support.media import decode, needs_ffmpeg
-from tests.support.server import SOURCE_PASSWORD, icecast_xml, start_fanout, worker_of
+from tests.support.server import (
+    LISTEN_LINE, SOURCE_PASSWORD, icecast_xml, start_fanout, worker_of,
+)
 from tests.support.waiting import wait_for
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
@@ -43,6 +45,12 @@ MOUNTS = f"""<mount><mount-name>{STOPPED_MOUNT}</mount-name>
 <mount><mount-name>/bystander</mount-name><queue-size>4000000</queue-size></mount>"""
 # A configured relay whose local mount is over the limit (the config accepts it).
 LONG_LOCAL_MOUNT = "/" + "r" * MAX_MOUNT_BYTES
+# A shoutcast-compat socket whose <shoutcast-mount> is over the limit (a Shoutcast source
+# cannot name its mount: the config does).
+LONG_SHOUTCAST_MOUNT = "/" + "s" * MAX_MOUNT_BYTES
+SHOUTCAST_SOCKET = (f"<listen-socket><port>0</port><bind-address>127.0.0.1</bind-address>"
+                    f"<shoutcast-compat>1</shoutcast-compat>"
+                    f"<shoutcast-mount>{LONG_SHOUTCAST_MOUNT}</shoutcast-mount></listen-socket>")
 
 TOO_LONG_BODY = (b"<html><head><title>Error 400</title></head><body><b>400 - Mount name too "
                  b"long (limit 254 bytes)</b></body></html>\r\n")
@@ -98,9 +106,8 @@ def upstream():
 def server(logdir, upstream):
     relay = (f"<relay><server>127.0.0.1</server><port>{upstream.port}</port><mount>/up</mount>"
              f"<local-mount>{LONG_LOCAL_MOUNT}</local-mount></relay>")
-    srv = start_fanout(icecast_xml(sources=16, mounts=MOUNTS,
-                                   extra=f"<paths><logdir>{logdir}</logdir></paths>{relay}"),
-                       logdir, workers=2)
+    srv = start_fanout(icecast_xml(sources=16, mounts=MOUNTS, extra=(
+        f"<paths><logdir>{logdir}</logdir></paths>{relay}{SHOUTCAST_SOCKET}")), logdir, workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
 
@@ -157,6 +164,19 @@ def test_a_relay_whose_local_mount_is_over_the_limit_is_refused_and_retries(
     wait_for(lambda: line in messages(logdir, "fanout.relay"), 10, "the relay's refusal")
     assert upstream.requests >= 1
     assert status_and_body(raw_get(server, LONG_LOCAL_MOUNT))[0] == b"HTTP/1.0 404 File Not Found"
+
+
+def test_a_shoutcast_source_for_a_mount_over_the_limit_is_closed_after_its_handshake(
+        server, logdir, bystander):
+    port = int(LISTEN_LINE.findall(server.output())[1][1])
+    with socket.create_connection((server.host, port), timeout=10) as sock:
+        sock.sendall(SOURCE_PASSWORD.encode() + b"\r\n")
+        assert read_head(sock)[0] == b"OK2\r\nicy-caps:11\r\n\r\n"
+        sock.sendall(b"icy-name:too long\r\n\r\n" + pattern(0, 4096))
+        assert read_all(sock) == b""  # closed without a word: the peer reads no HTTP
+    line = (f"127.0.0.1: Shoutcast source on {LONG_SHOUTCAST_MOUNT}: Mount name too long "
+            f"(limit 254 bytes) (closed)")
+    wait_for(lambda: line in messages(logdir, "fanout.client"), 5, "the log line")
 
 
 def raw_get(server, mount: str) -> bytes:

@@ -12,13 +12,15 @@ import re
 from dataclasses import dataclass
 
 from fanout.protocol.errors import ProtocolError
+from fanout.protocol.numbers import saturated_int
 
 # Largest response head accepted from an upstream (2.4.4: 4095 bytes; we allow more).
 MAX_HEAD = 16384
 # Redirects followed for one pull (2.4.4: 10).
 MAX_REDIRECTS = 10
 _STATUS_LINE = re.compile(r"(\S+) (\d{3})(?: (.*))?$")
-_LEADING_INT = re.compile(r"\s*\+?(\d+)")
+_LEADING_INT = re.compile(r"\s*\+?([0-9]+)")
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also accepts "²", which int() refuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class ResponseHead:
     def metaint(self) -> int:
         """The upstream's `icy-metaint` (0: no inline metadata), read like atoi."""
         match = _LEADING_INT.match(self.header("icy-metaint") or "")
-        return int(match.group(1)) if match else 0
+        return saturated_int(match.group(1)) if match else 0  # int() fails past 4300 digits
 
     @property
     def content_type(self) -> str | None:

@@ -113,13 +113,27 @@ class Location:
 
 def parse_location(value: str) -> Location:
     """A 302 `Location` as 2.4.4 follows it: lowercase `http://` only, port 80 by default,
-    path from the first `/` (query kept). Raises ProtocolError otherwise."""
+    path from the first `/` (query kept). Raises ProtocolError otherwise, and for a port
+    outside 1-65535 or a host name the resolver cannot take."""
     if not value.startswith("http://"):
         raise ProtocolError(f"unsupported redirect target {value[:60]!r}", 0)
     rest = value[len("http://"):]
     slash = rest.find("/")
     authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
     host, colon, port = authority.partition(":")
-    if not host or (colon and not port.isdigit()):
+    number = 80
+    if colon:
+        number = int(port) if _PORT.fullmatch(port) else 0
+    if not host or not 0 < number < 65536 or not _resolvable(host):
         raise ProtocolError(f"bad redirect target {value[:60]!r}", 0)
-    return Location(host, int(port) if colon else 80, path)
+    return Location(host, number, path)
+
+
+def _resolvable(host: str) -> bool:
+    # socket.getaddrinfo encodes the host with the idna codec, which raises UnicodeError
+    # (not OSError) for an empty or over-long label such as "a..b": refuse it here.
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True

@@ -16,7 +16,6 @@ Nothing here allocates per byte or per frame; per-listener state is one ``Listen
 struct (about half a kilobyte), so a process holds tens of thousands of listeners.
 """
 
-from swarm cimport *
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 SWEEP_NS = 100_000_000          # timeouts and stall checks

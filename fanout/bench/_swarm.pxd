@@ -1,7 +1,6 @@
-# Declarations of the bench listener swarm (implementation: swarm.pyx, built as
-# fanout.bench._swarm). Every C extern the swarm uses is declared here and nowhere
-# else. Because the extension's module name (_swarm) differs from the file name, Cython
-# does not pair this file with swarm.pyx automatically: swarm.pyx cimports it by name.
+# Declarations of the bench listener swarm (implementation: _swarm.pyx, built as
+# fanout.bench._swarm; Cython pairs the two files by name). Every C extern the swarm
+# uses is declared here and nowhere else.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 

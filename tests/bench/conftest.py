@@ -36,6 +36,16 @@ needs_icecast = [
 
 
 @pytest.fixture(scope="module")
+def fanout_server():
+    """fanout with two workers, started by the bench's own hook, for the whole module."""
+    from fanout.bench.servers import start_server
+
+    server = start_server("fanout", workers=2)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def icecast():
     """A real Icecast started by the bench's own hook, for the whole module."""
     from fanout.bench.servers import start_server

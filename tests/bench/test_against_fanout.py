@@ -15,15 +15,6 @@ from fanout.bench.swarm import SwarmSpec, run_swarm
 from tests.bench.conftest import SERVER_SCENARIOS, tiny
 
 
-@pytest.fixture(scope="module")
-def fanout_server():
-    from fanout.bench.servers import start_server
-
-    server = start_server("fanout", workers=2)
-    yield server
-    server.stop()
-
-
 def test_swarm_verifies_a_realtime_stream_with_icy_from_fanout(fanout_server):
     srv = fanout_server
     feeder = Feeder([SourceSpec(srv.host, srv.port, "/verify", srv.source_password)])

@@ -7,7 +7,6 @@ import os
 import signal
 
 import psutil
-import pytest
 
 from fanout.bench.feeder import Feeder, SourceSpec
 from fanout.bench.progress import QuietDisplay
@@ -18,15 +17,6 @@ from tests.bench.conftest import TINY_LISTENERS, TINY_MOUNTS, tiny
 from tests.support.waiting import wait_for
 
 SOURCE_RECONNECT_TIMEOUT = 15.0  # s: the supervisor frees the mount, the source claims it again
-
-
-@pytest.fixture(scope="module")
-def fanout_server():
-    from fanout.bench.servers import start_server
-
-    server = start_server("fanout", workers=2)
-    yield server
-    server.stop()
 
 
 def test_soak_runs_with_churn_metadata_updates_and_killed_workers(fanout_server):

@@ -45,8 +45,14 @@ def relay_timeout(step: Step) -> float:
 
 def run_relay_scenario(kinds: list[str], scenario: Scenario, display: Display,
                        workers: int | None = None, swarm_processes: int = 0,
-                       ) -> dict[str, list[StepResult]]:
-    """Run ``scenario`` with each server kind as the slave; return the results by kind."""
+                       master: ServerProcess | None = None) -> dict[str, list[StepResult]]:
+    """Run ``scenario`` with each server kind as the slave; return the results by kind.
+
+    ``master``: a running Icecast 2.4.4 to use (it must have no mounts), else one is
+    started and stopped here."""
+    if master is not None:
+        return {kind: _run_on_slave(kind, master, scenario, display, workers, swarm_processes)
+                for kind in kinds}
     display.note(f"{scenario.name}: starting the Icecast 2.4.4 master ...")
     try:
         master = start_server("icecast")
@@ -55,8 +61,7 @@ def run_relay_scenario(kinds: list[str], scenario: Scenario, display: Display,
         display.note(f"{scenario.name}: {error}")
         return {kind: failed_steps(scenario, error) for kind in kinds}
     try:
-        return {kind: _run_on_slave(kind, master, scenario, display, workers, swarm_processes)
-                for kind in kinds}
+        return run_relay_scenario(kinds, scenario, display, workers, swarm_processes, master)
     finally:
         master.stop()
 

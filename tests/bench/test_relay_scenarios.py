@@ -1,5 +1,5 @@
-"""The relay scenarios end to end at tiny size: an Icecast 2.4.4 master fed by the bench,
-fanout and Icecast each as its slave. None asserts a speed."""
+"""The relay scenarios end to end at tiny size: an Icecast 2.4.4 master fed by the bench
+(one for the module), fanout and Icecast each as its slave. None asserts a speed."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,14 +17,15 @@ POLL_INTERVAL = 1.0  # s: the slaves find the master's mounts quickly
 
 
 def tiny_relay(name: str) -> Scenario:
-    scenario = tiny(load_scenarios()[name], duration=1.5)
+    scenario = tiny(load_scenarios()[name])
     steps = tuple(dataclasses.replace(s, poll_interval=POLL_INTERVAL) for s in scenario.steps)
     return dataclasses.replace(scenario, steps=steps)
 
 
 @pytest.mark.parametrize("name", ["relay-edge", "relay-1000"])
-def test_relay_scenario_measures_fanout_and_icecast_as_slaves(name):
-    results = run_relay_scenario(["fanout", "icecast"], tiny_relay(name), QuietDisplay(), workers=2)
+def test_relay_scenario_measures_fanout_and_icecast_as_slaves(icecast, name):
+    results = run_relay_scenario(["fanout", "icecast"], tiny_relay(name), QuietDisplay(),
+                                 workers=2, master=icecast)
     assert set(results) == {"fanout", "icecast"}
     for kind, [result] in results.items():
         assert result.error is None, (kind, result.error)

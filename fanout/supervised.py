@@ -18,10 +18,17 @@ Code that catches an error itself and carries on (a control message that failed,
 relay attempt) calls `report` directly, so every internal error is logged and counted
 alike. Whatever still escapes a greenlet reaches gevent's hub, whose printer
 `install_hub_reporter` replaces with `report("unsupervised")`: even then, not silent.
+
+Fault injection, for tests only: the environment variable FAULT_ENV may name units
+(comma-separated); in each process, the first run of each named unit raises
+`InjectedFault` before it starts, so a test can watch a real process report, count and
+recover from a crash end to end. Unset (always, in production) it does nothing; it is
+read from the environment at import and nothing a client sends can reach it.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from types import TracebackType
@@ -67,6 +74,15 @@ STABLE_RUN = 10.0
 # Crashes in a row (each within STABLE_RUN) after which a unit with a `give_up` is given up.
 RESTART_LIMIT = 5
 
+# Environment variable naming the units whose first run fails (tests only, see above).
+FAULT_ENV = "FANOUT_INJECT_FAULT"
+_faults = {unit for unit in os.environ.get(FAULT_ENV, "").split(",") if unit}
+
+
+class InjectedFault(Exception):
+    """The crash FAULT_ENV asked for."""
+
+
 _counters: Counters | None = None
 _row = 0
 _local: dict[str, int] = {}  # counts before `count_into` (unit tests, start-up)
@@ -77,6 +93,9 @@ def count_into(counters: Counters, row: int) -> None:
     (what was counted before is carried over)."""
     global _counters, _row
     _counters, _row = counters, row
+    if _faults:
+        log.warning("%s: faults will be injected into %s (tests only)", FAULT_ENV,
+                    ", ".join(sorted(_faults)))
     for unit, count in _local.items():
         counters.add(row, error_field(unit), count)
     _local.clear()
@@ -126,6 +145,7 @@ def _supervise(where: str, func: Callable[..., Any], args: tuple[Any, ...], rest
     while True:
         started = time.monotonic()
         try:
+            _inject(where)
             func(*args)
             return
         except GreenletExit:
@@ -143,6 +163,12 @@ def _supervise(where: str, func: Callable[..., Any], args: tuple[Any, ...], rest
             give_up()
         except Exception:
             report(where, "while giving up")
+
+
+def _inject(where: str) -> None:
+    if where in _faults:
+        _faults.discard(where)
+        raise InjectedFault(f"{where}: fault injected by {FAULT_ENV}")
 
 
 def install_hub_reporter() -> None:

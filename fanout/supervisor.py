@@ -44,11 +44,14 @@ from fanout.redirects import ADDED, FULL, RedirectTable
 from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
 from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.poller import MasterPoller
-from fanout.startup import (EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners, open_log_files,
-                            raise_open_file_limit)
+from fanout.startup import (EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners,
+                            open_log_files, raise_open_file_limit)
 
 log = logging.getLogger("fanout.supervisor")
 
+# The server's exit statuses are fanout.startup's (EXIT_CONFIG is imported from there);
+# packaging/fanout.service's RestartPreventExitStatus names these two.
+EXIT_WORKER_BOOT = EXIT_STARTUP  # a worker that cannot boot stops the server
 # How long stopping workers may take before they are killed.
 STOP_GRACE = 5.0
 # Default seconds without a heartbeat after which a worker is killed and replaced
@@ -74,6 +77,7 @@ class WorkerHandle:
     booted: bool = False
     started: float = field(default_factory=time.monotonic)
     killed: bool = False  # by the watchdog: its death is being awaited
+    exited: bool = False  # its death was handled
 
 
 class Supervisor:
@@ -85,6 +89,7 @@ class Supervisor:
         self.on_ready = on_ready  # once every worker booted (the first time)
         self.ready = False
         self.watchdog: gevent.Greenlet | None = None
+        self.unstarted: set[int] = set()  # workers the system refused to start: retried
         self.config = config
         self.config_path = config_path
         self.worker_count = workers
@@ -216,9 +221,24 @@ class Supervisor:
             if index not in self.workers:
                 self.spawn_worker(index)
 
+    def replace_worker(self, index: int) -> None:
+        """Start worker `index` again; if the system refuses (out of fds or processes),
+        say so once: the watchdog tries again at each of its checks."""
+        try:
+            self.spawn_worker(index)
+        except OSError as exc:
+            if index not in self.unstarted:
+                log.error("cannot start worker %d (%s); trying again", index, exc.strerror or exc)
+                self.unstarted.add(index)
+            return
+        if index in self.unstarted:
+            self.unstarted.discard(index)
+            log.info("worker %d started after all", index)
+
     def spawn_worker(self, index: int) -> None:
-        if self.exit_status is not None:
-            return  # stopping: a replacement would only be killed again
+        """Start worker `index`; raises OSError if the system refuses."""
+        if self.exit_status is not None or index in self.workers:
+            return  # stopping (it would only be killed again), or it runs already
         parent, child = control.make_pair()
         fds = [child.fileno(), self.counters.fd] + [s.fileno() for s in self.listeners]
         args = [sys.executable, "-m", WORKER_MODULE, "--index", str(index),
@@ -227,6 +247,9 @@ class Supervisor:
                 "--drain", str(self.drain), "--timeout", str(self.timeout)]
         try:
             proc = subprocess.Popen(args, pass_fds=fds, close_fds=True)
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
         handle = WorkerHandle(index, proc, control.Channel(parent))
@@ -254,11 +277,14 @@ class Supervisor:
         self.worker_exited(handle)
 
     def watch_workers(self) -> None:
+        """Kill hung workers and start the ones missing (gunicorn's manage_workers)."""
         interval = min(MAX_CHECK_INTERVAL, self.timeout / CHECKS_PER_TIMEOUT)
         while True:
             gevent.sleep(interval)
             for handle in list(self.workers.values()):
                 self.check_worker(handle, time.monotonic())
+            for index in sorted(self.unstarted):
+                self.replace_worker(index)
 
     def check_worker(self, handle: WorkerHandle, now: float) -> None:
         """Kill `handle`'s worker if it did not boot in time or stopped beating (its
@@ -280,6 +306,9 @@ class Supervisor:
             _signal(handle.proc, signal.SIGKILL)
 
     def worker_exited(self, handle: WorkerHandle) -> None:
+        if handle.exited:
+            return  # its reader was restarted after it had seen the end
+        handle.exited = True
         handle.channel.close()
         status = _reap(handle.proc)
         if self.workers.get(handle.index) is handle:
@@ -289,7 +318,7 @@ class Supervisor:
         if not handle.booted:
             log.error("worker %d exited (status %s) before it booted; stopping the server",
                       handle.index, status)
-            self.halt(EXIT_STARTUP)
+            self.halt(EXIT_WORKER_BOOT)
             return
         log.warning("worker %d (pid %d) died with status %s; replacing it",
                     handle.index, handle.proc.pid, status)
@@ -299,7 +328,7 @@ class Supervisor:
             self.send_gathered(gather)
         self.registry.forget_worker_counts(handle.index)
         self.counters.reset_row(handle.index)
-        self.spawn_worker(handle.index)
+        self.replace_worker(handle.index)
 
     def stop_workers(self) -> None:
         for handle in list(self.workers.values()):

@@ -127,24 +127,37 @@ def test_a_crowd_past_the_open_file_limit_gets_503_and_everyone_else_keeps_strea
         assert server.stop() == 0
 
 
+def spare_the_source_worker(server, bystander: Bystander) -> tuple[psutil.Process, list[Listener]]:
+    """The worker not holding the bystander's source (the victim of a test), and the
+    bystander's listeners on it, which the bystander stops checking: it keeps only the
+    listeners of the other worker, opening one more there if it has none."""
+    port = bystander.source.sock.getsockname()[1]
+    source_worker = wait_for(lambda: worker_of(server, port), 5, "the bystander source's worker")
+    victim = next(w for w in server.workers() if w.pid != source_worker.pid)
+    while not any(worker_of(server, l.local_port).pid == source_worker.pid
+                  for l in bystander.listeners):
+        bystander.listeners.append(Listener(server.host, server.port, bystander.mount).start())
+        bystander.marks.append(0)
+    on_victim = [worker_of(server, l.local_port).pid == victim.pid for l in bystander.listeners]
+    kept = [(l, m) for l, m, lost in zip(bystander.listeners, bystander.marks, on_victim)
+            if not lost]
+    cut = [l for l, lost in zip(bystander.listeners, on_victim) if lost]
+    bystander.listeners, bystander.marks = [l for l, _ in kept], [m for _, m in kept]
+    return victim, cut
+
+
+def is_gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_a_hung_worker_is_killed_and_replaced_and_the_other_keeps_its_listeners(tmp_path):
     server = start_fanout(icecast_xml(), tmp_path, workers=2, args=("--timeout", "3"))
     try:
         bystander = Bystander(server)
-        source_worker = wait_for(lambda: worker_of(server, bystander.source.sock.getsockname()[1]),
-                                 5, "the bystander source's worker")
-        victim = next(w for w in server.workers() if w.pid != source_worker.pid)
-        # Listeners on the worker that stays: the ones the bystander has there, and more
-        # until there is one.
-        while not any(worker_of(server, l.local_port).pid == source_worker.pid
-                      for l in bystander.listeners):
-            bystander.listeners.append(Listener(server.host, server.port, bystander.mount).start())
-            bystander.marks.append(0)
-        on_victim = [worker_of(server, l.local_port).pid == victim.pid for l in bystander.listeners]
-        cut = [l for l, lost in zip(bystander.listeners, on_victim) if lost]
-        kept = [(l, m) for l, m, lost in zip(bystander.listeners, bystander.marks, on_victim)
-                if not lost]
-        bystander.listeners, bystander.marks = [l for l, _ in kept], [m for _, m in kept]
+        victim, cut = spare_the_source_worker(server, bystander)
         victim.send_signal(signal.SIGSTOP)
         wait_for(lambda: is_gone(victim), 15, "the hung worker to be killed")
         wait_for(lambda: server.output().count("booted (pid") == 3, 15, "a replacement worker")
@@ -164,11 +177,34 @@ def test_a_hung_worker_is_killed_and_replaced_and_the_other_keeps_its_listeners(
         assert server.stop() == 0
 
 
-def is_gone(process: psutil.Process) -> bool:
+def test_a_replacement_the_system_refuses_is_started_once_it_can_be(tmp_path):
+    """The supervisor is out of open files when a worker dies: it says so once, keeps
+    serving with the other worker, and starts the replacement when fds are free."""
+    server = start_fanout(icecast_xml(), tmp_path, workers=2)
     try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+        bystander = Bystander(server)
+        victim, cut = spare_the_source_worker(server, bystander)
+        supervisor = server.proc.pid
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.prlimit(supervisor, resource.RLIMIT_NOFILE, (lowest_free_fd(supervisor), hard))
+        try:
+            victim.send_signal(signal.SIGKILL)
+            wait_for(lambda: "cannot start worker" in server.output(), 10, "the refused start")
+            bystander.assert_untouched()
+        finally:
+            resource.prlimit(supervisor, resource.RLIMIT_NOFILE, (soft, hard))
+        wait_for(lambda: server.output().count("booted (pid") == 3, 15, "the replacement")
+        output = server.output()
+        assert re.search(r"cannot start worker \d \(Too many open files\); trying again", output)
+        assert output.count("cannot start worker") == 1 and "started after all" in output
+        assert "Traceback" not in output
+        bystander.assert_untouched()
+        assert len(server.workers()) == 2
+        bystander.close()
+        for listener in cut:
+            listener.close()
+    finally:
+        assert server.stop() == 0
 
 
 def relay_config(upstream_port: int) -> str:
@@ -223,39 +259,24 @@ def test_a_ring_that_arrives_without_its_fd_is_asked_for_again_and_nothing_leaks
         assert upstream.stop() == 0
 
 
-def test_an_internal_error_is_logged_once_counted_and_the_unit_goes_on(tmp_path):
-    """The supervisor at its open-file limit cannot make a ring for a new source: that
-    exception in its control reader costs the source a 500, is logged with its traceback
-    once and counted; the reader goes on and the next source on that mount streams."""
+def test_an_internal_error_is_logged_once_counted_and_the_unit_restarted(tmp_path, monkeypatch):
+    """Each worker's first pump crashes (FANOUT_INJECT_FAULT, the test-only hook of
+    fanout/supervised.py): the crash is logged once with its traceback and counted in
+    /metrics, and the restarted pump serves the listeners a byte-exact stream."""
+    monkeypatch.setenv("FANOUT_INJECT_FAULT", "worker.pump")  # start_fanout passes it on
     server = start_fanout(icecast_xml(), tmp_path, workers=2)
     try:
-        bystander = Bystander(server)
-        supervisor = server.proc.pid
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.prlimit(supervisor, resource.RLIMIT_NOFILE, (lowest_free_fd(supervisor), hard))
-        try:
-            refused = Source(server.host, server.port, "/late")
-            assert refused.response.startswith(b"HTTP/1.0 500 Internal Server Error\r\n"), \
-                refused.response
-            refused.close()
-        finally:
-            resource.prlimit(supervisor, resource.RLIMIT_NOFILE, (soft, hard))
-        said = "internal error in supervisor.control (control message 'claim')"
-        # The record ends with its traceback's last line: the exception.
-        wait_for(lambda: "OSError: [Errno 24] Too many open files" in server.output(), 5,
-                 "the internal error's log record")
+        bystander = Bystander(server)  # its listeners' pumps are the first ones
+        pumping = {worker_of(server, l.local_port).pid for l in bystander.listeners}
+        said = "internal error in worker.pump"
+        wait_for(lambda: server.output().count("InjectedFault: worker.pump") == len(pumping), 5,
+                 "the injected crashes' log records")
         output = server.output()
-        assert output.count(said) == 1 and output.count("Traceback") == 1
-        assert internal_errors(server)["supervisor.control"] == 1
-        late = Source(server.host, server.port, "/late")
-        assert late.accepted, late.response
-        late.send_pattern(64 * 1024)
-        listener = Listener(server.host, server.port, "/late").start()
-        late.send_pattern(64 * 1024)
-        wait_for(lambda: len(listener.body) >= 16 * 1024, 10, "the next source's stream")
-        locate_in_pattern(bytes(listener.body))
-        listener.close()
-        late.close()
+        assert output.count(said) == output.count("Traceback") == len(pumping), output
+        assert "faults will be injected into worker.pump (tests only)" in output
+        errors = internal_errors(server)
+        assert errors["worker.pump"] == len(pumping)
+        assert sum(errors.values()) == len(pumping)
         bystander.assert_untouched()
         bystander.close()
     finally:

@@ -129,3 +129,18 @@ def test_counts_land_in_the_shared_row_and_every_process_is_summed(monkeypatch):
         assert supervised.local_counts() == {}
     finally:
         counters.close()
+
+
+def test_an_injected_fault_fails_the_units_first_run_only(monkeypatch, caplog):
+    monkeypatch.setattr(supervised, "_faults", {"worker.pump"})
+    runs: list[int] = []
+    supervised.spawn("worker.pump", lambda: runs.append(1), restart=True).join(timeout=5)
+    supervised.spawn("worker.pump", lambda: runs.append(2), restart=True).join(timeout=5)
+    assert runs == [1, 2]  # the first spawn ran once, after its injected crash
+    (record,) = reports(caplog)
+    assert record.exc_info is not None and isinstance(record.exc_info[1], supervised.InjectedFault)
+
+
+def test_no_fault_is_injected_unless_the_environment_names_it():
+    assert supervised.FAULT_ENV == "FANOUT_INJECT_FAULT"
+    assert supervised._faults == set()  # the test run does not set it

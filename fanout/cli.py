@@ -17,7 +17,7 @@ import secrets
 import sys
 from typing import NoReturn
 
-from fanout import logs
+from fanout import __version__, logs
 from fanout.config import Config, ConfigError, default_config, load_config
 from fanout.counters import MAX_WORKERS
 from fanout.startup import EXIT_CONFIG, StartupError
@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="a worker whose heartbeat is older than this is killed and "
                              f"replaced (default {DEFAULT_TIMEOUT:.0f})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--check-config", action="store_true",
                         help="load the config, print its warnings and exit (2 if invalid)")
     return parser.parse_args(argv)

@@ -24,6 +24,7 @@ fallback-override) and keeps the KH slave-redirect table the workers redirect wi
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -35,7 +36,8 @@ from typing import Any, Callable
 import gevent
 from gevent.queue import Queue
 
-from fanout import control, logs, supervised
+import fanout
+from fanout import control, logs, sdnotify, supervised
 from fanout.config import Config, ConfigError, load_config
 from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.gathers import NO_GATHER, Gather, Gathers
@@ -63,8 +65,16 @@ BOOT_TIMEOUT = 30.0
 # Watchdog checks per timeout, and the longest time between two checks (s).
 CHECKS_PER_TIMEOUT = 5
 MAX_CHECK_INTERVAL = 1.0
-# The module a worker process runs (`python -m WORKER_MODULE`).
+# The module a worker process runs, as `python -m` would run it.
 WORKER_MODULE = "fanout.worker"
+# Where the fanout package this supervisor runs was imported from. A worker imports from
+# there first: `python -m` alone would put the working directory first, and a checkout's
+# fanout/ (without its compiled core) would shadow the installed package.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fanout.__file__)))
+# A worker that cannot even be imported says why in one line, as `python -m` would.
+WORKER_BOOT = ("import runpy, sys; sys.path.insert(0, {root!r})\n"
+               "try: runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+               "except ImportError as exc: sys.exit(f'fanout worker: {{exc}}')")
 # Seconds a gather waits for every worker's answer before answering with what it has.
 GATHER_TIMEOUT = 5.0
 
@@ -103,6 +113,7 @@ class Supervisor:
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
         self.redirects = RedirectTable(config.max_redirect_slaves, config.redirects)
+        self.notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,6 +159,7 @@ class Supervisor:
             raise StartupError(f"start-up failed: {exc}", EXIT_STARTUP) from None
 
     def stop(self) -> None:
+        self.notifier.stopping()
         if self.watchdog is not None:
             self.watchdog.kill()
         self.stop_master_poller()
@@ -159,8 +171,12 @@ class Supervisor:
     def announce(self) -> None:
         for sock in self.listeners:
             host, port = sock.getsockname()[:2]
-            shown = "127.0.0.1" if host == "0.0.0.0" else host
-            print(f"fanout: listening on http://{shown}:{port}/", flush=True)
+            if host in ("0.0.0.0", "::"):  # every interface: name one that works here
+                print(f"fanout: listening on http://127.0.0.1:{port}/ (all interfaces, "
+                      f"port {port})", flush=True)
+            else:
+                shown = f"[{host}]" if ":" in host else host
+                print(f"fanout: listening on http://{shown}:{port}/", flush=True)
 
     def open_log_files(self) -> None:
         """Raises StartupError (a config error) if the log files cannot be opened."""
@@ -184,6 +200,10 @@ class Supervisor:
         log.info("SIGUSR1: log files reopened")
 
     def handle_sighup(self) -> None:
+        with self.notifier.reloading():
+            self.reload_config()
+
+    def reload_config(self) -> None:
         if self.config_path is None:
             log.warning("SIGHUP: running on the built-in config, nothing to reload")
             return
@@ -241,7 +261,8 @@ class Supervisor:
             return  # stopping (it would only be killed again), or it runs already
         parent, child = control.make_pair()
         fds = [child.fileno(), self.counters.fd] + [s.fileno() for s in self.listeners]
-        args = [sys.executable, "-m", WORKER_MODULE, "--index", str(index),
+        boot = WORKER_BOOT.format(root=PACKAGE_ROOT, module=WORKER_MODULE)
+        args = [sys.executable, "-c", boot, "--index", str(index),
                 "--control-fd", str(child.fileno()), "--counters-fd", str(self.counters.fd),
                 "--listen-fds", ",".join(str(s.fileno()) for s in self.listeners),
                 "--drain", str(self.drain), "--timeout", str(self.timeout)]
@@ -374,6 +395,7 @@ class Supervisor:
         if not self.ready and len(self.workers) == self.worker_count and all(
                 h.booted for h in self.workers.values()):
             self.ready = True
+            self.notifier.ready()
             if self.on_ready is not None:
                 self.on_ready()  # before the last "booted" line, which callers wait for
         log.info("worker %d booted (pid %d)", handle.index, message["pid"])

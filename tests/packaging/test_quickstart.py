@@ -47,19 +47,12 @@ def test_package_and_module_versions_agree():
     assert project["version"] == fanout.__version__
 
 
-# Remove this mark once cli.py has --version (strict: the test then fails until it is removed).
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="fanout/cli.py has no --version yet (integrator: see the report)")
 def test_version_option_prints_the_version():
     result = subprocess.run([sys.executable, "-m", "fanout", "--version"], capture_output=True,
                             text=True, timeout=30, cwd=REPO)
     assert (result.returncode, result.stdout) == (0, f"fanout {fanout.__version__}\n")
 
 
-# Remove this mark once the supervisor starts workers that import its own fanout (strict).
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="workers run `python -m fanout.worker`, which imports the working "
-                          "directory's fanout/ first (integrator: see the report)")
 def test_workers_import_the_fanout_the_supervisor_runs(tmp_path):
     """`pip install .` and then `fanout` in the checkout: the console script imports the
     installed package, but `python -m` puts the working directory first on a worker's

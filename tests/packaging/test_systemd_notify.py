@@ -21,9 +21,6 @@ WORKERS = 2
 
 # Remove this mark once the supervisor calls fanout.sdnotify (strict: the test then fails
 # until it is removed, so the two cannot drift apart).
-pytestmark = pytest.mark.xfail(
-    strict=True, raises=socket.timeout,
-    reason="fanout/supervisor.py does not call fanout.sdnotify yet (integrator: see the report)")
 
 
 @pytest.fixture

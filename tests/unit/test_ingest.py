@@ -60,11 +60,10 @@ class Ring:
         self.data = b""
         self.syncs: list[int] = []
         self.chunk_ends: list[int] = []
-        self.headers: list[tuple[int, bytes]] = []  # (position of the chunk, header set)
+        self.headers: list[tuple[int, bytes]] = []  # (link start, header set)
         self.titles: list[bytes] = []
         for chunk in chunks:
-            if chunk.stream_header is not None:
-                self.headers.append((len(self.data), chunk.stream_header))
+            self.headers += [(len(self.data) + link.offset, link.pages) for link in chunk.headers]
             assert list(chunk.sync_offsets) == sorted(chunk.sync_offsets)
             assert all(0 <= offset < len(chunk.data) for offset in chunk.sync_offsets)
             self.syncs += [len(self.data) + offset for offset in chunk.sync_offsets]
@@ -73,7 +72,7 @@ class Ring:
             self.titles += chunk.titles
 
     def header_at(self, position: int) -> bytes:
-        """The header set a listener starting at ``position`` would be given."""
+        """The header set of the link ``position`` lies in."""
         return [header for start, header in self.headers if start <= position][-1]
 
 
@@ -132,10 +131,9 @@ def test_ogg_sync_offsets_are_every_data_page_start(ogg_file: bytes) -> None:
 
 
 @needs_ffmpeg
-def test_ogg_stream_header_is_reported_once_before_the_first_sync(ogg_file: bytes) -> None:
+def test_ogg_stream_header_is_reported_once_with_the_first_sync_as_link_start(ogg_file: bytes) -> None:
     ring = ingest("ogg", random_pieces(ogg_file, random.Random(4), 3000))
-    assert [header for _, header in ring.headers] == [ogg_file[: ring.syncs[0]]]
-    assert ring.headers[0][0] <= ring.syncs[0]
+    assert ring.headers == [(ring.syncs[0], ogg_file[: ring.syncs[0]])]
 
 
 @needs_ffmpeg
@@ -161,13 +159,25 @@ def test_chained_ogg_gives_new_header_that_decodes_the_second_link(vorbis: bytes
 
 
 @needs_ffmpeg
-def test_chunk_with_new_header_set_has_no_sync_in_the_old_link(vorbis: bytes, opus: bytes) -> None:
+def test_chunk_with_new_header_set_gives_its_link_start(vorbis: bytes, opus: bytes) -> None:
     feeder = Ingest("ogg")
     feeder.feed(vorbis[: pages_of(vorbis)[-2].offset])
     chunk = feeder.feed(vorbis[pages_of(vorbis)[-2].offset :] + opus)
-    assert chunk.stream_header is not None and chunk.stream_header.startswith(opus[:20])
     first_opus_data = len(chunk.data) - len(opus) + pages_of(opus)[2].offset
-    assert chunk.sync_offsets[0] == first_opus_data
+    assert [(link.offset, link.pages) for link in chunk.headers] == [
+        (first_opus_data, opus[: pages_of(opus)[2].offset])]
+    last_page = pages_of(vorbis)[-1].offset - pages_of(vorbis)[-2].offset
+    assert chunk.sync_offsets[:3] == (0, last_page, first_opus_data)  # the old link's too
+
+
+@needs_ffmpeg
+def test_chained_links_in_one_chunk_are_each_reported(vorbis: bytes, opus: bytes) -> None:
+    chunk = Ingest("ogg").feed(vorbis + opus + vorbis)
+    firsts = [pages_of(vorbis)[2].offset, len(vorbis) + pages_of(opus)[2].offset,
+              len(vorbis) + len(opus) + pages_of(vorbis)[2].offset]
+    assert [link.offset for link in chunk.headers] == firsts
+    assert [link.pages for link in chunk.headers] == [
+        vorbis[: firsts[0]], opus[: pages_of(opus)[2].offset], vorbis[: firsts[0]]]
 
 
 @needs_ffmpeg

@@ -12,6 +12,7 @@ except ImportError:  # pragma: no cover - build-time guard
 EXTENSIONS = [
     Extension("fanout._core", ["_core/_core.pyx"], include_dirs=["_core"],
               extra_compile_args=["-O2"]),
+    Extension("fanout._ingest", ["_core/ingest.pyx"], include_dirs=["_core"], extra_compile_args=["-O2"]),
     Extension("fanout.bench._swarm", ["_core/swarm.pyx"], include_dirs=["_core"], extra_compile_args=["-O2"]),
 ]
 

@@ -13,20 +13,18 @@ from typing import Any
 
 import gevent
 
-from fanout.model.ingest import Ingest, format_for_content_type
+from fanout.model.ingest import format_for_content_type
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
-from fanout.ringio import append_chunk
+from fanout.ringio import RingFeed
 from fanout.worker import admin_queries
 from fanout.worker.connection import Connection
 from fanout.worker.listeners import TICK
 
 log = logging.getLogger("fanout.source")
 
-# Bytes read per recv from a source; sources send far less than this per event-loop turn.
-SOURCE_READ_SIZE = 65536
 # Content type Icecast assumes for a SOURCE request without one.
 DEFAULT_CONTENT_TYPE = "audio/mpeg"
 
@@ -97,20 +95,20 @@ def pump_source(worker: Any, conn: Connection, path: str, leftover: bytes,
                 timeout: float) -> None:
     """Read until the source closes or stays silent for <source-timeout> seconds."""
     mount = worker.mounts[path]
-    ingest = Ingest(mount.info["format"])
+    feed = RingFeed(mount.ring, mount.info["format"], label=f"{conn.ip}: source on {path}")
     pace = SourcePace(mount.resolved.queue_size)
     conn.sock.settimeout(timeout)
-    data = leftover
+    feed.feed(leftover)
+    count = len(leftover)
     while True:
-        if data:
-            append_chunk(mount.ring, ingest.feed(data))
-            pace.wrote(len(data))
+        if count:
+            pace.wrote(count)
         try:
-            data = conn.sock.recv(SOURCE_READ_SIZE)
+            count = feed.read(conn.sock)
         except socket.timeout:
             log.warning("%s: source on %s sent nothing for %ss; disconnected", conn.ip, path, timeout)
             return
-        if not data:
+        if not count:
             log.info("%s: source on %s disconnected", conn.ip, path)
             return
 

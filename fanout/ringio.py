@@ -12,6 +12,7 @@ skipped because it broke a bound (one warning per feed; later ones are only coun
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any, Callable
 
 from gevent.hub import get_hub
@@ -40,28 +41,36 @@ class RingFeed:
         self._watcher: Any = None
         self._drained = False  # the last read emptied the socket: wait before reading
 
-    def feed(self, data: bytes) -> None:
-        """Ingest bytes the caller already has (e.g. read together with the request head)."""
+    def feed(self, data: bytes) -> int:
+        """Ingest bytes the caller already has (e.g. read together with the request head,
+        or decoded from a chunked body); returns their length."""
         if data:
             self.ingest.feed(data)
             self._handle(self.ingest.take_events())
+        return len(data)
 
     def read(self, sock: Any) -> int:
         """Wait until the (gevent) `sock` is readable, then read what it has into the ring.
 
-        Returns the bytes read, 0 once the peer closed. Raises socket.timeout after the
-        socket's timeout without anything to read, OSError as the socket fails.
+        Returns the bytes read, 0 once the peer closed. Raises socket.timeout when the
+        socket had nothing to read for its timeout, OSError as the socket fails.
         """
         fd = sock.fileno()
         if self._watcher is None:
             self._watcher = get_hub().loop.io(fd, 1)
-        while True:
-            if self._drained:
+        count = core.READ_AGAIN if self._drained else self.ingest.feed_fd(fd)
+        while count == core.READ_AGAIN:
+            try:
                 wait(self._watcher, sock.gettimeout())
-            count = self.ingest.feed_fd(fd)
-            self._drained = count < core.FEED_FD_MAX
-            if count != core.READ_AGAIN:
+            except socket.timeout:
+                # The timer is the hub's, and the hub may not have run for a while (the
+                # process was stopped): idle only if the socket has nothing now either.
+                count = self.ingest.feed_fd(fd)
+                if count == core.READ_AGAIN:
+                    raise
                 break
+            count = self.ingest.feed_fd(fd)
+        self._drained = count < core.FEED_FD_MAX
         events = self.ingest.take_events()
         if events:
             self._handle(events)

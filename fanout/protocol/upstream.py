@@ -17,6 +17,8 @@ from fanout.protocol.errors import ProtocolError
 MAX_HEAD = 16384
 # Redirects followed for one pull (2.4.4: 10).
 MAX_REDIRECTS = 10
+# Digits of a Content-Length read at most (a 16 KB number is not a length; int() of one is slow).
+_MAX_LENGTH_DIGITS = 18
 _STATUS_LINE = re.compile(r"(\S+) (\d{3})(?: (.*))?$")
 _LEADING_INT = re.compile(r"\s*\+?(\d+)")
 
@@ -45,6 +47,17 @@ class ResponseHead:
     @property
     def content_type(self) -> str | None:
         return self.header("content-type")
+
+    def content_length(self) -> int | None:
+        """The declared body length (None: the body ends when the upstream closes).
+
+        Raises ProtocolError if the header is there but not a decimal number."""
+        value = self.header("content-length")
+        if value is None:
+            return None
+        if not (value.isascii() and value.isdigit()) or len(value) > _MAX_LENGTH_DIGITS:
+            raise ProtocolError(f"bad Content-Length {value[:40]!r}", 0)
+        return int(value)
 
     def icy_headers(self) -> list[tuple[str, str]]:
         """The `icy-*` / `ice-*` headers, to pass on to our listeners."""

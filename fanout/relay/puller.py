@@ -82,6 +82,8 @@ class RelayPull:
         self.current = spec.upstreams()[0]  # the (host, port, path) tried or streaming last
         # A connection to a preferred upstream that answered while we streamed from a backup.
         self.better: tuple[socket.socket, ResponseHead, bytes, tuple[str, int, str]] | None = None
+        # The last failure logged per upstream since the pull last streamed (warn_once).
+        self.told: dict[tuple[str, int, str], str] = {}
 
     @property
     def upstream(self) -> str:
@@ -126,18 +128,19 @@ class RelayPull:
         try:
             sock, head, first = self.open()
         except FetchError as exc:
-            log.warning("relay %s from %s: %s", self.spec.mount, self.upstream, exc)
+            self.warn_once(f"relay {self.spec.mount} from {self.upstream}: {exc}")
             return False
         try:
             record = self.host.claim_relay_mount(self.spec.mount, self.mount_info(head))
         except ClaimRefused as refused:
-            log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
+            self.warn_once(f"relay {self.spec.mount}: mount refused ({refused.reason})")
             sock.close()
             return False
         try:
             while True:
                 log.info("relay %s from %s: streaming (%s)", self.spec.mount, self.upstream,
                          head.content_type)
+                self.told.clear()
                 self.state = "streaming"
                 prober = gevent.spawn(self.probe_preferred, record) if self.on_backup() else None
                 try:
@@ -158,6 +161,14 @@ class RelayPull:
                 sock, head, first = reopened
         finally:
             self.host.release_relay_mount(self.spec.mount)
+
+    def warn_once(self, message: str) -> None:
+        """Log why an attempt failed, unless the same upstream failed the same way last
+        time: a pull retrying a broken upstream says why once, not every attempt, until
+        it streamed again."""
+        if self.told.get(self.current) != message:
+            log.warning("%s", message)
+        self.told[self.current] = message
 
     def reopen(self, record: MountRecord) -> tuple[socket.socket, ResponseHead, bytes] | None:
         """After the upstream dropped, reconnect while the mount keeps its listeners (KH
@@ -237,8 +248,8 @@ class RelayPull:
             try:
                 return self.open_at(*upstream)
             except FetchError as exc:
-                log.warning("relay %s from %s: %s; trying the next upstream", self.spec.mount,
-                            self.upstream, exc)
+                self.warn_once(f"relay {self.spec.mount} from {self.upstream}: {exc}; "
+                               "trying the next upstream")
         self.current = last
         return self.open_at(*last)
 
@@ -295,8 +306,7 @@ class RelayPull:
         sock.settimeout(timeout)
         self.last_block = b""
         next_stats = time.monotonic() + STATS_INTERVAL
-        count = len(first)
-        feed.feed(first)
+        count = feed.feed(first)
         while self.wanted(record):
             self.bytes += count
             if time.monotonic() >= next_stats:

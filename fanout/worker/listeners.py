@@ -9,10 +9,16 @@ of the mount's listeners every TICK: that pass is where the CPU goes, with one n
 lapped (too far behind: slow) or failed (peer gone) are closed; would-block ones are simply
 retried on the next tick. When the source leaves, the pump lets listeners drain what is in
 the ring for at most DRAIN_TIME, then closes them, as Icecast drops them.
+
+What a listener that stops reading costs is bounded twice: fanout lets it lag queue-size
+bytes behind the source (`lag_limit`), and its socket's kernel send buffer is fixed
+(`listener_sndbuf`) instead of autotuned up to tcp_wmem's 4 MB, so it is dropped once
+about queue-size plus that buffer went unread: seconds of audio, not minutes.
 """
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -49,8 +55,26 @@ DRAIN_TIME = 2.0
 ON_DEMAND_WAIT = 10.0
 # Seconds between two looks at a held listener's mount.
 PENDING_CHECK = 0.05
-# Listeners one worker may hold per mount while its on-demand upstream connects.
+# Listeners one worker may hold per mount while its on-demand upstream connects (each is
+# a socket and a greenlet looking every PENDING_CHECK); a flash crowd on a slave's
+# on-demand relay is served once the upstream answers, usually within a second.
 MAX_PENDING = 1000
+# SO_SNDBUF of a listener socket whose <listen-socket> has no <so-sndbuf>: the mount's
+# queue-size / SNDBUF_SHARE, within [MIN_SNDBUF, MAX_SNDBUF]. Linux doubles the value, so
+# a listener that stops reading holds at most ~queue-size/2 in the kernel besides the
+# queue-size it may lag (autotuning would let it hold up to 4 MB). Unacknowledged bytes
+# also live in that buffer, so it caps one listener (a slave too) at ~buffer/RTT: with the
+# default, 3-7 Mbit/s at 300 ms, far above audio (a far video stream wants a larger
+# queue-size or <so-sndbuf>).
+SNDBUF_SHARE = 4
+# Floor: a pass's worth (MAX_DELAY) of a few Mbit/s, so a small queue-size does not make a
+# fast listener need a pass per few KB.
+MIN_SNDBUF = 32 * 1024
+# Cap: doubled, one BUDGET, the most a pass sends a listener: with the default queue-size
+# (512000 -> 128000) a fast listener still takes a whole pass in one sendmsg, so passes
+# (one sendmsg per listener each: where the CPU goes) do not multiply; a larger buffer
+# would save no pass.
+MAX_SNDBUF = BUDGET // 2
 
 
 @dataclass(slots=True)
@@ -145,7 +169,8 @@ def await_upstream(worker: Any, mount: LocalMount) -> LocalMount:
     what makes the supervisor connect) until the upstream is up; the mount then, or a 404
     "Mount unavailable" if it fails, stops, or takes over ON_DEMAND_WAIT s (§3.7)."""
     if mount.pending >= MAX_PENDING:
-        raise ProtocolError("Mount unavailable", 404)
+        raise ProtocolError(f"Mount unavailable ({MAX_PENDING} listeners already wait for its "
+                            "upstream)", 404)
     mount.pending += 1
     publish_count(worker, mount)
     try:
@@ -186,6 +211,8 @@ def start_point(mount: LocalMount) -> tuple[int, bytes]:
 def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Request,
                  head: bytes, metaint: int) -> None:
     pos, pages = start_point(mount)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                         listener_sndbuf(conn.server.spec.so_sndbuf, mount.resolved.queue_size))
     listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint, head + pages)
     slave = is_relay_client(worker, request)
     listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time(), slave)
@@ -203,6 +230,14 @@ def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Requ
 def lag_limit(mount: LocalMount) -> int:
     """How far a listener of `mount` may fall behind before it is dropped as slow."""
     return int(min(mount.resolved.queue_size, mount.ring.capacity - 2 * core.GUARD))
+
+
+def listener_sndbuf(so_sndbuf: int, queue_size: int) -> int:
+    """SO_SNDBUF for a listener socket: its <listen-socket>'s <so-sndbuf> if set (KH),
+    else derived from the mount's queue-size (see SNDBUF_SHARE)."""
+    if so_sndbuf > 0:
+        return so_sndbuf
+    return max(MIN_SNDBUF, min(queue_size // SNDBUF_SHARE, MAX_SNDBUF))
 
 
 def publish_count(worker: Any, mount: LocalMount) -> None:
@@ -256,7 +291,9 @@ def drop_failed(worker: Any, mount: LocalMount, results: list[tuple[Any, int, in
     for listener, status, errno in results:
         if status == core.LAPPED:
             mount.slow_listeners += 1
-            log.info("%s: listener on %s fell too far behind; dropped", listener.tag.conn.ip, mount.name)
+            log.info("%s: listener on %s fell too far behind (over %d bytes); dropped after "
+                     "%d bytes", listener.tag.conn.ip, mount.name, listener.lag_limit,
+                     listener.sent)
         elif status == core.ERROR:
             log.debug("%s: listener on %s gone (errno %d)", listener.tag.conn.ip, mount.name, errno)
         else:

@@ -168,9 +168,21 @@ def test_sighup_starts_added_relays_and_stops_removed_ones(servers, tmp_path):
 def kill(server: FanoutProcess) -> None:
     """SIGKILL a server and its workers: a crash, or the network to it gone."""
     supervisor = psutil.Process(server.proc.pid)
-    for process in [*supervisor.children(), supervisor]:
+    tree = [*supervisor.children(), supervisor]
+    for process in tree:
         process.kill()
     server.proc.wait(10)
+    # SIGKILL is asynchronous: a worker still holds the inherited listening socket until it
+    # has really exited, and restarting a server on the same port before then fails with
+    # EADDRINUSE. Exited means gone or a zombie (its fds are closed by then).
+    wait_for(lambda: all(_exited(p) for p in tree), 10, "the killed processes to exit")
+
+
+def _exited(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_a_relay_keeps_its_listeners_while_its_upstream_server_is_away(servers):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -35,6 +37,37 @@ def sine_mp3(seconds: int = 8) -> bytes:
          "-f", "mp3", "-"], check=True, capture_output=True).stdout
 
 
+class Feeder:
+    """Keeps the page's sources streaming from a thread: the MP3 (looped) to the first, the
+    pattern to the others, about 32 KB/s each."""
+
+    PIECE = 3200
+    PAUSE = 0.1
+
+    def __init__(self, sources: list[Source], mp3: bytes) -> None:
+        self.sources, self.mp3 = sources, mp3
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        sent = 0
+        try:
+            while not self.stopping.is_set():
+                start = sent % len(self.mp3)
+                self.sources[0].send(self.mp3[start:start + self.PIECE])
+                sent += min(self.PIECE, len(self.mp3) - start)
+                for source in self.sources[1:]:
+                    source.send_pattern(self.PIECE)
+                time.sleep(self.PAUSE)  # pacing a producer, not synchronisation
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     server = start_fanout(icecast_xml(mounts=MOUNTS), tmp_path_factory.mktemp("page"), workers=2)
@@ -42,15 +75,16 @@ def page(tmp_path_factory):
                       headers={"ice-name": HOSTILE_NAME, "ice-genre": "test"}),
                Source(server.host, server.port, "/second"),
                Source(server.host, server.port, "/hidden")]
-    sources[0].send(sine_mp3())
-    for source in sources[1:]:
-        source.send_pattern(4096)
+    # Every source keeps sending for the whole module: a source silent for the config's
+    # source-timeout (3 s) is disconnected, and its mount (and the browser's listener) with it.
+    feeder = Feeder(sources, sine_mp3())
     wait_for(lambda: len(json.loads(get(server, "/status-json.xsl").body)["icestats"]
                          .get("source", [])) == 2, 5, "both public mounts listed")
     browser = Browser(width=900, height=500)
     browser.open(f"{server.url}/")
     yield server, browser
     browser.close()
+    feeder.close()
     for source in sources:
         source.close()
     assert server.stop() == 0, server.output()

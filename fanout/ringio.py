@@ -56,32 +56,37 @@ class RingFeed:
         socket had nothing to read for its timeout, OSError as the socket fails.
         """
         fd = sock.fileno()
-        if self._watcher is None:
-            self._watcher = get_hub().loop.io(fd, 1)
         count = core.READ_AGAIN if self._drained else self.ingest.feed_fd(fd)
         while count == core.READ_AGAIN:
-            try:
-                wait(self._watcher, sock.gettimeout())
-            except socket.timeout:
-                # The timer is the hub's, and the hub may not have run for a while (the
-                # process was stopped): idle only if the socket has nothing now either.
-                count = self.ingest.feed_fd(fd)
-                if count == core.READ_AGAIN:
-                    raise
-                break
-            count = self.ingest.feed_fd(fd)
+            count = self._read_when_readable(sock, fd)
         self._drained = count < core.FEED_FD_MAX
         events = self.ingest.take_events()
         if events:
             self._handle(events)
         return count
 
+    def _read_when_readable(self, sock: Any, fd: int) -> int:
+        """One feed_fd once `sock` is readable; socket.timeout if it stayed idle."""
+        if self._watcher is None:
+            self._watcher = get_hub().loop.io(fd, 1)
+        try:
+            wait(self._watcher, sock.gettimeout())
+        except socket.timeout:
+            # The timer is the hub's, and the hub may not have run for a while (the
+            # process was stopped): idle only if the socket has nothing now either.
+            count = self.ingest.feed_fd(fd)
+            if count == core.READ_AGAIN:
+                raise
+            return count
+        return self.ingest.feed_fd(fd)
+
     def close(self) -> None:
         """Release the socket watcher and the ingest's view of the ring (idempotent)."""
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
-        self.ingest.close()
+        watcher, self._watcher = getattr(self, "_watcher", None), None
+        if watcher is not None:
+            watcher.close()
+        if hasattr(self, "ingest"):  # not if the constructor failed
+            self.ingest.close()
 
     def __del__(self) -> None:  # callers may just drop it when their stream ends
         self.close()

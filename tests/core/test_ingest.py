@@ -101,9 +101,12 @@ def bound_breaking_ogg(vorbis: bytes) -> bytes:
 class Pair:
     """The same input into a compiled Ingest and a twin Ingest, each on its own ring."""
 
-    def __init__(self, fmt: str, icy_metaint: int = 0, capacity: int = SMALL_CAPACITY) -> None:
+    def __init__(self, fmt: str, icy_metaint: int = 0, capacity: int = SMALL_CAPACITY,
+                 written: int = 0) -> None:
         self.rings = {impl: RING_OF[impl].Ring.create(capacity, self.ring_format(fmt))
                       for impl in (COMPILED, TWIN)}
+        for ring in self.rings.values():
+            ring.write(bytes(written))      # an earlier stream: the ingests start here
         self.ingests = {impl: impl.Ingest(ring, fmt, icy_metaint=icy_metaint)
                         for impl, ring in self.rings.items()}
         self.events: dict[object, list[tuple[int, bytes]]] = {COMPILED: [], TWIN: []}
@@ -187,6 +190,25 @@ def test_compiled_and_twin_write_identical_rings(media, name, max_piece):
         pair.assert_same_events()
         ring = pair.rings[COMPILED]
         assert raw_u64(ring, OFF_SYNC_COUNT) > 0, "the case never recorded a sync point"
+    finally:
+        pair.close()
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("name", ["chained-ogg", "mp3-relayed-with-icy", "adts"])
+def test_pages_frames_and_blocks_across_the_end_of_the_data_area(media, name):
+    """The ingests start 300 bytes before the data area wraps: the first pages and frames
+    straddle the wrap, and parsing reads them from both ends."""
+    fmt, wire, metaint = media[name]
+    pair = Pair(fmt, metaint, written=SMALL_CAPACITY - 300)
+    try:
+        for piece in random_pieces(wire, random.Random(5), 700):
+            pair.feed(piece)
+            pair.assert_same_header()
+        pair.assert_same_ring()
+        pair.assert_same_events()
+        assert raw_u64(pair.rings[COMPILED], OFF_SYNC_COUNT) > 0
+        assert pair.rings[COMPILED].write_seq > SMALL_CAPACITY        # past the wrap
     finally:
         pair.close()
 

@@ -6,8 +6,9 @@ socket straight into the ring, strips upstream ICY blocks, finds frames and Ogg 
 publishes the bytes, the sync points and each Ogg link's header set. Python runs once per
 wake-up of the caller's greenlet (`read`: wait until the socket is readable, then one
 `feed_fd` call), plus once per event the ingest queued: an upstream title (handed to
-`on_title`), a new Ogg header set (kept as `header_set`), a link whose header set was
-skipped because it broke a bound (one warning per feed; later ones are only counted).
+`on_title`), a new Ogg header set (kept as `header_set`, its comments parsed on demand),
+a link whose header set was skipped because it broke a bound (one warning per feed;
+later ones are only counted).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from gevent.hub import get_hub
 from gevent.socket import wait
 
 from fanout import core
+from fanout.model.comments import link_comments
 
 log = logging.getLogger("fanout.ingest")
 
@@ -79,6 +81,11 @@ class RingFeed:
                 raise
             return count
         return self.ingest.feed_fd(fd)
+
+    @property
+    def comments(self) -> list[tuple[str, str]]:
+        """The (KEY, value) comments of the newest Ogg link (TITLE, ARTIST...), for stats."""
+        return link_comments(self.header_set) if self.header_set else []
 
     def close(self) -> None:
         """Release the socket watcher and the ingest's view of the ring (idempotent)."""

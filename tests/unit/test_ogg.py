@@ -9,6 +9,7 @@ import tracemalloc
 
 import pytest
 
+from fanout.model.comments import link_comments
 from fanout.model.ogg import (
     MAX_HEADER_PAGES, MAX_HEADER_SET, MAX_LINK_STREAMS, OggHeaderTracker, OggPage, OggPageScanner,
     ogg_crc,
@@ -264,3 +265,60 @@ def test_bos_flood_keeps_the_tracker_bounded() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 16 * 1024, f"the tracker grew by {grown} bytes over 1000 more BOS pages"
+
+
+# -- comments of a link's header set (fanout.model.comments) -----------------------------
+
+def header_set_of(ogg: bytes) -> bytes:
+    tracker = OggHeaderTracker()
+    return next(role.header_set for role in map(tracker.observe, scan([ogg])) if role.header_set)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("codec", ["libvorbis", "libopus", "flac"])
+def test_comments_of_a_link_come_from_its_comment_packet(codec: str) -> None:
+    ogg = encode("-metadata", "title=Café song", "-metadata", "artist=The Band",
+                 "-c:a", codec, "-f", "ogg", seconds=1)
+    comments = link_comments(header_set_of(ogg))
+    assert ("TITLE", "Café song") in comments and ("ARTIST", "The Band") in comments
+
+
+@needs_ffmpeg
+def test_each_chained_link_has_its_own_comments() -> None:
+    first = encode("-metadata", "title=one", "-c:a", "libvorbis", "-f", "ogg", seconds=1)
+    second = encode("-metadata", "title=two", "-c:a", "libopus", "-f", "ogg", seconds=1)
+    tracker = OggHeaderTracker()
+    sets = [role.header_set for role in map(tracker.observe, scan([first + second])) if role.header_set]
+    assert [dict(link_comments(s))["TITLE"] for s in sets] == ["one", "two"]
+
+
+def opus_header_set(tags: bytes) -> bytes:
+    return ogg_page(9, 0, b"OpusHead" + bytes(11), flags=2) + ogg_page(9, 1, b"OpusTags" + tags)
+
+
+def comment_list(vendor: bytes, *entries: bytes, count: int | None = None) -> bytes:
+    body = struct.pack("<I", len(vendor)) + vendor
+    body += struct.pack("<I", len(entries) if count is None else count)
+    return body + b"".join(struct.pack("<I", len(e)) + e for e in entries)
+
+
+def test_comments_not_in_utf8_are_read_as_latin1_and_keys_upper_cased() -> None:
+    tags = comment_list(b"v", b"title=caf\xe9", b"Artist=\xc3\xa9t\xc3\xa9", b"no separator")
+    assert link_comments(opus_header_set(tags)) == [("TITLE", "café"), ("ARTIST", "été")]
+
+
+def test_comments_claiming_more_than_they_hold_end_where_the_packet_ends() -> None:
+    tags = comment_list(b"vendor", b"TITLE=a", count=10**9) + struct.pack("<I", 10**6) + b"X=cut"
+    assert link_comments(opus_header_set(tags)) == [("TITLE", "a")]
+
+
+def test_mangled_comment_packets_and_cut_header_sets_never_raise() -> None:
+    rng = random.Random(12)
+    tags = comment_list(b"vendor", b"TITLE=a", b"ARTIST=b")
+    for _ in range(2000):
+        mangled = bytearray(tags)
+        for _ in range(rng.randint(1, 8)):
+            mangled[rng.randrange(len(mangled))] = rng.randrange(256)
+        header_set = opus_header_set(bytes(mangled[: rng.randint(0, len(mangled))]))
+        assert isinstance(link_comments(header_set), list)
+        assert isinstance(link_comments(header_set[: rng.randrange(len(header_set))]), list)

@@ -45,7 +45,12 @@ def mp3() -> bytes:
     return encode("-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3")
 
 
-@pytest.fixture(params=["vorbis", "opus"])
+@pytest.fixture(scope="module")
+def flac() -> bytes:
+    return encode("-c:a", "flac", "-f", "ogg", seconds=3, freq=550)
+
+
+@pytest.fixture(params=["vorbis", "opus", "flac"])
 def ogg_file(request: pytest.FixtureRequest) -> bytes:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not installed")
@@ -150,12 +155,16 @@ def test_ogg_tail_without_stream_header_does_not_decode(ogg_file: bytes) -> None
 
 
 @needs_ffmpeg
-def test_chained_ogg_gives_new_header_that_decodes_the_second_link(vorbis: bytes, opus: bytes) -> None:
-    ring = ingest("ogg", random_pieces(vorbis + opus, random.Random(8), 4000))
+@pytest.mark.parametrize("second", ["opus", "flac"])
+def test_chained_ogg_joined_in_its_second_link_decodes(vorbis: bytes, second: str, request) -> None:
+    """A listener given the header set of the link its start lies in decodes (Vorbis, then
+    Opus or FLAC-in-Ogg)."""
+    other: bytes = request.getfixturevalue(second)
+    ring = ingest("ogg", random_pieces(vorbis + other, random.Random(8), 4000))
     assert len(ring.headers) == 2
     later = [sync for sync in ring.syncs if sync > len(vorbis)]
-    assert ring.header_at(later[1]) == opus[: pages_of(opus)[2].offset]
-    assert decode_errors(ring.header_at(later[1]) + ring.data[later[1] :]) == (0, b"")
+    assert ring.header_at(later[1]) == other[: pages_of(other)[2].offset]
+    assert decode_errors(ring.header_at(later[1]) + ring.data[later[1]:]) == (0, b"")
 
 
 @needs_ffmpeg

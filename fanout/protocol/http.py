@@ -31,6 +31,7 @@ from typing import Callable
 from urllib.parse import parse_qsl, unquote
 
 from fanout.protocol.errors import ProtocolError
+from fanout.protocol.numbers import saturated_int
 
 # Icecast 2.4.4 reads heads into a 4 KiB buffer and simply fails on longer ones; we allow
 # twice that (long Authorization/Cookie headers) and answer 400 so the client learns why.
@@ -224,4 +225,4 @@ def wants_icy_metadata(request: Request) -> bool:
 
 def _atoi(text: str) -> int:
     match = _LEADING_INT.match(text)
-    return int(match.group(1)) if match else 0
+    return saturated_int(match.group(1)) if match else 0  # saturates: int() fails past 4300 digits

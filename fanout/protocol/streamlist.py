@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from fanout.protocol.errors import ProtocolError
+from fanout.protocol.http import validate_mount_path
+
 # Longest line accepted (bytes, without CRLF): 2.4.4 reads lines into 256 bytes.
 MAX_LINE = 255
 # Lines of one list read at most: twice the mounts a slave relays per master
@@ -80,18 +83,25 @@ def parse_line(line: bytes) -> tuple[ListedMount | None, str]:
         return None, "not UTF-8"
     if not text.startswith("/"):
         return None, f"does not start with '/': {text[:40]!r}"
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # "//[x": urlsplit reads an unclosed IPv6 host and raises
+        return None, f"not a URL path: {text[:40]!r}"
     if text.startswith(KH_FETCH_PREFIX):
-        mount = dict(parse_qsl(urlsplit(text).query)).get("mount", "")
-        return _checked(mount, fetch_path=text)
-    return _checked(unquote(urlsplit(text).path), fetch_path=None)
+        return _checked(dict(parse_qsl(parts.query)).get("mount", ""), fetch_path=text)
+    return _checked(unquote(parts.path), fetch_path=None)
 
 
 def _checked(mount: str, fetch_path: str | None) -> tuple[ListedMount | None, str]:
-    if not mount.startswith("/") or mount == "/" or "\\" in mount or "/../" in mount + "/":
-        return None, f"not a mount path: {mount[:40]!r}"
     if any(ord(char) < 0x20 or char == "\x7f" for char in mount):  # percent-encoded CR LF…
         return None, f"control character in the mount name: {mount[:40]!r}"
-    if mount.startswith("/admin/"):
+    # The name is decoded: it must pass the checks a source's mount passes (no dot or
+    # empty segments), or it would reach our relay request line and the logs.
+    try:
+        validate_mount_path(mount)
+    except ProtocolError:
+        return None, f"not a mount path: {mount[:40]!r}"
+    if mount == "/" or "\\" in mount or mount.startswith("/admin/"):
         return None, f"not a mount path: {mount[:40]!r}"
     return ListedMount(mount, fetch_path or mount), ""
 

@@ -32,6 +32,7 @@ OGG_SUFFIXES = (".ogg", ".oga", ".opus")
 class OnDemandPull(RelayPull):
     """A pull that holds its mount idle and connects only while it has listeners."""
 
+    unit = "relay.on_demand"
     idle_since: float | None = None  # when the listener count last fell to 0 while streaming
 
     def run(self) -> None:

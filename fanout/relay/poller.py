@@ -27,6 +27,7 @@ from typing import Iterable, Protocol
 import gevent
 from gevent.event import Event
 
+from fanout import supervised
 from fanout.config import MasterConfig
 from fanout.protocol.streamlist import MAX_LINES, ListedMount, StreamList, parse_streamlist
 from fanout.protocol.upstream import render_streamlist_request
@@ -77,7 +78,7 @@ class MasterPoller:
         self.over_limits = (False, False)
 
     def start(self) -> None:
-        self.greenlet = gevent.spawn(self.run)
+        self.greenlet = supervised.spawn("relay.poller", self.run, restart=True)
 
     def stop(self) -> None:
         """Stop polling and every master relay."""
@@ -97,7 +98,7 @@ class MasterPoller:
             try:
                 self.poll_once()
             except Exception:  # a bug in one poll must not end relaying
-                log.exception("master %s: poll failed", self.address)
+                supervised.report("relay.poller", f"master {self.address}")
             self.wake.wait(self.next_delay())
             gevent.sleep(max(0.0, started + MIN_POLL_GAP - time.monotonic()))
 

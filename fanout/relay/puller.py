@@ -24,6 +24,7 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 
+from fanout import supervised
 from fanout.config import Config
 from fanout.model.ingest import OGG, format_for_content_type
 from fanout.protocol.errors import ProtocolError
@@ -69,6 +70,8 @@ def backoff_delay(failures: int, longest: float = BACKOFF_MAX) -> float:
 
 
 class RelayPull:
+    unit = "relay.pull"  # its name as a supervised unit
+
     def __init__(self, spec: RelaySpec, host: RelayHost, on_ended: Callable[[], None]) -> None:
         self.spec = spec
         self.host = host
@@ -94,7 +97,7 @@ class RelayPull:
         return backoff_delay(failures, self.spec.retry_max or BACKOFF_MAX)
 
     def start(self) -> None:
-        self.greenlet = gevent.spawn(self.run)
+        self.greenlet = supervised.spawn(self.unit, self.run, restart=True)
 
     def stop(self) -> None:
         """Stop pulling; the mount (if claimed) is released before this returns."""
@@ -113,7 +116,7 @@ class RelayPull:
             try:
                 streamed = self.attempt()
             except Exception:  # a bug must not leave a listed mount without a pull
-                log.exception("relay %s: internal error", self.spec.mount)
+                supervised.report(self.unit, self.spec.mount)
                 streamed = False
             failures = 1 if streamed else failures + 1
             self.state = "retrying"
@@ -142,7 +145,8 @@ class RelayPull:
                          head.content_type)
                 self.told.clear()
                 self.state = "streaming"
-                prober = gevent.spawn(self.probe_preferred, record) if self.on_backup() else None
+                prober = (supervised.spawn("relay.probe", self.probe_preferred, record, restart=False)
+                          if self.on_backup() else None)
                 try:
                     ending = self.stream(sock, record, head, first)
                 finally:

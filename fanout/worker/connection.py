@@ -24,7 +24,7 @@ from typing import Any, Callable
 import gevent
 from gevent.lock import BoundedSemaphore
 
-from fanout import logs
+from fanout import logs, supervised
 from fanout.protocol.access_log import AccessRecord, format_access_line
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import HeadParser, Request, is_source_method
@@ -152,7 +152,7 @@ def _serve(worker: Any, conn: Connection, serve: Callable[[], None]) -> None:
     except (ConnectionError, BrokenPipeError):
         log.debug("%s: connection lost", conn.ip)
     except Exception:
-        log.exception("%s: internal error", conn.ip)
+        supervised.report("worker.connection", conn.ip)
         if not conn.answered and speaks_http:
             _answer_error(worker, conn, ProtocolError("Internal Server Error", 500))
 

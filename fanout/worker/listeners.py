@@ -25,7 +25,7 @@ from typing import Any
 
 import gevent
 
-from fanout import core
+from fanout import core, supervised
 from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
@@ -223,8 +223,7 @@ def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Requ
     stats.observe_listener_count(mount)
     if not slave:
         worker.counters.add(worker.index, "listeners", 1)
-    if mount.pump is None:
-        mount.pump = gevent.spawn(pump, worker, mount)
+    start_pump(worker, mount)
 
 
 def lag_limit(mount: LocalMount) -> int:
@@ -243,6 +242,21 @@ def listener_sndbuf(so_sndbuf: int, queue_size: int) -> int:
 def publish_count(worker: Any, mount: LocalMount) -> None:
     counted = sum(not l.tag.slave for l in mount.listeners) + mount.pending
     mount.ring.set_listener_count(worker.index, counted)
+
+
+def start_pump(worker: Any, mount: LocalMount) -> None:
+    """Run `mount`'s pump unless it runs. Restarted after a crash (its state is the mount's
+    listener list); given up after crashing again and again, it closes those listeners."""
+    if mount.pump is None and mount.listeners:
+        mount.pump = supervised.spawn("worker.pump", pump, worker, mount, restart=True,
+                                      give_up=lambda: abandon_pump(worker, mount))
+
+
+def abandon_pump(worker: Any, mount: LocalMount) -> None:
+    close_all_listeners(worker, mount)
+    mount.pump = None
+    if mount.ended:
+        worker.forget_mount(mount)
 
 
 def pump(worker: Any, mount: LocalMount) -> None:

@@ -1,14 +1,16 @@
-# C-level declarations of fanout._core: every C extern (atomics.h, libc) and the ring
-# header layout, in one place. _core.pyx cimports this file and implements the module; the
-# layout itself is specified in docs/ARCHITECTURE.md ("The ring").
+# C-level declarations of the ring: every C extern (atomics.h, libc), the ring header
+# layout and the writer primitives, in one place. _core.pyx (fanout._core: Ring, sender) and
+# ingest.pyx (fanout._ingest: the compiled ingest) cimport this file; the layout itself is
+# specified in docs/ARCHITECTURE.md ("The ring").
 #
 # Why the extension types are declared in _core.pyx and not here: setup.py builds the
 # module as "fanout._core" from _core/_core.pyx, and Cython only treats a .pxd as a
 # module's own declarations when it sits at the module's dotted path (fanout/_core.pxd),
-# so this file is cimported by name instead. It holds no cdef classes or functions,
-# hence no runtime import.
+# so this file is cimported by name instead. It holds no cdef classes and only inline
+# functions (compiled into each module that cimports them), hence no runtime import.
 
 from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy
 from posix.uio cimport iovec
 
 
@@ -48,7 +50,7 @@ cdef extern from "sched.h" nogil:
 # The C twins of the public constants (module-level Python names are defined in _core.pyx).
 cdef enum:
     RING_MAGIC = 0x474E5246         # "FRNG" read as a little-endian u32
-    LAYOUT_VERSION = 1
+    LAYOUT_VERSION = 2              # 2: the Ogg header block carries its link's start
     HEADER_BYTES = 131072
     GUARD_BYTES = 65536
     WORKER_SLOTS = 64
@@ -57,6 +59,8 @@ cdef enum:
     META_AREA = 4112                # OFF_STREAM_HEADER - OFF_META_BLOCK
     STREAM_HEADER_MAX = 122864      # HEADER_BYTES - OFF_STREAM_HEADER
     IOV_PER_SEND = 32
+    RING_FORMAT_GENERIC = 0
+    RING_FORMAT_OGG = 1
 
 
 # Byte offsets in the ring header (docs/ARCHITECTURE.md, little-endian host assumed).
@@ -75,6 +79,7 @@ cdef enum:
     OFF_SYNC_TABLE = 72
     OFF_LISTENERS = 2120
     OFF_BYTES_SENT = 2632
+    OFF_HDR_START = 3144            # u64, under the hdr seqlock: where the header's link begins
     OFF_META_BLOCK = 4096
     OFF_STREAM_HEADER = 8208
 
@@ -85,3 +90,63 @@ cdef enum:
     PIECE_RING = 2
     PIECE_META_FULL = 3
     PIECE_META_EMPTY = 4
+
+
+# -- writer primitives, shared by Ring (_core.pyx) and Ingest (ingest.pyx) ----------------
+# Inline here so that both modules write the ring the same way from one definition.
+
+cdef inline uint64_t *u64_at(char *base, Py_ssize_t off) noexcept nogil:
+    return <uint64_t *>(base + off)
+
+
+cdef inline uint32_t *u32_at(char *base, Py_ssize_t off) noexcept nogil:
+    return <uint32_t *>(base + off)
+
+
+cdef inline void ring_put(char *data, uint64_t cap, uint64_t seq, const unsigned char *src,
+                          uint64_t n) noexcept nogil:
+    """Copy n (<= cap) bytes to the data area at sequence `seq`, wrapping; publishes nothing."""
+    cdef uint64_t off = seq & (cap - 1)
+    cdef uint64_t first = cap - off
+    if first > n:
+        first = n
+    memcpy(data + off, src, first)
+    memcpy(data, src + first, n - first)
+
+
+cdef inline uint64_t *sync_slot(char *base, uint64_t i) noexcept nogil:
+    return u64_at(base, OFF_SYNC_TABLE + 8 * <Py_ssize_t>(i % SYNC_TABLE_SLOTS))
+
+
+cdef inline void ring_add_sync(char *base, uint64_t seq) noexcept nogil:
+    """Record a sync point; sequences not above the last one are ignored."""
+    cdef uint64_t *count_p = u64_at(base, OFF_SYNC_COUNT)
+    cdef uint64_t count = fo_load_relaxed_u64(count_p)     # one writer: no race on count
+    if count > 0 and seq <= fo_load_relaxed_u64(sync_slot(base, count - 1)):
+        return
+    fo_store_relaxed_u64(sync_slot(base, count), seq)
+    fo_store_release_u64(count_p, count + 1)
+
+
+cdef inline void seqlock_write(char *base, Py_ssize_t gen_off, Py_ssize_t len_off,
+                               Py_ssize_t area_off, const unsigned char *src, uint32_t n,
+                               Py_ssize_t extra_off, uint64_t extra) noexcept nogil:
+    """Replace a seqlocked block: generation odd, bytes (and the u64 at `extra_off`, if it is
+    not 0) written, length set, generation even."""
+    cdef uint64_t *gen_p = u64_at(base, gen_off)
+    cdef uint64_t odd = fo_load_relaxed_u64(gen_p) | 1
+    fo_store_relaxed_u64(gen_p, odd)
+    fo_fence_release()
+    memcpy(base + area_off, src, n)
+    if extra_off:
+        fo_store_relaxed_u64(u64_at(base, extra_off), extra)
+    fo_store_relaxed_u32(u32_at(base, len_off), n)
+    fo_store_release_u64(gen_p, odd + 1)
+
+
+cdef inline void header_write(char *base, const unsigned char *src, uint32_t n,
+                              uint64_t link_start) noexcept nogil:
+    """Publish an Ogg header set (n <= STREAM_HEADER_MAX) with the sequence of its link's
+    first data page, atomically for readers of the seqlock."""
+    seqlock_write(base, OFF_HDR_GEN, OFF_HDR_LEN, OFF_STREAM_HEADER, src, n,
+                  OFF_HDR_START, link_start)

@@ -9,7 +9,9 @@ Theory of operation (the layout and rules are in docs/ARCHITECTURE.md, "The ring
   `write_seq`; readers acquire-load it. A reader that has sent bytes starting at `p`
   re-checks `write_seq + GUARD - capacity <= p` afterwards: if that fails the writer may
   have been overwriting them and the listener is dropped (never a torn byte on the wire).
-- ICY metadata and Ogg header pages are small blocks guarded by seqlocks.
+- ICY metadata and Ogg header pages are small blocks guarded by seqlocks. The header block
+  also holds the sequence where its link's data begins, so that a listener joining a
+  chained Ogg stream gets the header pages of the link it starts in (start_point).
 - send_many() makes one pass over one mount's listeners: per listener, up to 32 iovecs
   (pending prefix, a partly sent ICY block, ring data split at the wrap and at every
   metaint boundary, ICY blocks) and one non-blocking sendmsg. EAGAIN is a normal result.
@@ -39,8 +41,8 @@ MAX_WORKERS = WORKER_SLOTS
 SYNC_SLOTS = SYNC_TABLE_SLOTS
 SYNC_MIN_GAP = 4096          # MP3: at most one sync point per this many bytes (ingest's rule)
 
-FORMAT_GENERIC = 0
-FORMAT_OGG = 1
+FORMAT_GENERIC = RING_FORMAT_GENERIC
+FORMAT_OGG = RING_FORMAT_OGG
 FLAG_LIVE = 1
 FLAG_ENDED = 2
 
@@ -50,6 +52,7 @@ LAPPED = 2
 ERROR = 3
 
 MAX_META_BLOCK = META_BLOCK_MAX
+MAX_STREAM_HEADER = STREAM_HEADER_MAX
 INITIAL_METADATA = b"\x01StreamTitle='';\x00"
 
 cdef enum:
@@ -84,14 +87,6 @@ def _check_capacity(capacity):
     if capacity < 4 * GUARD_BYTES or capacity & (capacity - 1):
         raise ValueError(f"ring capacity must be a power of two >= {4 * GUARD_BYTES}, "
                          f"got {capacity}")
-
-
-cdef inline uint64_t *u64_at(char *base, Py_ssize_t off) noexcept nogil:
-    return <uint64_t *>(base + off)
-
-
-cdef inline uint32_t *u32_at(char *base, Py_ssize_t off) noexcept nogil:
-    return <uint32_t *>(base + off)
 
 
 cdef class Ring:
@@ -246,7 +241,7 @@ cdef class Ring:
         cdef Py_buffer view
         cdef const unsigned char *src
         cdef uint64_t *wp
-        cdef uint64_t seq, off, chunk, left
+        cdef uint64_t seq, chunk, left
         self.check_open()
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
@@ -255,13 +250,8 @@ cdef class Ring:
             wp = u64_at(self.base, OFF_WRITE_SEQ)
             seq = fo_load_relaxed_u64(wp)      # we are the only writer
             while left > 0:
-                off = seq & self.mask
-                chunk = self.cap - off
-                if chunk > GUARD_BYTES:
-                    chunk = GUARD_BYTES
-                if chunk > left:
-                    chunk = left
-                memcpy(self.data + off, src, chunk)
+                chunk = GUARD_BYTES if left > GUARD_BYTES else left
+                ring_put(self.data, self.cap, seq, src, chunk)
                 src += chunk
                 left -= chunk
                 seq += chunk
@@ -307,64 +297,84 @@ cdef class Ring:
 
     def add_sync_point(self, seq):
         """Record where a listener may start. Sequences not above the last one are ignored."""
-        cdef uint64_t *count_p
-        cdef uint64_t count, s
         self.check_open()
         if seq < 0:
             raise ValueError("seq must be >= 0")
-        s = seq
-        count_p = u64_at(self.base, OFF_SYNC_COUNT)
-        count = fo_load_relaxed_u64(count_p)
-        if count > 0 and s <= fo_load_relaxed_u64(self.sync_slot(count - 1)):
-            return
-        fo_store_relaxed_u64(self.sync_slot(count), s)
-        fo_store_release_u64(count_p, count + 1)
-
-    cdef uint64_t *sync_slot(self, uint64_t i) noexcept nogil:
-        return u64_at(self.base, OFF_SYNC_TABLE + 8 * <Py_ssize_t>(i % SYNC_TABLE_SLOTS))
+        ring_add_sync(self.base, seq)
 
     def start_position(self, burst_size):
         """Where a new listener starts: the oldest sync point within burst_size of write_seq
         that is safely inside the ring, else the newest safe sync point, else write_seq."""
-        cdef uint64_t wseq, count, i, s, floor_burst, newest = 0
-        cdef bint have_newest = False
         self.check_open()
         if burst_size < 0:
             raise ValueError("burst_size must be >= 0")
+        return self.start_from(burst_size, 0, False)
+
+    cdef uint64_t start_from(self, uint64_t burst_size, uint64_t link_start,
+                             bint linked) noexcept nogil:
+        """start_position, ignoring sync points before `link_start` if `linked`; then
+        link_start itself (a page start) is the fallback before write_seq."""
+        cdef uint64_t wseq, count, i, s, floor_burst, newest = 0
+        cdef bint have_newest = False
         wseq = self.load_write_seq()
         floor_burst = wseq - burst_size if wseq > burst_size else 0
         count = fo_load_acquire_u64(u64_at(self.base, OFF_SYNC_COUNT))
         i = count - SYNC_TABLE_SLOTS if count > SYNC_TABLE_SLOTS else 0
         while i < count:
-            s = fo_load_relaxed_u64(self.sync_slot(i))
+            s = fo_load_relaxed_u64(sync_slot(self.base, i))
             i += 1
             if s > wseq:           # recorded ahead of the bytes it points at
                 break
-            if self.is_lapped(s, wseq):
+            if self.is_lapped(s, wseq) or (linked and s < link_start):
                 continue
             if s >= floor_burst:
                 return s
             newest = s
             have_newest = True
-        return newest if have_newest else wseq
+        if have_newest:
+            return newest
+        if linked and link_start <= wseq and not self.is_lapped(link_start, wseq):
+            return link_start
+        return wseq
+
+    def start_point(self, burst_size):
+        """(position, header pages) for a new listener: where it starts and what it must be
+        sent first. Generic rings: (start_position(burst_size), b"").
+
+        Ogg rings: the stored header set and the position come from one consistent view, and
+        the position is never before the first data page of the link that header set
+        belongs to (a chained stream's earlier links need other headers). Before any header
+        set was published, a listener starts at sequence 0 while it is still in the ring:
+        the header pages are there, in the stream itself.
+        """
+        cdef uint64_t gen = 0, link_start = 0, pos
+        cdef bytes pages
+        self.check_open()
+        if burst_size < 0:
+            raise ValueError("burst_size must be >= 0")
+        if self._fmt != RING_FORMAT_OGG:
+            return self.start_from(burst_size, 0, False), b""
+        while True:
+            pages = self.seqlock_read(OFF_HDR_GEN, OFF_HDR_LEN, OFF_STREAM_HEADER,
+                                      STREAM_HEADER_MAX, &gen, OFF_HDR_START, &link_start)
+            if gen == 0 and not self.is_lapped(0, self.load_write_seq()):
+                pos = 0
+            else:
+                pos = self.start_from(burst_size, link_start, gen != 0)
+            fo_fence_acquire()
+            # A header set published meanwhile may come with sync points of its own link,
+            # which the search above could have picked: look again.
+            if fo_load_relaxed_u64(u64_at(self.base, OFF_HDR_GEN)) == gen:
+                return pos, pages
 
     # -- metadata and Ogg headers (seqlocks) --------------------------------------------
 
-    cdef int seqlock_write(self, Py_ssize_t gen_off, Py_ssize_t len_off, Py_ssize_t area_off,
-                           const unsigned char *src, Py_ssize_t n) except -1:
-        cdef uint64_t *gen_p = u64_at(self.base, gen_off)
-        cdef uint64_t odd = fo_load_relaxed_u64(gen_p) | 1
-        fo_store_relaxed_u64(gen_p, odd)
-        fo_fence_release()
-        memcpy(self.base + area_off, src, n)
-        fo_store_relaxed_u32(u32_at(self.base, len_off), n)
-        fo_store_release_u64(gen_p, odd + 1)
-        return 0
-
     cdef bytes seqlock_read(self, Py_ssize_t gen_off, Py_ssize_t len_off, Py_ssize_t area_off,
-                            Py_ssize_t area_max, uint64_t *gen_out):
+                            Py_ssize_t area_max, uint64_t *gen_out, Py_ssize_t extra_off=0,
+                            uint64_t *extra_out=NULL):
+        """A consistent copy of a seqlocked block (and of the u64 at `extra_off`, if not 0)."""
         cdef uint64_t *gen_p = u64_at(self.base, gen_off)
-        cdef uint64_t g1, g2
+        cdef uint64_t g1, g2, extra = 0
         cdef Py_ssize_t n, attempt
         cdef bytes out
         for attempt in range(SEQLOCK_SPINS):
@@ -377,10 +387,14 @@ cdef class Ring:
             if n > area_max:       # a torn length; the generation check below rejects it
                 n = area_max
             out = PyBytes_FromStringAndSize(self.base + area_off, n)
+            if extra_off:
+                extra = fo_load_relaxed_u64(u64_at(self.base, extra_off))
             fo_fence_acquire()
             g2 = fo_load_relaxed_u64(gen_p)
             if g1 == g2:
                 gen_out[0] = g1
+                if extra_off:
+                    extra_out[0] = extra
                 return out
         raise RuntimeError("ring seqlock stayed busy: its writer died mid-update?")
 
@@ -391,8 +405,8 @@ cdef class Ring:
         if len(b) == 0 or len(b) > META_BLOCK_MAX or len(b) != 1 + 16 * b[0]:
             raise ValueError(f"not an ICY metadata block of at most {META_BLOCK_MAX} bytes "
                              f"(got {len(b)} bytes)")
-        self.seqlock_write(OFF_META_GEN, OFF_META_LEN, OFF_META_BLOCK,
-                           <const unsigned char *>PyBytes_AS_STRING(b), len(b))
+        seqlock_write(self.base, OFF_META_GEN, OFF_META_LEN, OFF_META_BLOCK,
+                      <const unsigned char *>PyBytes_AS_STRING(b), len(b), 0, 0)
 
     def metadata(self):
         """(meta_gen, block): a consistent copy of the current ICY block."""
@@ -401,14 +415,17 @@ cdef class Ring:
         block = self.seqlock_read(OFF_META_GEN, OFF_META_LEN, OFF_META_BLOCK, META_AREA, &gen)
         return gen, block
 
-    def set_stream_header(self, data):
-        """Publish the Ogg header pages a joining listener needs first. ValueError if too big."""
+    def set_stream_header(self, data, link_start):
+        """Publish the Ogg header pages a joining listener needs first, with the sequence of
+        the first data page of their link (already written). ValueError if too big: the
+        ingest never hands over a set larger than MAX_STREAM_HEADER."""
         cdef bytes b = bytes(data)
         self.check_open()
         if len(b) > STREAM_HEADER_MAX:
             raise ValueError(f"stream header of {len(b)} bytes exceeds {STREAM_HEADER_MAX}")
-        self.seqlock_write(OFF_HDR_GEN, OFF_HDR_LEN, OFF_STREAM_HEADER,
-                           <const unsigned char *>PyBytes_AS_STRING(b), len(b))
+        if link_start < 0:
+            raise ValueError("link_start must be >= 0")
+        header_write(self.base, <const unsigned char *>PyBytes_AS_STRING(b), len(b), link_start)
 
     def stream_header(self):
         """(hdr_gen, header bytes): a consistent copy (b"" before any is set)."""

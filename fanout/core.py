@@ -1,11 +1,12 @@
 """The one switch between the compiled core and its pure-Python twin.
 
-Everything outside the core imports the ring and the sender from here:
+Everything outside the core imports the ring, the sender and the ingest from here:
 
-- FANOUT_CORE unset (or "compiled"): fanout._core, the production path. If it was not
-  built this raises ImportError; there is deliberately no silent fallback, because the
-  reference twin is far too slow to serve real load.
-- FANOUT_CORE=python: fanout.coreref, the pure-Python reference (tests, debugging).
+- FANOUT_CORE unset (or "compiled"): fanout._core and fanout._ingest, the production path.
+  If they were not built this raises ImportError; there is deliberately no silent
+  fallback, because the reference twins are far too slow to serve real load.
+- FANOUT_CORE=python: fanout.coreref and fanout.ingestref, the pure-Python references
+  (tests, debugging).
 
 IMPLEMENTATION says which one was picked ("compiled" or "python").
 """
@@ -15,37 +16,49 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Literal
 
-__all__ = [
-    "IMPLEMENTATION",
+RING_NAMES = [
     "HEADER_SIZE", "GUARD", "MAX_WORKERS", "SYNC_SLOTS", "SYNC_MIN_GAP",
     "FORMAT_GENERIC", "FORMAT_OGG", "FLAG_LIVE", "FLAG_ENDED",
     "OK", "WOULD_BLOCK", "LAPPED", "ERROR",
-    "MAX_META_BLOCK", "INITIAL_METADATA",
+    "MAX_META_BLOCK", "MAX_STREAM_HEADER", "INITIAL_METADATA",
     "LappedError", "Ring", "Listener", "ring_capacity_for", "send_many",
 ]
+INGEST_NAMES = [
+    "Ingest", "READ_EOF", "READ_AGAIN", "FEED_FD_MAX",
+    "EVENT_TITLE", "EVENT_HEADERS", "EVENT_SKIPPED",
+]
+__all__ = ["IMPLEMENTATION", *RING_NAMES, *INGEST_NAMES]
 
 ENV_VAR = "FANOUT_CORE"
+MODULES = {"compiled": ("fanout._core", "fanout._ingest"),
+           "python": ("fanout.coreref", "fanout.ingestref")}
 
 IMPLEMENTATION: Literal["compiled", "python"]
 
 if TYPE_CHECKING:
-    # Type checkers see the compiled API (fanout/_core.pyi); the twin has the same names.
+    # Type checkers see the compiled API (fanout/_core.pyi, fanout/_ingest.pyi); the twins
+    # have the same names.
     from fanout._core import (
         ERROR, FLAG_ENDED, FLAG_LIVE, FORMAT_GENERIC, FORMAT_OGG, GUARD, HEADER_SIZE,
-        INITIAL_METADATA, LAPPED, MAX_META_BLOCK, MAX_WORKERS, OK, SYNC_MIN_GAP, SYNC_SLOTS,
-        WOULD_BLOCK, LappedError, Listener, Ring, ring_capacity_for, send_many,
+        INITIAL_METADATA, LAPPED, MAX_META_BLOCK, MAX_STREAM_HEADER, MAX_WORKERS, OK,
+        SYNC_MIN_GAP, SYNC_SLOTS, WOULD_BLOCK, LappedError, Listener, Ring,
+        ring_capacity_for, send_many,
+    )
+    from fanout._ingest import (
+        EVENT_HEADERS, EVENT_SKIPPED, EVENT_TITLE, FEED_FD_MAX, READ_AGAIN, READ_EOF, Ingest,
     )
 else:
     def _load(choice):
-        if choice == "python":
-            return "python", importlib.import_module("fanout.coreref")
-        if choice == "compiled":
-            try:
-                return "compiled", importlib.import_module("fanout._core")
-            except ImportError as exc:
-                raise ImportError("compiled core missing: run pip install . "
-                                  f"(or set {ENV_VAR}=python for the slow reference)") from exc
-        raise ImportError(f"{ENV_VAR}={choice!r}: expected 'compiled' or 'python'")
+        if choice not in MODULES:
+            raise ImportError(f"{ENV_VAR}={choice!r}: expected 'compiled' or 'python'")
+        try:
+            return choice, [importlib.import_module(name) for name in MODULES[choice]]
+        except ImportError as exc:
+            if choice == "python":
+                raise
+            raise ImportError("compiled core missing: run pip install . "
+                              f"(or set {ENV_VAR}=python for the slow reference)") from exc
 
-    IMPLEMENTATION, _impl = _load(os.environ.get(ENV_VAR) or "compiled")
-    globals().update({name: getattr(_impl, name) for name in __all__[1:]})
+    IMPLEMENTATION, (_ring, _ingest) = _load(os.environ.get(ENV_VAR) or "compiled")
+    globals().update({name: getattr(_ring, name) for name in RING_NAMES})
+    globals().update({name: getattr(_ingest, name) for name in INGEST_NAMES})

@@ -40,10 +40,11 @@ LAPPED = 2
 ERROR = 3
 
 MAX_META_BLOCK = 1 + 255 * 16
+MAX_STREAM_HEADER = HEADER_SIZE - 8208   # the Ogg header area: from its offset to the data
 INITIAL_METADATA = b"\x01StreamTitle='';\x00"
 
 _MAGIC = 0x474E5246           # "FRNG" as a little-endian u32
-_VERSION = 1
+_VERSION = 2                   # 2: the Ogg header block carries its link's start
 _HEAD = struct.Struct("<IIQ")  # magic, version, capacity
 
 # Header offsets (docs/ARCHITECTURE.md), as indexes into u32 / u64 views of the header.
@@ -53,10 +54,10 @@ _U64_CAPACITY, _U64_WRITE_SEQ, _U64_META_GEN, _U64_HDR_GEN, _U64_SYNC_COUNT = 1,
 _U64_SYNC_TABLE = 72 // 8
 _U64_LISTENERS = 2120 // 8
 _U64_BYTES_SENT = 2632 // 8
+_U64_HDR_START = 3144 // 8     # under the hdr seqlock: where the header's link begins
 _OFF_META_BLOCK = 4096
 _META_AREA = 4112
 _OFF_STREAM_HEADER = 8208
-_MAX_STREAM_HEADER = HEADER_SIZE - _OFF_STREAM_HEADER
 
 _IOV_PER_SEND = 32
 _SEQLOCK_SPINS = 1 << 20      # a writer stuck this long mid-update died: fail loudly
@@ -255,6 +256,11 @@ class Ring:
         self._mmap()
         if burst_size < 0:
             raise ValueError("burst_size must be >= 0")
+        return self._start_from(burst_size, None)
+
+    def _start_from(self, burst_size: int, link_start: int | None) -> int:
+        """start_position, ignoring sync points before `link_start` (if given); then
+        link_start itself (a page start) is the fallback before write_seq."""
         wseq = self.write_seq
         floor_burst = max(wseq - burst_size, 0)
         count = int(self._u64[_U64_SYNC_COUNT])
@@ -263,25 +269,62 @@ class Ring:
             s = int(self._u64[_U64_SYNC_TABLE + i % SYNC_SLOTS])
             if s > wseq:           # recorded ahead of the bytes it points at
                 break
-            if self._is_lapped(s, wseq):
+            if self._is_lapped(s, wseq) or (link_start is not None and s < link_start):
                 continue
             if s >= floor_burst:
                 return s
             newest = s
-        return wseq if newest is None else newest
+        if newest is not None:
+            return newest
+        if link_start is not None and link_start <= wseq and not self._is_lapped(link_start, wseq):
+            return link_start
+        return wseq
+
+    def start_point(self, burst_size: int) -> tuple[int, bytes]:
+        """(position, header pages) for a new listener: where it starts and what it must be
+        sent first. Generic rings: (start_position(burst_size), b"").
+
+        Ogg rings: the stored header set and the position come from one consistent view, and
+        the position is never before the first data page of the link that header set
+        belongs to (a chained stream's earlier links need other headers). Before any header
+        set was published, a listener starts at sequence 0 while it is still in the ring:
+        the header pages are there, in the stream itself.
+        """
+        self._mmap()
+        if burst_size < 0:
+            raise ValueError("burst_size must be >= 0")
+        if self._fmt != FORMAT_OGG:
+            return self._start_from(burst_size, None), b""
+        while True:
+            gen, pages, link_start = self._seqlock_read(_U64_HDR_GEN, _U32_HDR_LEN,
+                                                        _OFF_STREAM_HEADER, MAX_STREAM_HEADER,
+                                                        _U64_HDR_START)
+            if gen == 0 and not self._is_lapped(0, self.write_seq):
+                pos = 0
+            else:
+                pos = self._start_from(burst_size, link_start if gen else None)
+            # A header set published meanwhile may come with sync points of its own link,
+            # which the search above could have picked: look again.
+            if self._u64[_U64_HDR_GEN] == gen:
+                return pos, pages
 
     # -- metadata and Ogg headers (seqlocks) --------------------------------------------
 
-    def _seqlock_write(self, gen_index: int, len_index: int, area_off: int, data: bytes) -> None:
+    def _seqlock_write(self, gen_index: int, len_index: int, area_off: int, data: bytes,
+                       extra_index: int = 0, extra: int = 0) -> None:
+        """Replace a seqlocked block (and the u64 at `extra_index`, if not 0)."""
         mm = self._mmap()
         odd = int(self._u64[gen_index]) | 1
         self._u64[gen_index] = odd
         mm[area_off:area_off + len(data)] = data
+        if extra_index:
+            self._u64[extra_index] = extra
         self._u32[len_index] = len(data)
         self._u64[gen_index] = odd + 1
 
-    def _seqlock_read(self, gen_index: int, len_index: int, area_off: int,
-                      area_max: int) -> tuple[int, bytes]:
+    def _seqlock_read(self, gen_index: int, len_index: int, area_off: int, area_max: int,
+                      extra_index: int = 0) -> tuple[int, bytes, int]:
+        """(generation, block, the u64 at `extra_index` or 0): a consistent copy."""
         mm = self._mmap()
         for attempt in range(_SEQLOCK_SPINS):
             g1 = int(self._u64[gen_index])
@@ -291,8 +334,9 @@ class Ring:
                 continue
             n = min(int(self._u32[len_index]), area_max)  # a torn length fails the re-check
             out = mm[area_off:area_off + n]
+            extra = int(self._u64[extra_index]) if extra_index else 0
             if self._u64[gen_index] == g1:
-                return g1, out
+                return g1, out, extra
         raise RuntimeError("ring seqlock stayed busy: its writer died mid-update?")
 
     def set_metadata(self, block: bytes) -> None:
@@ -305,20 +349,28 @@ class Ring:
 
     def metadata(self) -> tuple[int, bytes]:
         """(meta_gen, block): a consistent copy of the current ICY block."""
-        return self._seqlock_read(_U64_META_GEN, _U32_META_LEN, _OFF_META_BLOCK, _META_AREA)
+        gen, block, _ = self._seqlock_read(_U64_META_GEN, _U32_META_LEN, _OFF_META_BLOCK,
+                                           _META_AREA)
+        return gen, block
 
-    def set_stream_header(self, data: bytes) -> None:
-        """Publish the Ogg header pages a joining listener needs first. ValueError if too big."""
+    def set_stream_header(self, data: bytes, link_start: int) -> None:
+        """Publish the Ogg header pages a joining listener needs first, with the sequence of
+        the first data page of their link (already written). ValueError if too big: the
+        ingest never hands over a set larger than MAX_STREAM_HEADER."""
         b = bytes(data)
         self._mmap()
-        if len(b) > _MAX_STREAM_HEADER:
-            raise ValueError(f"stream header of {len(b)} bytes exceeds {_MAX_STREAM_HEADER}")
-        self._seqlock_write(_U64_HDR_GEN, _U32_HDR_LEN, _OFF_STREAM_HEADER, b)
+        if len(b) > MAX_STREAM_HEADER:
+            raise ValueError(f"stream header of {len(b)} bytes exceeds {MAX_STREAM_HEADER}")
+        if link_start < 0:
+            raise ValueError("link_start must be >= 0")
+        self._seqlock_write(_U64_HDR_GEN, _U32_HDR_LEN, _OFF_STREAM_HEADER, b,
+                            _U64_HDR_START, link_start)
 
     def stream_header(self) -> tuple[int, bytes]:
         """(hdr_gen, header bytes): a consistent copy (b"" before any is set)."""
-        return self._seqlock_read(_U64_HDR_GEN, _U32_HDR_LEN, _OFF_STREAM_HEADER,
-                                  _MAX_STREAM_HEADER)
+        gen, pages, _ = self._seqlock_read(_U64_HDR_GEN, _U32_HDR_LEN, _OFF_STREAM_HEADER,
+                                           MAX_STREAM_HEADER)
+        return gen, pages
 
     # -- per-worker counters ------------------------------------------------------------
 

@@ -11,7 +11,9 @@ upstream sent ``icy-metaint``), then looks at the audio according to the format:
   are (listeners' decoders skip them as the scanner did). Header pages go into
   ``data`` too (listeners already playing need a chained stream's new headers) and
   are collected; a link's complete header set is reported once, in the chunk with
-  its first data page. Every data page start is a sync point.
+  its first data page, with that page's offset (a listener given this set must start
+  there or later). Every data page start is a sync point. A link whose header pages
+  break a bound (``fanout.model.ogg``) gets an empty set and a reason, once.
 * ``mpeg`` / ``adts``: frames are tracked; a frame start becomes a sync point at most
   once per ``min_sync_gap`` bytes. No hold-back: a frame whose start lies in an
   earlier chunk (its header was split across feeds, or the tracker only just locked)
@@ -50,13 +52,22 @@ _FORMAT_OF = {ctype: fmt for fmt, ctypes in _CONTENT_TYPES.items() for ctype in 
 
 
 @dataclass(frozen=True, slots=True)
+class LinkHeaders:
+    """A chained Ogg stream's link, as of its first data page."""
+
+    offset: int  # where its first data page starts, WITHIN the chunk's data
+    pages: bytes  # its header set (concatenated header pages; b"" if skipped)
+
+
+@dataclass(frozen=True, slots=True)
 class IngestChunk:
     """What one ``Ingest.feed`` produced."""
 
     data: bytes  # audio bytes to append to the ring (ICY blocks removed)
     sync_offsets: tuple[int, ...]  # offsets WITHIN data where a listener may start (ascending)
-    stream_header: bytes | None  # a newly complete Ogg header set (concatenated pages)
+    headers: tuple[LinkHeaders, ...]  # Ogg links whose first data page is in data, in order
     titles: tuple[bytes, ...]  # raw ICY metadata payloads seen from upstream (relays only)
+    skipped: tuple[str, ...] = ()  # why an Ogg link's header set was skipped (bounds)
 
 
 def format_for_content_type(content_type: str | None) -> str:
@@ -75,29 +86,33 @@ class _OggPages:
         self._headers = OggHeaderTracker()
         self._held = bytearray()  # fed bytes not yet emitted (an incomplete page)
 
-    def feed(self, audio: bytes, start: int) -> tuple[bytes, list[int], bytes | None]:
-        """Return (data, sync offsets within it, new header set); ``start`` = first offset."""
+    def feed(self, audio: bytes, start: int) -> tuple[bytes, list[int], list[LinkHeaders], list[str]]:
+        """Return (data, sync offsets, links begun, skip reasons); ``start`` = first offset."""
         self._held += audio
         pages = self._scanner.feed(audio)
         ready = self._scanner.consumed - start
         data = bytes(self._held[:ready])
         del self._held[:ready]
-        syncs, header = self._classify(pages, start)
-        return data, syncs, header
+        return (data, *self._classify(pages, start))
 
-    def _classify(self, pages: list[OggPage], start: int) -> tuple[list[int], bytes | None]:
+    @property
+    def held(self) -> int:
+        """Bytes fed but not yet emitted (an incomplete page)."""
+        return len(self._held)
+
+    def _classify(self, pages: list[OggPage], start: int) -> tuple[list[int], list[LinkHeaders], list[str]]:
         syncs: list[int] = []
-        header: bytes | None = None
+        links: list[LinkHeaders] = []
+        skipped: list[str] = []
         for page in pages:
             role = self._headers.observe(page)
+            if role.skipped is not None:
+                skipped.append(role.skipped)
             if role.header_set is not None:
-                # Earlier pages of this chunk belong to the previous link: a listener
-                # starting there must not be given the new headers.
-                syncs.clear()
-                header = role.header_set
+                links.append(LinkHeaders(page.offset - start, role.header_set))
             if not role.is_header:
                 syncs.append(page.offset - start)
-        return syncs, header
+        return syncs, links, skipped
 
 
 class Ingest:
@@ -119,17 +134,23 @@ class Ingest:
         self._emitted = 0  # audio bytes emitted so far
         self._last_sync: int | None = None  # absolute offset of the last MPEG/generic sync
 
+    @property
+    def held(self) -> int:
+        """Audio bytes fed but not yet emitted (Ogg: an incomplete page)."""
+        return self._ogg.held if self._ogg is not None else 0
+
     def feed(self, data: bytes) -> IngestChunk:
         """Consume ``data``; return the audio to append and what is known about it."""
         audio, titles = self._icy.feed(data)
         start = self._emitted
-        header: bytes | None = None
+        links: list[LinkHeaders] = []
+        skipped: list[str] = []
         if self._ogg is not None:
-            audio, syncs, header = self._ogg.feed(audio, start)
+            audio, syncs, links, skipped = self._ogg.feed(audio, start)
         else:
             syncs = [offset - start for offset in self._gated(self._sync_candidates(audio, start))]
         self._emitted += len(audio)
-        return IngestChunk(audio, tuple(syncs), header, tuple(titles))
+        return IngestChunk(audio, tuple(syncs), tuple(links), tuple(titles), tuple(skipped))
 
     def _sync_candidates(self, audio: bytes, start: int) -> list[int]:
         """Return absolute offsets in ``audio`` where a listener could start."""

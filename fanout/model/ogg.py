@@ -16,7 +16,14 @@ header pages are its BOS page and its following pages up to the first one whose
 granule position is neither 0 nor -1. A "link" is one group of concurrently
 multiplexed streams; a BOS page after the link carried data, or after all of its
 streams ended, starts a new link (a chained stream). The link's header set
-(all its header pages, in order) is handed out once, at its first data page.
+(all its header pages, in order) is handed out once, at its first data page: a
+listener starting at that page or later needs exactly that set.
+
+What the tracker keeps is bounded: at most ``MAX_LINK_STREAMS`` streams per link,
+``MAX_HEADER_PAGES`` header pages per stream and ``MAX_HEADER_SET`` bytes per set. A
+link beyond any of them has its header set skipped: the reason is reported once, and
+its first data page hands out an empty set (so no listener is ever given the header
+pages of another link).
 """
 
 from __future__ import annotations
@@ -28,9 +35,15 @@ from dataclasses import dataclass
 CAPTURE_PATTERN = b"OggS"
 HEADER_SIZE = 27  # fixed part of a page header, before the lacing table
 MAX_PAGE_SIZE = HEADER_SIZE + 255 + 255 * 255  # 65307: 255 segments of 255 bytes
-# Larger header sets are dropped: they would not fit the ring's Ogg header area
+# Larger header sets are skipped: they would not fit the ring's Ogg header area
 # (ARCHITECTURE.md: HEADER_SIZE 131072 minus the 8208-byte offset of the area).
 MAX_HEADER_SET = 131072 - 8208
+# Header pages of one logical stream: Vorbis, Opus, FLAC and Theora need 2-3 packets
+# (a set filling MAX_HEADER_SET takes ~30 of libogg's 4 KiB pages); more is an attack.
+MAX_HEADER_PAGES = 64
+# Logical streams multiplexed in one link (audio, video, skeleton...): more is an attack
+# (BOS pages with ever new serial numbers), and each one costs tracker state.
+MAX_LINK_STREAMS = 16
 
 FLAG_CONTINUED = 0x01
 FLAG_BOS = 0x02
@@ -179,61 +192,81 @@ class PageRole:
     """What ``OggHeaderTracker.observe`` learnt from a page."""
 
     is_header: bool
-    header_set: bytes | None  # set on the first data page after a new header set
+    header_set: bytes | None  # on the first data page of a link: its header set (b"": skipped)
+    skipped: str | None = None  # why this link's header set is skipped (said once per link)
+
+
+_HEADER = PageRole(is_header=True, header_set=None)
+_DATA = PageRole(is_header=False, header_set=None)
 
 
 class OggHeaderTracker:
     """Tells header pages from data pages and assembles each link's header set."""
 
     def __init__(self) -> None:
-        self._pages: list[bytes] = []  # header pages of the current link
-        self._size = 0
-        self._in_headers: set[int] = set()  # serials still in their header pages
-        self._live: set[int] = set()  # serials of the link without an EOS yet
-        self._link_has_data = False
-        self._pending = False  # header pages collected but not yet handed out
+        self._start_link()
 
     def observe(self, page: OggPage) -> PageRole:
         """Classify ``page`` (pages must be observed in stream order)."""
-        if page.bos and (self._link_has_data or (self._size and not self._live)):
+        if page.bos and (self._link_has_data or (self._header_pages and not self._live)):
             self._start_link()
         role = self._classify(page)
         if page.eos:
             self._live.discard(page.serial)
         return role
 
+    def _start_link(self) -> None:
+        self._pages: list[bytes] = []  # header pages of the current link
+        self._size = 0
+        self._header_pages = 0  # header pages seen in this link, kept or not
+        self._streams: dict[int, int] = {}  # serial -> its header pages, streams of this link
+        self._in_headers: set[int] = set()  # serials still in their header pages
+        self._live: set[int] = set()  # serials of the link without an EOS yet
+        self._link_has_data = False
+        self._pending = False  # a header set to hand out at the next data page
+        self._skipped = False
+
     def _classify(self, page: OggPage) -> PageRole:
         if page.bos:
-            self._in_headers.add(page.serial)
-            self._live.add(page.serial)
-            return self._collect(page)
+            return self._header_page(page)
         if page.serial in self._in_headers:
             if page.granule in (0, _NO_GRANULE):
-                return self._collect(page)
+                return self._header_page(page)
             self._in_headers.discard(page.serial)
         return self._data_page()
 
-    def _start_link(self) -> None:
-        self._pages.clear()
-        self._size = 0
-        self._in_headers.clear()
-        self._live.clear()
-        self._link_has_data = False
-        self._pending = False
-
-    def _collect(self, page: OggPage) -> PageRole:
+    def _header_page(self, page: OggPage) -> PageRole:
+        self._header_pages += 1
+        reason = self._admit(page)
+        if self._skipped:
+            return _HEADER
+        if reason is not None:
+            self._pages, self._size = [], 0
+            self._skipped = self._pending = True
+            return PageRole(is_header=True, header_set=None, skipped=reason)
+        self._pages.append(page.data)
         self._size += page.length
-        if self._size <= MAX_HEADER_SET:
-            self._pages.append(page.data)
-            self._pending = True
-        else:  # an oversized set is useless to listeners: forget it for this link
-            self._pages.clear()
-            self._pending = False
-        return PageRole(is_header=True, header_set=None)
+        self._pending = True
+        return _HEADER
+
+    def _admit(self, page: OggPage) -> str | None:
+        """Count ``page`` against the bounds; return why the link's set must be skipped."""
+        if page.bos and page.serial not in self._streams:
+            if len(self._streams) >= MAX_LINK_STREAMS:
+                return f"more than {MAX_LINK_STREAMS} logical streams in one link"
+            self._streams[page.serial] = 0
+            self._in_headers.add(page.serial)
+            self._live.add(page.serial)
+        self._streams[page.serial] += 1
+        if self._streams[page.serial] > MAX_HEADER_PAGES:
+            return f"more than {MAX_HEADER_PAGES} header pages in one logical stream"
+        if self._size + page.length > MAX_HEADER_SET:
+            return f"header pages over {MAX_HEADER_SET} bytes"
+        return None
 
     def _data_page(self) -> PageRole:
         self._link_has_data = True
         if not self._pending:
-            return PageRole(is_header=False, header_set=None)
+            return _DATA
         self._pending = False
         return PageRole(is_header=False, header_set=b"".join(self._pages))

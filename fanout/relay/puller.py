@@ -26,15 +26,15 @@ from gevent.event import Event
 
 from fanout import supervised
 from fanout.config import Config
-from fanout.model.ingest import OGG, Ingest, IngestChunk, format_for_content_type
+from fanout.model.ingest import OGG, format_for_content_type
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.icy import block_from_payload, parse_block_text
 from fanout.protocol.upstream import (MAX_REDIRECTS, ResponseHead, parse_location,
                                       render_relay_request)
 from fanout.registry import ClaimRefused, MountRecord
-from fanout.relay.fetch import READ_SIZE, FetchError, connect, request_head
+from fanout.relay.fetch import FetchError, connect, request_head
 from fanout.relay.plan import RelaySpec
-from fanout.ringio import append_chunk
+from fanout.ringio import RingFeed
 
 log = logging.getLogger("fanout.relay")
 
@@ -304,27 +304,27 @@ class RelayPull:
         """Copy the upstream into the ring until it ends (return "ended"), the connection
         is lost ("lost"), it stays silent too long ("silent"), a preferred upstream is
         back ("switched") or it is no longer wanted."""
-        ingest = Ingest(record.info["format"], icy_metaint=head.metaint)
+        feed = RingFeed(record.ring, record.info["format"], label=f"relay {self.spec.mount}",
+                        icy_metaint=head.metaint, on_title=self.reserve_title)
         timeout = self.host.config.resolve_mount(self.spec.mount).source_timeout
         sock.settimeout(timeout)
         self.last_block = b""
         next_stats = time.monotonic() + STATS_INTERVAL
-        data = first
+        count = feed.feed(first)
         while self.wanted(record):
-            if data:
-                self.write(record, ingest.feed(data))
+            self.bytes += count
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + STATS_INTERVAL
                 self.host.update_mount_info(self.spec.mount, relay_bytes=self.bytes)
             try:
-                data = sock.recv(READ_SIZE)
+                count = feed.read(sock)
             except socket.timeout:
                 log.warning("relay %s: upstream silent for %ss; reconnecting", self.spec.mount, timeout)
                 return "silent"
             except OSError as exc:
                 log.info("relay %s: upstream connection lost (%s)", self.spec.mount, exc)
                 return "lost"
-            if not data:
+            if not count:
                 log.info("relay %s: upstream ended the stream", self.spec.mount)
                 return "ended"
             if self.better is not None:
@@ -334,12 +334,6 @@ class RelayPull:
     def wanted(self, record: MountRecord) -> bool:
         """Whether to keep streaming (always, unless on demand)."""
         return True
-
-    def write(self, record: MountRecord, chunk: IngestChunk) -> None:
-        append_chunk(record.ring, chunk)
-        self.bytes += len(chunk.data)
-        for payload in chunk.titles:
-            self.reserve_title(payload)
 
     def reserve_title(self, payload: bytes) -> None:
         """Re-serve a changed upstream ICY block byte-identical (§3.4)."""

@@ -167,14 +167,13 @@ def _page_tail(src: Any, listener: Any) -> bytes | None:
 
 def _moved(worker: Any, src: Any, dst: Any, listener: Any, tail: bytes) -> Any:
     from fanout import core
-    from fanout.worker.listeners import lag_limit, start_position
+    from fanout.worker.listeners import lag_limit, start_point
 
     # Bytes sent so far belong to the mount they came from.
     src.ring.add_bytes_sent(worker.index, listener.sent)
-    pos = start_position(dst)
+    pos, pages = start_point(dst)
     if dst.is_ogg:
-        # At 0 the header pages are still in the ring and go out from there (add_listener).
-        prefix = tail + (dst.ring.stream_header()[1] if pos != 0 else b"")
+        prefix = tail + pages
         fresh = core.Listener(listener.fd, pos, lag_limit(dst), 0, prefix)
         fresh.tag = listener.tag
         return fresh

@@ -202,27 +202,18 @@ def listener_head(worker: Any, mount: LocalMount, request: Request, metaint: int
         flash=request.header("x-flash-version") is not None or "MSIE" in user_agent)
 
 
-def start_position(mount: LocalMount) -> int:
-    """Where a new listener starts: the burst point, or the very start of an Ogg stream
-    whose header pages are not complete yet (they are still in the ring)."""
-    ring = mount.ring
-    if mount.is_ogg and ring.stream_header()[0] == 0:
-        oldest_safe = ring.write_seq + core.GUARD - ring.capacity
-        if oldest_safe <= 0:
-            return 0
-    return int(ring.start_position(mount.resolved.burst_size))
+def start_point(mount: LocalMount) -> tuple[int, bytes]:
+    """Where a new listener starts (the burst point) and the Ogg header pages it needs
+    first: those of the chained stream's link it starts in (`Ring.start_point`)."""
+    return mount.ring.start_point(mount.resolved.burst_size)
 
 
 def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Request,
                  head: bytes, metaint: int) -> None:
-    ring = mount.ring
-    prefix = head
-    pos = start_position(mount)
-    if mount.is_ogg and pos != 0:
-        prefix += ring.stream_header()[1]
+    pos, pages = start_point(mount)
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                          listener_sndbuf(conn.server.spec.so_sndbuf, mount.resolved.queue_size))
-    listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint, prefix)
+    listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint, head + pages)
     slave = is_relay_client(worker, request)
     listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time(), slave)
     conn.keep_open()

@@ -19,13 +19,13 @@ from typing import Any
 
 import gevent
 
-from fanout.model.ingest import Ingest, format_for_content_type
+from fanout.model.ingest import format_for_content_type
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.chunked import ChunkedDecoder, body_decoder
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
-from fanout.ringio import append_chunk
+from fanout.ringio import RingFeed
 from fanout.worker import admin_queries
 from fanout.worker.connection import Connection
 from fanout.worker.listeners import TICK
@@ -106,14 +106,14 @@ def source_info(conn: Connection, request: Request, content_type: str) -> dict[s
 def pump_source(worker: Any, path: str, stream: "SourceStream", leftover: bytes) -> None:
     """Copy the source's stream into the mount's ring until the stream is over."""
     mount = worker.mounts[path]
-    ingest = Ingest(mount.info["format"])
+    feed = RingFeed(mount.ring, mount.info["format"], label=f"{stream.conn.ip}: source on {path}")
     pace = SourcePace(mount.resolved.queue_size)
     data = stream.unframe(leftover)
-    while data is not None:
-        if data:
-            append_chunk(mount.ring, ingest.feed(data))
-            pace.wrote(len(data))
-        data = stream.read()
+    count = None if data is None else feed.feed(data)
+    while count is not None:
+        if count:
+            pace.wrote(count)
+        count = stream.ingest(feed)
 
 
 class SourceStream:
@@ -130,6 +130,22 @@ class SourceStream:
         self.conn, self.path, self.timeout, self.chunks = conn, path, timeout, chunks
         self.body_ended = False
         conn.sock.settimeout(timeout)
+
+    def ingest(self, feed: RingFeed) -> int | None:
+        """Read what the source sent into `feed` (straight into the ring unless chunked);
+        the bytes read, or None once the stream is over."""
+        if self.chunks is not None:
+            data = self.read()
+            return None if data is None else feed.feed(data)
+        try:
+            count = feed.read(self.conn.sock)  # idle only if nothing to read now either
+        except socket.timeout:
+            self.ended(logging.WARNING, f"sent nothing for {self.timeout}s; disconnected")
+            return None
+        if not count:
+            self.ended(logging.INFO, "disconnected")
+            return None
+        return count
 
     def read(self) -> bytes | None:
         if self.body_ended:

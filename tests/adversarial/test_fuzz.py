@@ -327,7 +327,8 @@ def check_ingest(case: tuple[str, int, bytes], rng: random.Random) -> None:
         result = ingest.feed(chunk)
         assert list(result.sync_offsets) == sorted(set(result.sync_offsets))
         assert all(0 <= offset < len(result.data) for offset in result.sync_offsets)
-        assert result.stream_header is None or len(result.stream_header) <= MAX_HEADER_SET
+        assert all(len(link.pages) <= MAX_HEADER_SET and 0 <= link.offset < len(result.data)
+                   for link in result.headers)
         emitted += result.data
     assert audio.startswith(emitted), "ingest passes audio through unchanged, in order"
     held = len(audio) - len(emitted)

@@ -8,6 +8,7 @@ cannot lap every one of them however the scheduler treats the two processes."""
 from __future__ import annotations
 
 import random
+import struct
 import subprocess
 import sys
 import time
@@ -122,3 +123,70 @@ def test_sends_racing_a_writer_are_exact_unless_lapped(core, writer_ring, socket
         assert data == expected(pos, len(data))
         checked += len(data)
     assert checked > 0
+
+
+# -- a chained Ogg writer: a joiner's header pages belong to the link it starts in --------
+
+CHAINER = """
+import os
+import struct
+import sys
+from importlib import import_module
+core = import_module(sys.argv[2])
+ring = core.Ring.attach(int(sys.argv[1]))
+link = 0
+while not ring.flags & {stop}:
+    if ring.write_seq >= {capacity} + ring.listener_count() * {step}:
+        os.sched_yield()
+        continue
+    link += 1
+    start = ring.write_seq
+    for piece in range(1 + link % 3):           # a link's first data, then more of it
+        at = ring.write_seq
+        ring.write(struct.pack("<QQ", link, at) * (1 + (link * 7 + piece) % 40))
+        if piece == 0:
+            ring.set_stream_header(struct.pack("<Q", link), start)
+        ring.add_sync_point(at)
+ring.close()
+""".format(stop=STOP, capacity=CAPACITY, step=STEP)
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def chained_ring(request, core):
+    """An Ogg ring of the reader's implementation, a new link every few records, written
+    by a child process of `param`'s implementation."""
+    ring = core.Ring.create(CAPACITY, core.FORMAT_OGG)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHAINER, str(ring.fd), IMPLEMENTATIONS[request.param]],
+        cwd=ROOT, pass_fds=(ring.fd,), env={"PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 30
+        while ring.write_seq < CAPACITY and proc.poll() is None:
+            assert time.monotonic() < deadline, "writer never started"
+        assert proc.poll() is None, "writer died"
+        yield ring
+    finally:
+        ring.set_flags(STOP)
+        assert proc.wait(timeout=30) == 0
+        ring.close()
+
+
+def test_start_point_racing_a_chaining_writer_pairs_each_start_with_its_links_header(
+        core, chained_ring):
+    rng = random.Random(43)
+    joined = 0
+    for _ in racing_ticks(chained_ring, lambda: joined > 0):
+        pos, header = chained_ring.start_point(rng.choice((0, 100, 5000, 10**9)))
+        try:
+            record = chained_ring.read(pos, 16)
+        except core.LappedError:
+            continue
+        if len(record) < 16:                    # at write_seq: nothing written there yet
+            continue
+        link, at = struct.unpack("<QQ", record)
+        assert at <= pos and (pos - at) % 16 == 0, "the start is not a record start"
+        assert header == struct.pack("<Q", link), (
+            f"a start in link {link} was given the header of link "
+            f"{struct.unpack('<Q', header)[0]}")
+        joined += 1
+    assert joined > 0

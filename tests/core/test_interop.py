@@ -33,7 +33,7 @@ def test_ring_made_by_one_implementation_is_served_by_the_other(maker_name, serv
             ring.write(data[i:i + 7000])
         song = icy_block("made elsewhere")
         ring.set_metadata(song)
-        ring.set_stream_header(b"OggS header pages")
+        ring.set_stream_header(b"OggS header pages", 14_000)
         ring.set_flags(maker.FLAG_LIVE)
         ring.set_listener_count(3, 12)
         ring.add_bytes_sent(5, 999)
@@ -46,6 +46,11 @@ def test_ring_made_by_one_implementation_is_served_by_the_other(maker_name, serv
         assert (other.listener_count(), other.bytes_sent()) == (12, 999)
         start = other.start_position(60_000)
         assert start == ring.start_position(60_000) and start % 7000 == 0
+        oldest_safe = -(-(len(data) + server.GUARD - SMALL_CAPACITY) // 7000) * 7000
+        assert other.start_point(10**9) == ring.start_point(10**9)
+        assert other.start_point(10**9) == (oldest_safe, b"OggS header pages")
+        ring.set_stream_header(b"a new link", len(data) - 1000)   # after the last sync
+        assert other.start_point(10**9) == (len(data) - 1000, b"a new link")
 
         lis = server.Listener(tx.fileno(), start, SMALL_CAPACITY - server.GUARD, 1000)
         received = bytearray()

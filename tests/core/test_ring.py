@@ -12,6 +12,8 @@ from .streams import icy_block
 
 GUARD = 65536
 HEADER_SIZE = 131072
+OFF_STREAM_HEADER = 8208
+OFF_HDR_START = 3144
 
 
 def raw_u64(ring, offset: int) -> int:
@@ -37,6 +39,7 @@ def test_capacity_for_covers_queue_burst_and_two_guards(core, queue, burst, expe
 
 def test_constants_match_the_architecture(core):
     assert (core.HEADER_SIZE, core.GUARD, core.MAX_WORKERS) == (HEADER_SIZE, GUARD, 64)
+    assert core.MAX_STREAM_HEADER == HEADER_SIZE - OFF_STREAM_HEADER
     assert (core.SYNC_SLOTS, core.SYNC_MIN_GAP, core.MAX_META_BLOCK) == (256, 4096, 4081)
     assert core.INITIAL_METADATA == b"\x01StreamTitle='';\x00"
     assert (core.OK, core.WOULD_BLOCK, core.LAPPED, core.ERROR) == (0, 1, 2, 3)
@@ -45,7 +48,7 @@ def test_constants_match_the_architecture(core):
 def test_create_initialises_the_header(core, make_ring):
     ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
     magic, version, capacity = struct.unpack("<IIQ", os.pread(ring.fd, 16, 0))
-    assert (magic, version, capacity) == (0x474E5246, 1, SMALL_CAPACITY)
+    assert (magic, version, capacity) == (0x474E5246, 2, SMALL_CAPACITY)
     assert (ring.capacity, ring.fmt, ring.write_seq, ring.flags) == (SMALL_CAPACITY, 1, 0, 0)
     assert ring.metadata() == (2, core.INITIAL_METADATA)
     assert os.pread(ring.fd, 17, 4096) == core.INITIAL_METADATA
@@ -111,8 +114,9 @@ def test_attach_rejects_bad_magic(core):
         os.close(fd)
 
 
-def test_attach_rejects_other_layout_version(core, ring):
-    os.pwrite(ring.fd, struct.pack("<I", 2), 4)
+@pytest.mark.parametrize("version", [1, 3])
+def test_attach_rejects_other_layout_version(core, ring, version):
+    os.pwrite(ring.fd, struct.pack("<I", version), 4)
     with pytest.raises(ValueError):
         core.Ring.attach(ring.fd)
 
@@ -284,19 +288,84 @@ def test_metadata_rejects_malformed_blocks(ring, block):
 
 def test_stream_header_round_trip(ring):
     pages = random.Random(4).randbytes(5000)
-    ring.set_stream_header(pages)
+    ring.write(bytes(7000))
+    ring.set_stream_header(pages, 6000)
     assert ring.stream_header() == (2, pages)
-    assert os.pread(ring.fd, 5000, 8208) == pages
-    ring.set_stream_header(b"")
+    assert os.pread(ring.fd, 5000, OFF_STREAM_HEADER) == pages
+    assert raw_u64(ring, OFF_HDR_START) == 6000
+    ring.set_stream_header(b"", 7000)
     assert ring.stream_header() == (4, b"")
+    assert raw_u64(ring, OFF_HDR_START) == 7000
 
 
-def test_stream_header_size_limit(ring):
-    limit = HEADER_SIZE - 8208
-    ring.set_stream_header(bytes(limit))
+def test_stream_header_size_limit(core, ring):
+    limit = HEADER_SIZE - OFF_STREAM_HEADER
+    ring.set_stream_header(bytes(limit), 0)
     with pytest.raises(ValueError):
-        ring.set_stream_header(bytes(limit + 1))
+        ring.set_stream_header(bytes(limit + 1), 0)
     assert ring.stream_header() == (2, bytes(limit))
+
+
+# -- start_point: position and header pages for a joining listener --------------------
+
+def test_start_point_of_a_generic_ring_is_its_start_position(ring):
+    for seq in (0, 100, 600):
+        ring.add_sync_point(seq)
+    ring.write(bytes(1000))
+    assert ring.start_point(500) == (600, b"")
+    assert ring.start_point(10**9) == (0, b"")
+
+
+def test_start_point_before_any_header_set_is_the_stream_start(core, make_ring):
+    ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
+    ring.write(bytes(SMALL_CAPACITY - GUARD))
+    assert ring.start_point(0) == (0, b"")       # the header pages are in the ring
+    ring.write(b"x")                             # byte 0 may be overwritten now
+    assert ring.start_point(0) == (ring.write_seq, b"")
+
+
+def test_start_point_never_starts_before_the_link_of_its_header_set(core, make_ring):
+    ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
+    for seq in (100, 600, 2000, 2500):
+        ring.add_sync_point(seq)
+    ring.write(bytes(3000))
+    ring.set_stream_header(b"second link", 2000)
+    assert ring.start_position(10**9) == 100     # the raw sync table knows no links
+    assert ring.start_point(10**9) == (2000, b"second link")
+    assert ring.start_point(700) == (2500, b"second link")
+    assert ring.start_point(0) == (2500, b"second link")   # newest, older than the burst
+
+
+def test_start_point_falls_back_to_the_link_start_before_its_sync_points(core, make_ring):
+    ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
+    ring.add_sync_point(100)
+    ring.write(bytes(3000))
+    ring.set_stream_header(b"new link", 2000)   # its first data page's sync point comes next
+    assert ring.start_point(500) == (2000, b"new link")
+
+
+def test_start_point_skips_a_link_start_no_longer_safely_inside(core, make_ring):
+    ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
+    ring.write(bytes(100))
+    ring.set_stream_header(b"pages", 50)
+    ring.add_sync_point(50)
+    ring.write(bytes(SMALL_CAPACITY))
+    ring.add_sync_point(SMALL_CAPACITY)
+    ring.write(bytes(10))
+    assert ring.start_point(10**9) == (SMALL_CAPACITY, b"pages")
+
+
+def test_start_point_with_an_empty_header_set_still_starts_in_its_link(core, make_ring):
+    ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
+    ring.add_sync_point(10)
+    ring.write(bytes(1000))
+    ring.set_stream_header(b"", 900)            # a link whose header set was skipped
+    assert ring.start_point(10**9) == (900, b"")
+
+
+def test_start_point_rejects_a_negative_burst(ring):
+    with pytest.raises(ValueError):
+        ring.start_point(-1)
 
 
 # -- counters -------------------------------------------------------------------------

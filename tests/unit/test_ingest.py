@@ -45,7 +45,12 @@ def mp3() -> bytes:
     return encode("-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3")
 
 
-@pytest.fixture(params=["vorbis", "opus"])
+@pytest.fixture(scope="module")
+def flac() -> bytes:
+    return encode("-c:a", "flac", "-f", "ogg", seconds=3, freq=550)
+
+
+@pytest.fixture(params=["vorbis", "opus", "flac"])
 def ogg_file(request: pytest.FixtureRequest) -> bytes:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not installed")
@@ -60,11 +65,10 @@ class Ring:
         self.data = b""
         self.syncs: list[int] = []
         self.chunk_ends: list[int] = []
-        self.headers: list[tuple[int, bytes]] = []  # (position of the chunk, header set)
+        self.headers: list[tuple[int, bytes]] = []  # (link start, header set)
         self.titles: list[bytes] = []
         for chunk in chunks:
-            if chunk.stream_header is not None:
-                self.headers.append((len(self.data), chunk.stream_header))
+            self.headers += [(len(self.data) + link.offset, link.pages) for link in chunk.headers]
             assert list(chunk.sync_offsets) == sorted(chunk.sync_offsets)
             assert all(0 <= offset < len(chunk.data) for offset in chunk.sync_offsets)
             self.syncs += [len(self.data) + offset for offset in chunk.sync_offsets]
@@ -73,7 +77,7 @@ class Ring:
             self.titles += chunk.titles
 
     def header_at(self, position: int) -> bytes:
-        """The header set a listener starting at ``position`` would be given."""
+        """The header set of the link ``position`` lies in."""
         return [header for start, header in self.headers if start <= position][-1]
 
 
@@ -132,10 +136,9 @@ def test_ogg_sync_offsets_are_every_data_page_start(ogg_file: bytes) -> None:
 
 
 @needs_ffmpeg
-def test_ogg_stream_header_is_reported_once_before_the_first_sync(ogg_file: bytes) -> None:
+def test_ogg_stream_header_is_reported_once_with_the_first_sync_as_link_start(ogg_file: bytes) -> None:
     ring = ingest("ogg", random_pieces(ogg_file, random.Random(4), 3000))
-    assert [header for _, header in ring.headers] == [ogg_file[: ring.syncs[0]]]
-    assert ring.headers[0][0] <= ring.syncs[0]
+    assert ring.headers == [(ring.syncs[0], ogg_file[: ring.syncs[0]])]
 
 
 @needs_ffmpeg
@@ -152,22 +155,38 @@ def test_ogg_tail_without_stream_header_does_not_decode(ogg_file: bytes) -> None
 
 
 @needs_ffmpeg
-def test_chained_ogg_gives_new_header_that_decodes_the_second_link(vorbis: bytes, opus: bytes) -> None:
-    ring = ingest("ogg", random_pieces(vorbis + opus, random.Random(8), 4000))
+@pytest.mark.parametrize("second", ["opus", "flac"])
+def test_chained_ogg_joined_in_its_second_link_decodes(vorbis: bytes, second: str, request) -> None:
+    """A listener given the header set of the link its start lies in decodes (Vorbis, then
+    Opus or FLAC-in-Ogg)."""
+    other: bytes = request.getfixturevalue(second)
+    ring = ingest("ogg", random_pieces(vorbis + other, random.Random(8), 4000))
     assert len(ring.headers) == 2
     later = [sync for sync in ring.syncs if sync > len(vorbis)]
-    assert ring.header_at(later[1]) == opus[: pages_of(opus)[2].offset]
-    assert decode_errors(ring.header_at(later[1]) + ring.data[later[1] :]) == (0, b"")
+    assert ring.header_at(later[1]) == other[: pages_of(other)[2].offset]
+    assert decode_errors(ring.header_at(later[1]) + ring.data[later[1]:]) == (0, b"")
 
 
 @needs_ffmpeg
-def test_chunk_with_new_header_set_has_no_sync_in_the_old_link(vorbis: bytes, opus: bytes) -> None:
+def test_chunk_with_new_header_set_gives_its_link_start(vorbis: bytes, opus: bytes) -> None:
     feeder = Ingest("ogg")
     feeder.feed(vorbis[: pages_of(vorbis)[-2].offset])
     chunk = feeder.feed(vorbis[pages_of(vorbis)[-2].offset :] + opus)
-    assert chunk.stream_header is not None and chunk.stream_header.startswith(opus[:20])
     first_opus_data = len(chunk.data) - len(opus) + pages_of(opus)[2].offset
-    assert chunk.sync_offsets[0] == first_opus_data
+    assert [(link.offset, link.pages) for link in chunk.headers] == [
+        (first_opus_data, opus[: pages_of(opus)[2].offset])]
+    last_page = pages_of(vorbis)[-1].offset - pages_of(vorbis)[-2].offset
+    assert chunk.sync_offsets[:3] == (0, last_page, first_opus_data)  # the old link's too
+
+
+@needs_ffmpeg
+def test_chained_links_in_one_chunk_are_each_reported(vorbis: bytes, opus: bytes) -> None:
+    chunk = Ingest("ogg").feed(vorbis + opus + vorbis)
+    firsts = [pages_of(vorbis)[2].offset, len(vorbis) + pages_of(opus)[2].offset,
+              len(vorbis) + len(opus) + pages_of(vorbis)[2].offset]
+    assert [link.offset for link in chunk.headers] == firsts
+    assert [link.pages for link in chunk.headers] == [
+        vorbis[: firsts[0]], opus[: pages_of(opus)[2].offset], vorbis[: firsts[0]]]
 
 
 @needs_ffmpeg

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from fanout.protocol.errors import ProtocolError
+from fanout.protocol.text import to_wire
 
 # Largest response head accepted from an upstream (2.4.4: 4095 bytes; we allow more).
 MAX_HEAD = 16384
@@ -99,7 +100,7 @@ def render_relay_request(path: str, *, host: str, port: int, user_agent: str,
         lines.append("Icy-MetaData: 1")
     if credentials is not None:
         lines.append(f"Authorization: {basic_authorization(*credentials)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return to_wire("\r\n".join(lines) + "\r\n\r\n")  # the mount's exact bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import gevent
 from fanout import logs
 from fanout.protocol.access_log import AccessRecord, format_access_line
 from fanout.protocol.errors import ProtocolError
-from fanout.protocol.http import HeadParser, Request, is_source_method
+from fanout.protocol.http import BadHead, HeadParser, Request, is_source_method
 from fanout.protocol.responses import render_error
 from fanout.worker import stats
 
@@ -96,6 +96,8 @@ def _serve(worker: Any, conn: Connection) -> None:
 
             serve_shoutcast_source(worker, conn)
     except ProtocolError as exc:
+        if isinstance(exc, BadHead) and conn.request is None:
+            conn.request = exc.request  # a refused head still gets its access.log line
         log.warning("%s: %s (%s)", conn.ip, exc.message, exc.status or "closed")
         stats.count_refusal(exc.status)
         _answer_error(worker, conn, exc)

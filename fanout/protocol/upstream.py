@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from fanout.protocol.errors import ProtocolError
-from fanout.protocol.text import to_wire
+from fanout.protocol.text import from_wire, to_wire
 
 # Largest response head accepted from an upstream (2.4.4: 4095 bytes; we allow more).
 MAX_HEAD = 16384
@@ -67,7 +67,7 @@ def head_end(buffer: bytes) -> tuple[int, int] | None:
 
 def parse_response_head(head: bytes) -> ResponseHead:
     """Parse a response head (without the blank line); raises ProtocolError if malformed."""
-    lines = head.replace(b"\r", b"").decode("latin-1").split("\n")
+    lines = from_wire(head.replace(b"\r", b"")).split("\n")  # values keep their exact bytes
     match = _STATUS_LINE.match(lines[0].strip())
     if match is None:
         raise ProtocolError(f"bad upstream status line {lines[0][:60]!r}", 0)

@@ -28,7 +28,7 @@ from fanout.protocol.stats import global_stats
 from fanout.protocol.stats_xml import (
     ListedMount, render_iceresponse, render_listclients, render_listmounts, render_stats,
 )
-from fanout.protocol.text import decode_title, from_wire, recode
+from fanout.protocol.text import decode_title, from_wire, recode, to_wire
 from fanout.worker import listener_auth, stats
 from fanout.worker.connection import Connection
 from fanout.worker import streamlist
@@ -67,8 +67,10 @@ def is_admin(worker: Any, request: Request) -> bool:
 
 
 def raw_query(request: Request) -> dict[str, bytes]:
-    """Query values as the bytes the client percent-encoded (titles are not always UTF-8)."""
-    pairs = parse_qsl(urlsplit(request.target).query, keep_blank_values=True, encoding="latin-1")
+    """Query values as the exact bytes the client sent, percent-encoded or raw (titles are
+    not always UTF-8). Latin-1 maps each byte to one character and back."""
+    query = to_wire(urlsplit(request.target).query).decode("latin-1")
+    pairs = parse_qsl(query, keep_blank_values=True, encoding="latin-1")
     values: dict[str, bytes] = {}
     for key, value in pairs:
         values.setdefault(key, value.encode("latin-1"))

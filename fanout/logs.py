@@ -179,7 +179,7 @@ def _admit(record: logging.LogRecord) -> bool:
     emit_summaries(now)  # older than this record: they go first
     cause = (record.name, record.msg if isinstance(record.msg, str) else type(record.msg).__name__)
     admitted = _limiter.admit(cause, now, record)
-    if not admitted:
+    if not admitted and _flush_at is None:
         _schedule_flush(now)
     return admitted
 

@@ -159,8 +159,9 @@ def log_quoted(text: str) -> str:
 
 
 def url_path(name: str) -> str:
-    """``name`` (wire text) as a URL path: "%XX" for every byte that is not valid UTF-8
-    and every ASCII character not allowed raw in a path (space, "%", "?", "#", controls …).
+    """``name`` (wire text) as a URL path: "%XX" for every byte that is not valid UTF-8,
+    every ASCII character not allowed raw in a path (space, "%", "?", "#", controls …) and
+    every non-ASCII control or separator; other non-ASCII text stays readable.
 
     Unquoting the result (as ``http.parse_head`` does) gives ``name`` back exactly."""
     return "".join(_url_char(c) for c in name)
@@ -170,8 +171,9 @@ def _url_char(char: str) -> str:
     byte = _escaped_byte(char)
     if byte is not None:
         return f"%{byte:02X}"
-    if char in _URL_SAFE or ord(char) > 0x7F and not _is_surrogate(char):
-        return char
+    if char in _URL_SAFE or (ord(char) > 0x7F and not _NOT_LOGGABLE.match(char)
+                             and not _NOT_DISPLAYABLE.match(char)):
+        return char  # readable non-ASCII text (an IRI); C1 controls and separators are not
     return "".join(f"%{b:02X}" for b in char.encode(WIRE_ENCODING, "replace"))
 
 

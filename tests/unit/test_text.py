@@ -80,6 +80,8 @@ def test_url_path_percent_encodes_what_a_path_cannot_hold_and_unquotes_back():
     assert url_path(from_wire(BAD_MOUNT)) == "/%FF%FD.mp3"
     assert url_path("/café 100%?#\"<x>") == "/café%20100%25%3F%23%22%3Cx%3E"
     assert url_path("/live-1_a.b~c!$&'()*+,;=:@") == "/live-1_a.b~c!$&'()*+,;=:@"
+    assert url_path("/a\x85b\u2028c\uffff") == "/a%C2%85b%E2%80%A8c%EF%BF%BF"
+    assert display(url_path("/a\x85\u2028")) == url_path("/a\x85\u2028")  # survives display
     rng = random.Random(7)
     for _ in range(2000):
         name = from_wire(random_bytes(rng))

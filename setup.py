@@ -12,7 +12,9 @@ except ImportError:  # pragma: no cover - build-time guard
 EXTENSIONS = [
     Extension("fanout._core", ["_core/_core.pyx"], include_dirs=["_core"],
               extra_compile_args=["-O2"]),
-    Extension("fanout.bench._swarm", ["_core/swarm.pyx"], include_dirs=["_core"], extra_compile_args=["-O2"]),
+    # The bench's load generator (listener swarm, verifier): not part of the server, so it
+    # lives with the bench, away from the production core in _core/.
+    Extension("fanout.bench._swarm", ["fanout/bench/_swarm.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(

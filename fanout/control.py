@@ -8,6 +8,11 @@ only ever inherited by the worker it was made for; it lets frozen config datacla
 without a second serialisation format.
 
 Both ends run a gevent hub, so the socket is a gevent socket and `recv` yields.
+
+A receiver at its open-file limit gets a message without its fds (the kernel sets
+MSG_CTRUNC and drops them): `Message.fds_lost` says so, and the receiver asks again
+later (`remount`). Fds a handler does not take are closed by `Message.close_fds`, so a
+message never leaks one.
 """
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ import os
 import pickle
 import socket as stdsocket
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from gevent import socket as gsocket
+
+from fanout import supervised
 
 # Largest message we accept; configs and mount snapshots are far below this.
 MAX_MESSAGE = 1 << 20
@@ -31,12 +38,22 @@ class Message:
     op: str
     fields: dict[str, Any]
     fds: list[int] = field(default_factory=list)
+    fds_lost: bool = False  # sent with fds that could not be received (MSG_CTRUNC)
 
     def __getitem__(self, key: str) -> Any:
         return self.fields[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
+
+    def take_fd(self) -> int | None:
+        """The message's (first) fd, now the caller's to close; None if it has none."""
+        return self.fds.pop(0) if self.fds else None
+
+    def close_fds(self) -> None:
+        """Close the fds nobody took."""
+        while self.fds:
+            os.close(self.fds.pop())
 
 
 def make_pair() -> tuple[stdsocket.socket, stdsocket.socket]:
@@ -69,18 +86,46 @@ class Channel:
     def recv(self) -> Message | None:
         """Next message, or None when the peer closed its end."""
         fd_size = stdsocket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
-        data, ancdata, _flags, _addr = self.sock.recvmsg(MAX_MESSAGE, fd_size)
-        fds = _collect_fds(ancdata)
+        data, ancdata, flags, _addr = self.sock.recvmsg(MAX_MESSAGE, fd_size)
+        message = Message("", {}, _collect_fds(ancdata), bool(flags & stdsocket.MSG_CTRUNC))
+        if message.fds_lost or not data:
+            message.close_fds()  # part of a lost set is no use either
         if not data:
-            for fd in fds:
-                os.close(fd)
             return None
-        body = pickle.loads(data)
-        op = body.pop("op")
-        return Message(op, body, fds)
+        try:
+            body = pickle.loads(data)
+        except BaseException:
+            message.close_fds()
+            raise
+        message.op, message.fields = body.pop("op"), body
+        return message
 
     def close(self) -> None:
         self.sock.close()
+
+
+def read_loop(channel: Channel, dispatch: Callable[[Message], None], where: str) -> None:
+    """Hand each message to `dispatch` until the peer closes its end or the socket fails.
+
+    A message that cannot be read or handled is reported as an internal error of unit
+    `where` and skipped: one bad message costs only itself. Fds the handler did not take
+    are closed."""
+    while True:
+        try:
+            message = channel.recv()
+        except OSError:
+            return
+        except Exception:
+            supervised.report(where, "an unreadable control message")
+            continue
+        if message is None:
+            return
+        try:
+            dispatch(message)
+        except Exception:
+            supervised.report(where, f"control message {message.op!r}")
+        finally:
+            message.close_fds()
 
 
 def _collect_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

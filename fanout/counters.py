@@ -1,9 +1,12 @@
-"""Server-wide counters shared by all workers.
+"""Server-wide counters shared by the supervisor and all workers.
 
 Theory of operation: a small memfd made by the supervisor and mapped by every worker. Each
-worker writes only its own row (one writer per slot, so no atomics are needed on x86-64's
+process writes only its own row (one writer per slot, so no atomics are needed on x86-64's
 aligned 8-byte stores); anyone may sum a column. This is what lets a worker enforce the
-server-wide `<limits><clients>` without a round trip to the supervisor.
+server-wide `<limits><clients>` without a round trip to the supervisor, what lets any
+worker's /metrics show every process's internal errors (`fanout.supervised`), and where a
+worker's heartbeat lives, which the supervisor watches (a worker that stops beating is
+killed and replaced, as gunicorn's arbiter does with its workers' temp files).
 """
 from __future__ import annotations
 
@@ -11,14 +14,25 @@ import mmap
 import os
 import struct
 
+from fanout.supervised import UNITS, error_field
+
 MAX_WORKERS = 64
-FIELDS = ("clients", "listeners", "sources", "accepted", "refused")
+# The supervisor's row (internal errors only), after the workers' rows.
+SUPERVISOR_ROW = MAX_WORKERS
+# Per row: gauges and counters of its worker, its last heartbeat (CLOCK_MONOTONIC ms, 0:
+# none yet), and the internal errors of its process by unit.
+FIELDS = ("clients", "listeners", "sources", "accepted", "refused", "heartbeat",
+          *(error_field(unit) for unit in UNITS))
+# What a dead worker's row forgets: its connections are gone; cumulative counts are kept.
+GAUGES = ("clients", "listeners", "sources", "heartbeat")
 _ROW = struct.Struct("<" + "Q" * len(FIELDS))
-SIZE = _ROW.size * MAX_WORKERS
+_INDEX = {name: index for index, name in enumerate(FIELDS)}
+ROWS = MAX_WORKERS + 1
+SIZE = _ROW.size * ROWS
 
 
 class Counters:
-    """Per-worker rows of u64 counters in shared memory."""
+    """Per-process rows of u64 counters in shared memory."""
 
     def __init__(self, fd: int, owned: bool) -> None:
         self.fd = fd
@@ -35,23 +49,43 @@ class Counters:
     def attach(cls, fd: int) -> "Counters":
         return cls(fd, owned=False)
 
-    def row(self, worker: int) -> dict[str, int]:
-        return dict(zip(FIELDS, _ROW.unpack_from(self._map, worker * _ROW.size)))
+    def _offset(self, row: int, name: str) -> int:
+        return row * _ROW.size + _INDEX[name] * 8
 
-    def add(self, worker: int, name: str, delta: int) -> None:
-        offset = worker * _ROW.size + FIELDS.index(name) * 8
-        (value,) = struct.unpack_from("<Q", self._map, offset)
-        struct.pack_into("<Q", self._map, offset, max(0, value + delta))
+    def row(self, row: int) -> dict[str, int]:
+        return dict(zip(FIELDS, _ROW.unpack_from(self._map, row * _ROW.size)))
+
+    def get(self, row: int, name: str) -> int:
+        (value,) = struct.unpack_from("<Q", self._map, self._offset(row, name))
+        return int(value)
+
+    def set(self, row: int, name: str, value: int) -> None:
+        struct.pack_into("<Q", self._map, self._offset(row, name), max(0, value))
+
+    def add(self, row: int, name: str, delta: int) -> None:
+        self.set(row, name, self.get(row, name) + delta)
 
     def total(self, name: str) -> int:
-        index = FIELDS.index(name)
-        return sum(_ROW.unpack_from(self._map, k * _ROW.size)[index] for k in range(MAX_WORKERS))
+        index = _INDEX[name]
+        return sum(_ROW.unpack_from(self._map, k * _ROW.size)[index] for k in range(ROWS))
+
+    def beat(self, worker: int, now: float) -> None:
+        """Worker `worker` is alive at `now` (time.monotonic(): one clock for every process)."""
+        self.set(worker, "heartbeat", int(now * 1000))
+
+    def last_beat(self, worker: int) -> float | None:
+        """When `worker` last beat (time.monotonic() seconds), None if it never did."""
+        millis = self.get(worker, "heartbeat")
+        return millis / 1000 if millis else None
+
+    def internal_errors(self) -> dict[str, int]:
+        """Internal errors of every process, summed, by unit."""
+        return {unit: self.total(error_field(unit)) for unit in UNITS}
 
     def reset_row(self, worker: int) -> None:
-        """Zero a dead worker's row (its connections are gone); cumulative counts are kept."""
-        for name in ("clients", "listeners", "sources"):
-            offset = worker * _ROW.size + FIELDS.index(name) * 8
-            struct.pack_into("<Q", self._map, offset, 0)
+        """Zero a dead worker's gauges; its cumulative counts are kept."""
+        for name in GAUGES:
+            self.set(worker, name, 0)
 
     def close(self) -> None:
         self._map.close()

@@ -5,6 +5,11 @@ answers in-use / too-many-sources exactly as Icecast 2.4.4 orders those checks (
 creates the mount's ring and records the owner. Only the supervisor mutates the registry,
 so a mount name is unique across all workers without any locking. Rings are closed here
 when a mount is released; workers hold their own mappings and drain their listeners first.
+
+`claim` raises nothing but ClaimRefused, whatever the name and whatever the kernel says:
+the supervisor answers claims from its per-worker reader, and an exception there would
+cut that worker off. A name over the mount-name limit is refused before any kernel
+object exists; the ring's memfd name is derived so that it always fits the kernel's.
 """
 from __future__ import annotations
 
@@ -14,9 +19,14 @@ from typing import Any
 
 from fanout import core
 from fanout.config import Config
+from fanout.protocol.mount_name import MAX_MOUNT_BYTES, TOO_LONG, mount_name_bytes
 
 # Owner id used for rings written by the supervisor itself (relay pulls).
 SUPERVISOR_OWNER = -1
+# The kernel refuses a memfd name over NAME_MAX - len("memfd:") = 249 bytes (EINVAL).
+MEMFD_NAME_MAX = 249
+# A ring's memfd is named this plus the mount (seen as /memfd:fanout-ring/live in /proc).
+RING_NAME_PREFIX = "fanout-ring"
 
 
 @dataclass(slots=True)
@@ -33,6 +43,26 @@ class MountRecord:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def ring_memfd_name(mount: str) -> str:
+    """The memfd name of `mount`'s ring: the prefix and as much of the name as fits the
+    kernel's limit, without NUL (names are labels for /proc, not keys)."""
+    label = (RING_NAME_PREFIX + mount).encode("utf-8", "backslashreplace").replace(b"\0", b"")
+    return label[:MEMFD_NAME_MAX].decode("utf-8", "ignore")
+
+
+def create_ring(config: Config, name: str, info: dict[str, Any]) -> Any:
+    """A live ring sized for mount `name`; ClaimRefused (503) if the kernel cannot make it."""
+    resolved = config.resolve_mount(name)
+    fmt = core.FORMAT_OGG if info.get("format") == "ogg" else core.FORMAT_GENERIC
+    try:
+        capacity = core.ring_capacity_for(resolved.queue_size, resolved.burst_size)
+        ring = core.Ring.create(capacity, fmt, name=ring_memfd_name(name))
+    except (OSError, ValueError) as exc:
+        raise ClaimRefused(503, f"cannot create the mount's ring ({exc})") from None
+    ring.set_flags(core.FLAG_LIVE)
+    return ring
+
+
 class MountRegistry:
     def __init__(self) -> None:
         self.mounts: dict[str, MountRecord] = {}
@@ -41,18 +71,17 @@ class MountRegistry:
         self.reserved: frozenset[str] = frozenset()
 
     def claim(self, config: Config, name: str, owner: int, info: dict[str, Any]) -> MountRecord:
-        """Create the mount's ring for `owner`; raises ClaimRefused (403) as Icecast would."""
+        """Create the mount's ring for `owner`. Raises ClaimRefused, and nothing else: 400
+        for a name over MAX_MOUNT_BYTES, 403 as Icecast would (in use, too many sources),
+        503 when the ring cannot be made (out of memory or file descriptors)."""
+        if mount_name_bytes(name) > MAX_MOUNT_BYTES:
+            raise ClaimRefused(400, TOO_LONG)
         if name in self.mounts or (name in self.reserved and owner != SUPERVISOR_OWNER):
             raise ClaimRefused(403, "Mountpoint in use")
         if len(self.mounts) >= config.limits.sources:
             raise ClaimRefused(403, "too many sources connected")
-        resolved = config.resolve_mount(name)
-        capacity = core.ring_capacity_for(resolved.queue_size, resolved.burst_size)
-        fmt = core.FORMAT_OGG if info.get("format") == "ogg" else core.FORMAT_GENERIC
-        ring = core.Ring.create(capacity, fmt, name=f"fanout-ring{name}")
-        ring.set_flags(core.FLAG_LIVE)
-        info = {**info, "stream_start": time.time()}
-        record = MountRecord(name, ring, owner, info)
+        record = MountRecord(name, create_ring(config, name, info), owner,
+                             {**info, "stream_start": time.time()})
         self.mounts[name] = record
         return record
 

@@ -4,8 +4,15 @@ Theory of operation (after gunicorn's arbiter): signal handlers only enqueue the
 `run` dispatches each to `handle_<name>`. Workers are started with fork+exec so they never
 inherit this hub. One greenlet per worker reads its control channel; end-of-file there
 means the worker died, and it is replaced at once, unless it died before saying `booted`,
-which halts the server (a broken worker would otherwise respawn in a loop). The supervisor
-never reads or writes a client socket.
+which halts the server (a broken worker would otherwise respawn in a loop), or the server
+is stopping. The supervisor never reads or writes a client socket.
+
+Start-up: the open-file limit is raised to the hard limit, the log files opened and the
+sockets bound; a failure there is a `StartupError` (one line, exit status 2 or 3) before
+anything else is said. `on_ready` (the built-in config's passwords) runs once every
+worker booted. A watchdog greenlet kills a worker that did not boot within BOOT_TIMEOUT
+(the server stops: status 3) or whose heartbeat in the shared counters is older than
+`timeout` (it is replaced). Every greenlet is supervised (`fanout.supervised`).
 
 Relays: as a slave (`<master-server>`), a `MasterPoller` greenlet polls the master and runs
 one `RelayPull` greenlet per mirrored mount in this hub; `ConfiguredRelays` runs one per
@@ -17,41 +24,60 @@ fallback-override) and keeps the KH slave-redirect table the workers redirect wi
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import gevent
 from gevent.queue import Queue
 
-from fanout import control, logs
+import fanout
+from fanout import control, logs, sdnotify, supervised
 from fanout.config import Config, ConfigError, load_config
-from fanout.counters import Counters
+from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.gathers import NO_GATHER, Gather, Gathers
 from fanout.protocol.redirect import registration_query
 from fanout.redirects import ADDED, FULL, RedirectTable
 from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
 from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.poller import MasterPoller
+from fanout.startup import (EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners,
+                            open_log_files, raise_open_file_limit)
 
 log = logging.getLogger("fanout.supervisor")
 
-# Exit statuses of the whole server.
-EXIT_OK = 0
-EXIT_CONFIG = 2
-EXIT_WORKER_BOOT = 3
+# The server's exit statuses are fanout.startup's (EXIT_CONFIG is imported from there);
+# packaging/fanout.service's RestartPreventExitStatus names these two.
+EXIT_WORKER_BOOT = EXIT_STARTUP  # a worker that cannot boot stops the server
 # How long stopping workers may take before they are killed.
 STOP_GRACE = 5.0
-# Listen backlog: storms of thousands of listeners arrive at once.
-BACKLOG = 4096
-# The module a worker process runs (`python -m WORKER_MODULE`).
+# Default seconds without a heartbeat after which a worker is killed and replaced
+# (gunicorn's --timeout). Long enough that a worker SIGSTOPped for a dozen seconds, or
+# starved on a loaded machine, is not killed; a hung one still is, within a minute.
+DEFAULT_TIMEOUT = 30.0
+# Seconds a worker has to say `booted` (imports on a loaded machine take a while).
+BOOT_TIMEOUT = 30.0
+# Watchdog checks per timeout, and the longest time between two checks (s).
+CHECKS_PER_TIMEOUT = 5
+MAX_CHECK_INTERVAL = 1.0
+# The module a worker process runs, as `python -m` would run it.
 WORKER_MODULE = "fanout.worker"
+# Where the fanout package this supervisor runs was imported from. A worker imports from
+# there first: `python -m` alone would put the working directory first, and a checkout's
+# fanout/ (without its compiled core) would shadow the installed package.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fanout.__file__)))
+# A worker that cannot even be imported says why in one line, as `python -m` would.
+WORKER_BOOT = ("import runpy, sys; sys.path.insert(0, {root!r})\n"
+               "try: runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+               "except ImportError as exc: sys.exit(f'fanout worker: {{exc}}')")
 # Seconds a gather waits for every worker's answer before answering with what it has.
 GATHER_TIMEOUT = 5.0
+
 
 @dataclass(slots=True)
 class WorkerHandle:
@@ -59,34 +85,21 @@ class WorkerHandle:
     proc: subprocess.Popen[bytes]
     channel: control.Channel
     booted: bool = False
-
-
-def bind_listeners(config: Config) -> list[socket.socket]:
-    """Bind every <listen-socket> once; raises OSError naming the address on failure."""
-    sockets = []
-    for spec in config.listen_sockets:
-        address = spec.bind_address or "0.0.0.0"
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, spec.port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"cannot listen on {address}:{spec.port}: {exc.strerror}") from None
-        sock.listen(BACKLOG)
-        # Workers race to accept on this socket; the loser must get EAGAIN, not block its
-        # hub. O_NONBLOCK lives on the shared open file, so this holds in every worker.
-        sock.setblocking(False)
-        sock.set_inheritable(True)
-        sockets.append(sock)
-    return sockets
+    started: float = field(default_factory=time.monotonic)
+    killed: bool = False  # by the watchdog: its death is being awaited
+    exited: bool = False  # its death was handled
 
 
 class Supervisor:
     def __init__(self, config: Config, config_path: str | None, workers: int,
-                 drain: float = 0.0) -> None:
+                 drain: float = 0.0, timeout: float = DEFAULT_TIMEOUT,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self.drain = drain
+        self.timeout = timeout  # seconds without a heartbeat before a worker is replaced
+        self.on_ready = on_ready  # once every worker booted (the first time)
+        self.ready = False
+        self.watchdog: gevent.Greenlet | None = None
+        self.unstarted: set[int] = set()  # workers the system refused to start: retried
         self.config = config
         self.config_path = config_path
         self.worker_count = workers
@@ -100,40 +113,74 @@ class Supervisor:
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
         self.redirects = RedirectTable(config.max_redirect_slaves, config.redirects)
+        self.notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.open_log_files()
-        self.listeners = bind_listeners(self.config)
-        self.announce()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-            gevent.signal_handler(signum, self.signals.put, signum)
-        self.registry.reserved = frozenset(r.local_mount for r in self.config.relays)
-        self.spawn_workers()
-        self.start_master_poller()
-        self.registry.reserved = self.relays.apply(self.config.relays)
+        """Serve until stopped; the exit status. Raises StartupError if it cannot start."""
+        self.start()
         while self.exit_status is None:
             signum = self.signals.get()
             if signum:  # 0 only wakes the loop (see halt)
-                getattr(self, f"handle_{signal.Signals(signum).name.lower()}")()
+                name = signal.Signals(signum).name
+                try:
+                    getattr(self, f"handle_{name.lower()}")()
+                except Exception:  # a failed reload must not stop the server
+                    supervised.report("supervisor.signal", name)
+        self.stop()
+        return self.exit_status
+
+    def start(self) -> None:
+        """Raises StartupError (one line for the operator) when the server cannot start."""
+        supervised.count_into(self.counters, SUPERVISOR_ROW)
+        supervised.install_hub_reporter()
+        before, now = raise_open_file_limit()
+        self.open_log_files()
+        self.listeners = bind_listeners(self.config)
+        self.announce()
+        if now > before:
+            log.info("open files: limit raised from %d to %d (the hard limit)", before, now)
+        else:
+            log.info("open files: limit %d", now)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            gevent.signal_handler(signum, self.signals.put, signum)
+        try:
+            self.registry.reserved = frozenset(r.local_mount for r in self.config.relays)
+            self.spawn_workers()
+            # Restarted for ever: without it a hung worker would never be replaced.
+            self.watchdog = supervised.spawn("supervisor.watchdog", self.watch_workers,
+                                             restart=True)
+            self.start_master_poller()
+            self.registry.reserved = self.relays.apply(self.config.relays)
+        except Exception as exc:
+            log.debug("start-up failed", exc_info=True)
+            self.stop()
+            raise StartupError(f"start-up failed: {exc}", EXIT_STARTUP) from None
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        if self.watchdog is not None:
+            self.watchdog.kill()
         self.stop_master_poller()
         self.relays.stop()
         self.stop_workers()
         self.registry.close_all()
         self.counters.close()
-        return self.exit_status
 
     def announce(self) -> None:
         for sock in self.listeners:
             host, port = sock.getsockname()[:2]
-            shown = "127.0.0.1" if host == "0.0.0.0" else host
-            print(f"fanout: listening on http://{shown}:{port}/", flush=True)
+            if host in ("0.0.0.0", "::"):  # every interface: name one that works here
+                print(f"fanout: listening on http://127.0.0.1:{port}/ (all interfaces, "
+                      f"port {port})", flush=True)
+            else:
+                shown = f"[{host}]" if ":" in host else host
+                print(f"fanout: listening on http://{shown}:{port}/", flush=True)
 
     def open_log_files(self) -> None:
-        cfg = self.config
-        logs.configure_files(cfg.paths.logdir, cfg.logging.errorlog, cfg.logging.accesslog,
-                             cfg.logging.loglevel, "supervisor")
+        """Raises StartupError (a config error) if the log files cannot be opened."""
+        open_log_files(self.config, "supervisor")
 
     def halt(self, status: int) -> None:
         self.exit_status = status
@@ -153,6 +200,10 @@ class Supervisor:
         log.info("SIGUSR1: log files reopened")
 
     def handle_sighup(self) -> None:
+        with self.notifier.reloading():
+            self.reload_config()
+
+    def reload_config(self) -> None:
         if self.config_path is None:
             log.warning("SIGHUP: running on the built-in config, nothing to reload")
             return
@@ -168,7 +219,10 @@ class Supervisor:
             # Workers map their inherited fds to these specs by position: keep the bound ones.
             config = replace(config, listen_sockets=self.config.listen_sockets)
         old_master, self.config = self.config.master, config
-        self.open_log_files()
+        try:
+            self.open_log_files()
+        except StartupError as exc:  # not at start-up: keep logging where we did
+            log.error("SIGHUP: %s; log files unchanged", exc.message)
         self.broadcast("config", config=config)
         self.redirects.reconfigure(config.max_redirect_slaves, config.redirects)
         self.broadcast_redirects()
@@ -187,35 +241,95 @@ class Supervisor:
             if index not in self.workers:
                 self.spawn_worker(index)
 
+    def replace_worker(self, index: int) -> None:
+        """Start worker `index` again; if the system refuses (out of fds or processes),
+        say so once: the watchdog tries again at each of its checks."""
+        try:
+            self.spawn_worker(index)
+        except OSError as exc:
+            if index not in self.unstarted:
+                log.error("cannot start worker %d (%s); trying again", index, exc.strerror or exc)
+                self.unstarted.add(index)
+            return
+        if index in self.unstarted:
+            self.unstarted.discard(index)
+            log.info("worker %d started after all", index)
+
     def spawn_worker(self, index: int) -> None:
+        """Start worker `index`; raises OSError if the system refuses."""
+        if self.exit_status is not None or index in self.workers:
+            return  # stopping (it would only be killed again), or it runs already
         parent, child = control.make_pair()
         fds = [child.fileno(), self.counters.fd] + [s.fileno() for s in self.listeners]
-        args = [sys.executable, "-m", WORKER_MODULE, "--index", str(index),
+        boot = WORKER_BOOT.format(root=PACKAGE_ROOT, module=WORKER_MODULE)
+        args = [sys.executable, "-c", boot, "--index", str(index),
                 "--control-fd", str(child.fileno()), "--counters-fd", str(self.counters.fd),
                 "--listen-fds", ",".join(str(s.fileno()) for s in self.listeners),
-                "--drain", str(self.drain)]
-        proc = subprocess.Popen(args, pass_fds=fds, close_fds=True)
-        child.close()
+                "--drain", str(self.drain), "--timeout", str(self.timeout)]
+        try:
+            proc = subprocess.Popen(args, pass_fds=fds, close_fds=True)
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         handle = WorkerHandle(index, proc, control.Channel(parent))
         self.workers[index] = handle
-        handle.channel.send("config", config=self.config)
-        handle.channel.send("redirects", targets=self.redirects.targets())
-        for record in self.registry.mounts.values():
-            handle.channel.send("mount_up", fds=[record.ring.fd], mount=record.name, info=record.info)
-        gevent.spawn(self.read_worker, handle)
+        try:
+            handle.channel.send("config", config=self.config)
+            handle.channel.send("redirects", targets=self.redirects.targets())
+            for record in self.registry.mounts.values():
+                handle.channel.send("mount_up", fds=[record.ring.fd], mount=record.name,
+                                    info=record.info)
+        except OSError as exc:
+            log.warning("worker %d unreachable at start (%s)", index, exc)  # its reader sees EOF
+        # Restarted (a bad message is skipped inside); given up, the worker is killed and
+        # replaced as if it had died: nobody would hear it any more.
+        supervised.spawn("supervisor.control", self.read_worker, handle, restart=True,
+                         give_up=lambda: self.abandon_worker(handle))
 
     def read_worker(self, handle: WorkerHandle) -> None:
-        while True:
-            try:
-                message = handle.channel.recv()
-            except OSError:
-                message = None
-            if message is None:
-                break
-            self.dispatch(handle, message)
+        control.read_loop(handle.channel, lambda message: self.dispatch(handle, message),
+                          "supervisor.control")
         self.worker_exited(handle)
 
+    def abandon_worker(self, handle: WorkerHandle) -> None:
+        _signal(handle.proc, signal.SIGKILL)
+        self.worker_exited(handle)
+
+    def watch_workers(self) -> None:
+        """Kill hung workers and start the ones missing (gunicorn's manage_workers)."""
+        interval = min(MAX_CHECK_INTERVAL, self.timeout / CHECKS_PER_TIMEOUT)
+        while True:
+            gevent.sleep(interval)
+            for handle in list(self.workers.values()):
+                self.check_worker(handle, time.monotonic())
+            for index in sorted(self.unstarted):
+                self.replace_worker(index)
+
+    def check_worker(self, handle: WorkerHandle, now: float) -> None:
+        """Kill `handle`'s worker if it did not boot in time or stopped beating (its
+        reader then sees end-of-file: the server stops, or the worker is replaced)."""
+        if handle.killed or self.exit_status is not None:
+            return
+        if not handle.booted:
+            if now - handle.started > BOOT_TIMEOUT:
+                log.error("worker %d (pid %d) did not boot within %ss; killing it",
+                          handle.index, handle.proc.pid, BOOT_TIMEOUT)
+                handle.killed = True
+                _signal(handle.proc, signal.SIGKILL)
+            return
+        silent = now - (self.counters.last_beat(handle.index) or handle.started)
+        if silent > self.timeout:
+            log.error("worker %d (pid %d) sent no heartbeat for %.1fs (timeout %ss); "
+                      "killing it", handle.index, handle.proc.pid, silent, self.timeout)
+            handle.killed = True
+            _signal(handle.proc, signal.SIGKILL)
+
     def worker_exited(self, handle: WorkerHandle) -> None:
+        if handle.exited:
+            return  # its reader was restarted after it had seen the end
+        handle.exited = True
         handle.channel.close()
         status = _reap(handle.proc)
         if self.workers.get(handle.index) is handle:
@@ -235,7 +349,7 @@ class Supervisor:
             self.send_gathered(gather)
         self.registry.forget_worker_counts(handle.index)
         self.counters.reset_row(handle.index)
-        self.spawn_worker(handle.index)
+        self.replace_worker(handle.index)
 
     def stop_workers(self) -> None:
         for handle in list(self.workers.values()):
@@ -248,7 +362,10 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 log.warning("worker %d did not stop in %.0fs; killing it", handle.index, STOP_GRACE)
                 _signal(handle.proc, signal.SIGKILL)
-                handle.proc.wait()
+                try:
+                    handle.proc.wait(timeout=STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    log.error("worker %d (pid %d) survived SIGKILL", handle.index, handle.proc.pid)
         for sock in self.listeners:
             sock.close()
 
@@ -266,10 +383,21 @@ class Supervisor:
         if method is None:
             log.error("worker %d sent unknown control op %r", handle.index, message.op)
             return
-        method(handle, message)
+        try:
+            method(handle, message)
+        except Exception:
+            if message.op == "claim":
+                self.fail_claim(handle, message)
+            raise  # reported by control.read_loop
 
     def on_booted(self, handle: WorkerHandle, message: control.Message) -> None:
         handle.booted = True
+        if not self.ready and len(self.workers) == self.worker_count and all(
+                h.booted for h in self.workers.values()):
+            self.ready = True
+            self.notifier.ready()
+            if self.on_ready is not None:
+                self.on_ready()  # before the last "booted" line, which callers wait for
         log.info("worker %d booted (pid %d)", handle.index, message["pid"])
 
     def on_claim(self, handle: WorkerHandle, message: control.Message) -> None:
@@ -277,13 +405,33 @@ class Supervisor:
         try:
             record = self.registry.claim(self.config, name, handle.index, message["info"])
         except ClaimRefused as refused:
-            handle.channel.send("claim_result", id=message["id"], ok=False,
+            handle.channel.send("claim_result", id=message["id"], mount=name, ok=False,
                                 status=refused.status, reason=refused.reason)
             return
         self.broadcast("mount_up", fds=[record.ring.fd], mount=name, info=record.info)
-        handle.channel.send("claim_result", id=message["id"], ok=True, status=200, reason="")
+        handle.channel.send("claim_result", id=message["id"], mount=name, ok=True, status=200,
+                            reason="")
         log.info("source on %s (worker %d, %s)", name, handle.index, record.info.get("content_type"))
         self.override_fallback(name)
+
+    def fail_claim(self, handle: WorkerHandle, message: control.Message) -> None:
+        """A claim raised: its source gets 500 at once and the mount is not left held."""
+        try:
+            self.release_mount(message["mount"], handle.index)
+        finally:
+            try:
+                handle.channel.send("claim_result", id=message["id"], mount=message["mount"],
+                                    ok=False, status=500, reason="Internal Server Error")
+            except OSError:
+                pass  # the worker died meanwhile
+
+    def on_remount(self, handle: WorkerHandle, message: control.Message) -> None:
+        """The worker got these mounts' `mount_up` without the ring's fd: send it again."""
+        for name in message["mounts"]:
+            record = self.registry.mounts.get(name)
+            if record is not None:
+                handle.channel.send("mount_up", fds=[record.ring.fd], mount=name,
+                                    info=record.info, resent=True)
 
     def on_release(self, handle: WorkerHandle, message: control.Message) -> None:
         self.release_mount(message["mount"], handle.index)
@@ -309,7 +457,7 @@ class Supervisor:
         """Ask every worker `query`; the requester gets all answers in one `gathered`."""
         gather_id = self.gathers.open(handle, message["id"], self.workers)
         self.broadcast("query", gather=gather_id, query=message["query"], args=message["args"])
-        gevent.spawn_later(GATHER_TIMEOUT, self.gather_timed_out, gather_id)
+        supervised.spawn_later(GATHER_TIMEOUT, "supervisor.gather", self.gather_timed_out, gather_id)
 
     def on_answer(self, handle: WorkerHandle, message: control.Message) -> None:
         gather = self.gathers.answer(message["gather"], handle.index, message["result"])
@@ -438,5 +586,8 @@ def _reap(proc: subprocess.Popen[bytes]) -> int | None:
         gevent.sleep(0.01)
     if proc.poll() is None:
         _signal(proc, signal.SIGKILL)
-        proc.wait()
+        try:
+            proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            log.error("worker pid %d survived SIGKILL", proc.pid)
     return proc.returncode

@@ -5,6 +5,7 @@ Examples::
     python -m fanout.bench                                  # realtime, both servers
     python -m fanout.bench --scenario all --json bench/results/today.json
     python -m fanout.bench --scenario realtime -n 50 --duration 5 --servers icecast
+    python -m fanout.bench --scenario mounts --mounts 10 -n 5 --duration 10
     python -m fanout.bench --target http://127.0.0.1:8000/live --source-password hackme
 
 Servers are started one after the other on loopback with a generated icecast.xml; a
@@ -32,16 +33,34 @@ EXIT_NOTHING_RAN = 1
 EXIT_USAGE = 2
 
 
+def scenario_list(path: Path = DEFAULT_FILE) -> str:
+    """Return the scenarios of ``path`` with their one-line descriptions (for --help)."""
+    from fanout.bench.scenarios import load_scenarios  # noqa: PLC0415
+
+    try:
+        known = load_scenarios(path)
+    except (OSError, ScenarioError) as exc:
+        return f"scenarios: {path} cannot be read: {exc}"
+    width = max(len(name) for name in known)
+    lines = [f"  {name.ljust(width)}  {s.description}" for name, s in known.items()]
+    return f"scenarios ({path.name}):\n" + "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fanout.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fanout.bench", description=__doc__.split("\n")[0],
+                                epilog=scenario_list(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", action="append", default=None,
-                   help="scenario name(s), comma-separated or repeated, or 'all' [realtime]")
+                   help="scenario name(s), comma-separated or repeated, or 'all' "
+                        "(every scenario but the soak) [realtime]")
     p.add_argument("--servers", default=None,
-                   help="servers to start, comma-separated: fanout,icecast [both]")
+                   help="servers to start, comma-separated: fanout,icecast "
+                        "[the scenario's own: both, the soak fanout only]")
     p.add_argument("--target", help="run against this running server, e.g. http://127.0.0.1:8000/live")
     p.add_argument("--source-password", help="source password of --target")
     p.add_argument("--server-pid", type=int, help="pid of --target (default: whoever listens on its port)")
-    p.add_argument("-n", "--listeners", help="listener count(s), comma-separated (one step each)")
+    p.add_argument("-n", "--listeners", help="listener count(s) per mount, comma-separated (one step each)")
+    p.add_argument("--mounts", type=int, help="mounts (one source each)")
     p.add_argument("--duration", type=float, help="seconds per run")
     p.add_argument("--rate", type=float, help="listener arrival rate per second (0 = all at once)")
     p.add_argument("--runs", type=int, help="runs per step; the median is reported [3]")
@@ -76,13 +95,15 @@ def select_scenarios(args: argparse.Namespace) -> list[Scenario]:
 
     known = load_scenarios(args.scenarios_file)
     names = [n for arg in (args.scenario or ["realtime"]) for n in arg.split(",") if n]
-    names = list(known) if "all" in names else names
+    if "all" in names:  # the soak is half an hour of faults: only when named
+        names = [n for n, s in known.items() if s.kind != "soak"]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ScenarioError(f"unknown scenario(s) {unknown}; known: {', '.join(known)}")
     listeners = [int(n) for n in args.listeners.split(",")] if args.listeners else None
     return [with_overrides(known[n], listeners=listeners, duration=args.duration,
-                           arrival_rate=args.rate, runs=args.runs, icy=args.icy) for n in names]
+                           arrival_rate=args.rate, runs=args.runs, icy=args.icy,
+                           mounts=args.mounts) for n in names]
 
 
 def target_endpoint(args: argparse.Namespace) -> Any:
@@ -104,42 +125,20 @@ def target_endpoint(args: argparse.Namespace) -> Any:
 
 
 def run_on_endpoint(endpoint: Any, scenarios: list[Scenario], display: Any) -> dict[str, list[Any]]:
+    """Run ``server`` scenarios against a running server; raise ScenarioError for others."""
     from fanout.bench.runner import run_scenario  # noqa: PLC0415
 
+    others = [s.name for s in scenarios if s.kind != "server"]
+    if others:
+        raise ScenarioError(f"{', '.join(others)}: the bench must start the servers of these "
+                            "(relay: a master and its slave; soak: workers to kill), not --target")
     return {s.name: run_scenario(endpoint, s, display) for s in scenarios}
 
 
-def run_on_servers(kinds: list[str], scenarios: list[Scenario], args: argparse.Namespace,
-                   display: Any) -> tuple[dict[str, dict[str, list[Any]]], dict[str, str]]:
-    """Start each server in turn and run the scenarios; return results and start errors."""
-    from fanout.bench.runner import Endpoint  # noqa: PLC0415
-    from fanout.bench.servers import start_server  # noqa: PLC0415
-    from fanout.bench.serving import ServerStartError  # noqa: PLC0415
-
-    results, errors = {}, {}
-    for kind in kinds:
-        display.note(f"starting {kind} ...")
-        try:
-            server = start_server(kind, workers=args.workers)
-        except ServerStartError as exc:
-            errors[kind] = str(exc)
-            display.note(f"{kind}: could not be started, carrying on without it:\n  "
-                         + str(exc).replace("\n", "\n  "))
-            continue
-        display.note(f"{kind} serving on {server.host}:{server.port} (pid {server.pid})")
-        try:
-            endpoint = Endpoint(kind, server.host, server.port, "/bench", server.source_password,
-                                pid=server.pid, swarm_processes=args.swarm_procs)
-            results[kind] = run_on_endpoint(endpoint, scenarios, display)
-        finally:
-            server.stop()
-    return results, errors
-
-
 def default_servers() -> list[str]:
-    from fanout.bench.servers import KINDS  # noqa: PLC0415
+    from fanout.bench.scenarios import SERVER_KINDS  # noqa: PLC0415
 
-    return list(KINDS)
+    return list(SERVER_KINDS)
 
 
 def sections(scenarios: list[Scenario], results: dict[str, dict[str, list[Any]]],
@@ -201,11 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             results = {"target": run_on_endpoint(target_endpoint(args), scenarios, display)}
             start_errors: dict[str, str] = {}
         else:
-            kinds = args.servers.split(",") if args.servers else default_servers()
-            unknown = sorted(set(kinds) - set(default_servers()))
+            from fanout.bench.sessions import run_on_servers  # noqa: PLC0415
+
+            kinds = args.servers.split(",") if args.servers else None
+            unknown = sorted(set(kinds or ()) - set(default_servers()))
             if unknown:
                 raise ValueError(f"unknown server(s) {unknown}; known: {', '.join(default_servers())}")
-            results, start_errors = run_on_servers(kinds, scenarios, args, display)
+            results, start_errors = run_on_servers(kinds, scenarios, display, args.workers,
+                                                   args.swarm_procs)
     except (ScenarioError, ValueError) as exc:
         print(f"fanout.bench: {exc}", file=sys.stderr)
         return EXIT_USAGE

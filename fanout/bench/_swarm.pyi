@@ -1,4 +1,4 @@
-"""Stubs of the compiled swarm (_core/swarm.pyx)."""
+"""Stubs of the compiled swarm (fanout/bench/_swarm.pyx)."""
 from typing import Any
 
 def frame_template() -> bytes: ...

@@ -1,7 +1,7 @@
 """A real Icecast 2.4.4 for comparison, and the icecast.xml both servers are given.
 
 ``render_icecast_xml`` writes the config the bench gives *both* servers (fanout reads
-the same elements as Icecast). ``start_icecast`` runs ``icecast2 -c <file>`` as the
+the same elements as Icecast); a slave's config also names its master (``MasterLink``). ``start_icecast`` runs ``icecast2 -c <file>`` as the
 ``icecast2`` user (Icecast refuses to run as root) in a temp dir that user owns, with
 RLIMIT_NOFILE raised to the hard limit, and waits until it serves.
 """
@@ -24,26 +24,50 @@ from fanout.bench.serving import ServerProcess, ServerStartError, free_port
 ICECAST_USER = "icecast2"  # created by the Debian package
 ICECAST_SHARE = Path("/usr/share/icecast2")  # web/ (status-json.xsl) and admin/
 MAX_CLIENTS = 30_000  # above what one process can hold: the fd limit decides
-MAX_SOURCES = 16  # Icecast's default
+# Icecast's default is 16; relay-1000 needs 1,000 (fanout counts relayed mounts against
+# it too). The limit is not what the bench measures.
+MAX_SOURCES = 2_000
 QUEUE_SIZE = 524_288  # Icecast's default
 BURST_SIZE = 65_535  # Icecast's default
 
 
 @dataclass(frozen=True, slots=True)
+class MasterLink:
+    """A slave's <master-*> elements: poll this master's stream list and relay every mount."""
+
+    host: str
+    port: int
+    password: str  # the master's relay password (the user is Icecast's default, "relay")
+    update_interval: int  # s between two polls (<master-update-interval>)
+
+
+@dataclass(frozen=True, slots=True)
 class BenchServerConfig:
-    """What the generated icecast.xml says; the same for both servers."""
+    """What the generated icecast.xml says; the same for both servers. The admin
+    password is also the relay password (what a slave of this server polls with)."""
 
     port: int
     source_password: str
     admin_password: str
     host: str = "127.0.0.1"
     clients: int = MAX_CLIENTS
+    sources: int = MAX_SOURCES
+    master: MasterLink | None = None
 
 
-def new_config(host: str = "127.0.0.1") -> BenchServerConfig:
+def new_config(host: str = "127.0.0.1", master: MasterLink | None = None) -> BenchServerConfig:
     """Return a config with a free port and fresh passwords."""
     return BenchServerConfig(port=free_port(host), source_password=secrets.token_hex(8),
-                             admin_password=secrets.token_hex(8), host=host)
+                             admin_password=secrets.token_hex(8), host=host, master=master)
+
+
+def _master_xml(master: MasterLink | None) -> str:
+    if master is None:
+        return ""
+    return (f"  <master-server>{escape(master.host)}</master-server>\n"
+            f"  <master-server-port>{master.port}</master-server-port>\n"
+            f"  <master-update-interval>{master.update_interval}</master-update-interval>\n"
+            f"  <master-password>{escape(master.password)}</master-password>\n")
 
 
 def render_icecast_xml(config: BenchServerConfig, workdir: Path) -> str:
@@ -57,7 +81,7 @@ def render_icecast_xml(config: BenchServerConfig, workdir: Path) -> str:
   <hostname>{e(config.host)}</hostname>
   <limits>
     <clients>{config.clients}</clients>
-    <sources>{MAX_SOURCES}</sources>
+    <sources>{config.sources}</sources>
     <queue-size>{QUEUE_SIZE}</queue-size>
     <client-timeout>30</client-timeout>
     <header-timeout>15</header-timeout>
@@ -75,7 +99,7 @@ def render_icecast_xml(config: BenchServerConfig, workdir: Path) -> str:
     <port>{config.port}</port>
     <bind-address>{e(config.host)}</bind-address>
   </listen-socket>
-  <fileserve>1</fileserve>
+{_master_xml(config.master)}  <fileserve>1</fileserve>
   <paths>
     <basedir>{e(ICECAST_SHARE)}</basedir>
     <logdir>{e(workdir)}</logdir>
@@ -149,4 +173,5 @@ def start_icecast(config: BenchServerConfig) -> ServerProcess:
             user=user.pw_uid if user else None, group=user.pw_gid if user else None,
             extra_groups=[] if user else None)
     return ServerProcess("icecast", process, config.host, config.port,
-                         config.source_password, workdir, log_path).serving()
+                         config.source_password, workdir, log_path,
+                         config.admin_password).serving()

@@ -3,7 +3,11 @@
 ``ServerMonitor`` follows a process and all its descendants (fanout's supervisor and
 workers; Icecast is one process). ``sample()`` records each process's CPU time and the
 tree's total RSS; the CPU used between two marks is the sum of per-process increases,
-so a worker that exits between samples still counts up to its last sample.
+so a worker that exits between samples still counts up to its last sample, and one
+that started in between counts from zero. ``split`` divides it between the root (the
+supervisor) and the other processes (the workers). ``pss()`` is the tree's
+proportional set size: shared memory (fanout's rings, mapped by every worker) is
+counted once, where summed RSS counts it in every process that touched it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psutil
+
+from fanout.bench.report import CpuSplit
 
 
 def listening_pid(port: int, host: str = "127.0.0.1") -> int | None:
@@ -64,3 +70,56 @@ class ServerMonitor:
         """Begin a measurement window; return the CPU seconds so far."""
         self.rss_peak = 0
         return self.sample()
+
+    def mark(self) -> dict[int, float]:
+        """Return the CPU seconds per process as of the last sample (for ``split``)."""
+        return dict(self.cpu)
+
+    def split(self, start: dict[int, float]) -> CpuSplit:
+        """Return the CPU used since the mark ``start``, root and other processes apart."""
+        used = {pid: cpu - start.get(pid, 0.0) for pid, cpu in self.cpu.items()}
+        root = used.get(self.pid, 0.0)
+        total = sum(used.values())
+        return CpuSplit(total, root, total - root, has_children=len(self.cpu) > 1)
+
+    def pss(self) -> int | None:
+        """Return the tree's PSS in bytes now (None if it cannot be read)."""
+        total = 0
+        try:
+            tree = self._tree()
+        except psutil.NoSuchProcess:
+            return None
+        for proc in tree:
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+                return None
+        return total
+
+    def rss_by_process(self) -> dict[int, int]:
+        """Return each live process's RSS in bytes, by pid."""
+        rss = {}
+        try:
+            tree = self._tree()
+        except psutil.NoSuchProcess:
+            return {}
+        for proc in tree:
+            try:
+                rss[proc.pid] = proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return rss
+
+    def children(self) -> list[psutil.Process]:
+        """Return the root's live child processes (fanout's workers), oldest first."""
+        try:
+            kids = psutil.Process(self.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        aged = []
+        for kid in kids:
+            try:
+                aged.append((kid.create_time(), kid.pid, kid))
+            except psutil.NoSuchProcess:
+                continue
+        return [kid for _, _, kid in sorted(aged, key=lambda item: item[:2])]

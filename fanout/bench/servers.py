@@ -53,4 +53,5 @@ def start_fanout(config: BenchServerConfig, workers: int) -> ServerProcess:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
             env=env, preexec_fn=raise_nofile_limit)
     return ServerProcess("fanout", process, config.host, config.port,
-                         config.source_password, workdir, log_path).serving()
+                         config.source_password, workdir, log_path,
+                         config.admin_password).serving()

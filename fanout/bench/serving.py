@@ -8,6 +8,7 @@ an HTTP request (``GET /status-json.xsl``) with any status line.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ POLL_INTERVAL = 0.05  # s between two readiness probes
 STOP_TIMEOUT = 10.0  # s after SIGTERM before SIGKILL
 PROBE_TIMEOUT = 1.0
 LOG_TAIL_LINES = 15
+ANSWER_LIMIT = 1_000_000  # bytes of an admin answer the bench reads at most
 
 
 class ServerStartError(RuntimeError):
@@ -47,6 +49,30 @@ def http_status(host: str, port: int, path: str = "/status-json.xsl") -> int | N
     return None
 
 
+def basic_auth(user: str, password: str) -> str:
+    """Return the value of an ``Authorization`` header for HTTP Basic auth."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def http_get(host: str, port: int, target: str, user: str, password: str,
+             timeout: float = PROBE_TIMEOUT) -> tuple[int | None, bytes]:
+    """Return (status, body) of an authenticated ``GET target`` (an admin command, not a
+    stream: the answer is read until the server closes). Status None: no valid answer."""
+    request = (f"GET {target} HTTP/1.0\r\nHost: {host}:{port}\r\n"
+               f"Authorization: {basic_auth(user, password)}\r\n\r\n").encode()
+    answer = b""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(request)
+            while len(answer) < ANSWER_LIMIT and (chunk := sock.recv(65536)):
+                answer += chunk
+    except OSError:
+        return None, b""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    first = head.split(b"\r\n", 1)[0].split()
+    return (int(first[1]) if len(first) >= 2 and first[1].isdigit() else None), body
+
+
 @dataclass(slots=True)
 class ServerProcess:
     """A started server: ``kind`` is "fanout" or "icecast"."""
@@ -58,6 +84,7 @@ class ServerProcess:
     source_password: str
     workdir: Path
     log_path: Path
+    admin_password: str = ""  # also its relay password (see icecast.BenchServerConfig)
 
     @property
     def pid(self) -> int:

@@ -34,11 +34,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True, slots=True)
 class SwarmSpec:
-    """What the swarm does; ``read_rate`` 0 reads as fast as possible."""
+    """What the swarm does; ``read_rate`` 0 reads as fast as possible. ``path`` is one
+    mount, or a tuple of mounts that listener ``k`` picks from as ``path[k % len]``."""
 
     host: str
     port: int
-    path: str
+    path: str | tuple[str, ...]
     listeners: int
     duration: float
     arrival_rate: float = 0.0  # listeners/s, 0 = all at once
@@ -49,6 +50,8 @@ class SwarmSpec:
     stall_after: float = 1.0
     connect_timeout: float = 10.0
     read_interval: float = 0.25  # s between two reads of a paced listener
+    churn_rate: float = 0.0  # connections/s closed and opened anew (players leaving, others arriving)
+    reconnect_after: float = 0.0  # s before a dropped or failed listener reconnects, 0 = never
 
 
 @dataclass(slots=True)
@@ -80,7 +83,8 @@ def child_configs(spec: SwarmSpec) -> list[dict[str, Any]]:
     """Return the config of each child: its share of listeners in the global order."""
     count = process_count(spec)
     base = asdict(spec)
-    del base["processes"]
+    del base["processes"], base["path"]
+    base["paths"] = [spec.path] if isinstance(spec.path, str) else list(spec.path)
     configs = []
     for k in range(count):
         share = len(range(k, spec.listeners, count))

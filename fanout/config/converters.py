@@ -40,7 +40,10 @@ def integer(low: int | None = None, high: int | None = None) -> Converter[int]:
     def convert(text: str) -> int:
         if not _INTEGER.fullmatch(text):
             raise BadValue(expected)
-        number = int(text)
+        try:
+            number = int(text)
+        except ValueError:  # over 4300 digits, which int() refuses: outside any range anyway
+            raise BadValue(expected) from None
         if (low is not None and number < low) or (high is not None and number > high):
             raise BadValue(expected)
         return number
@@ -125,8 +128,8 @@ def http_url(text: str) -> str:
     expected = "an http:// or https:// URL with a host"
     if _CONTROL.search(text) or " " in text:
         raise BadValue(expected)
-    parts = urlsplit(text)
     try:
+        parts = urlsplit(text)  # raises ValueError for an unclosed "[" IPv6 host
         parts.port  # raises ValueError for a port that is not a number in range
     except ValueError:
         raise BadValue(expected) from None

@@ -77,7 +77,10 @@ def _bare_root(tree: dict[str, Any]) -> tuple[str, Any]:
 
 
 def _parse_xml(text: str | bytes, source: str, **options: Any) -> Any:
+    # Besides ExpatError: xmltodict raises ValueError for entity declarations (it refuses
+    # them, which also keeps entity-expansion bombs out) and expat LookupError for an
+    # unknown encoding in the XML declaration.
     try:
         return xmltodict.parse(text, **options)
-    except ExpatError as error:
+    except (ExpatError, ValueError, LookupError) as error:
         raise ConfigError(source, str(error), "well-formed XML") from None

@@ -36,6 +36,7 @@ from typing import Callable
 from urllib.parse import parse_qsl, unquote
 
 from fanout.protocol.errors import ProtocolError
+from fanout.protocol.numbers import saturated_int
 from fanout.protocol.text import WIRE_ENCODING, WIRE_ERRORS, from_wire
 
 # Icecast 2.4.4 reads heads into a 4 KiB buffer and simply fails on longer ones; we allow
@@ -268,4 +269,4 @@ def wants_icy_metadata(request: Request) -> bool:
 
 def _atoi(text: str) -> int:
     match = _LEADING_INT.match(text)
-    return int(match.group(1)) if match else 0
+    return saturated_int(match.group(1)) if match else 0  # saturates: int() fails past 4300 digits

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS
+from fanout.protocol.numbers import saturated_int
 from fanout.protocol.stats_xml import XML_DECLARATION
 
 # Bytes Icecast's util_url_escape leaves as they are: ASCII letters and digits only.
@@ -164,7 +165,7 @@ def read_verdict(head: bytes, auth_header: str, timelimit_header: str) -> Verdic
         accepted = accepted or folded.startswith(wanted)
         if limit_prefix and folded.startswith(limit_prefix):
             seconds = _DIGITS.match(line, len(limit_prefix))
-            timelimit = int(seconds.group(1)) if seconds else timelimit
+            timelimit = saturated_int(seconds.group(1)) if seconds else timelimit
         if folded.startswith(MESSAGE_HEADER):
             message = line[len(MESSAGE_HEADER):].split("\r")[0].split("\n")[0]
     return Verdict(accepted, timelimit, message)

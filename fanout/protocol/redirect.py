@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import quote
 
+from fanout.protocol.numbers import saturated_int
+
 # A registration with a shorter poll interval is ignored, as KH does.
 MIN_INTERVAL = 5
 
@@ -58,6 +60,7 @@ def redirect_location(host: str, port: int, path: str, raw_query: str,
 
 
 def _integer(text: str | None) -> int | None:
-    if text is None or not text.strip().isdigit():
-        return None
-    return int(text.strip())
+    """Plain ASCII digits (blanks around allowed) as an int, saturated; else None."""
+    if text is None or not text.strip().isascii() or not text.strip().isdigit():
+        return None  # isdigit() alone would pass "²", which int() refuses
+    return saturated_int(text.strip())

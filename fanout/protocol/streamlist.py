@@ -4,8 +4,10 @@ as a master. Sans-IO: bytes in, dataclasses out; renderers return bytes.
 Two dialects share one parser: Icecast 2.4.4's `/admin/streamlist.txt` lists `/mount`
 lines; Icecast-KH's `/admin/streams` lists `/admin/streams?mount=/mount` lines, where the
 line itself is what the slave fetches. Anything else (full URLs, garbage, over-long lines,
-names that are not valid mount paths) is skipped with a warning: a master can never make
-the slave crash, and one bad line costs only that line.
+names that are not valid mount paths) is skipped and counted, with the reasons of the
+first few kept for one summary: a master can never make the slave crash, one bad line
+costs only that line, and a body of junk costs one log line, not one per line. Only the
+first MAX_LINES lines are read (work and memory per poll are bounded by it).
 """
 from __future__ import annotations
 
@@ -13,10 +15,18 @@ from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from fanout.protocol.errors import ProtocolError
+from fanout.protocol.http import validate_mount_path
 from fanout.protocol.text import from_wire, to_wire
 
 # Longest line accepted (bytes, without CRLF): 2.4.4 reads lines into 256 bytes.
 MAX_LINE = 255
+# Lines of one list read at most: twice the mounts a slave relays per master
+# (fanout.relay.poller.MAX_RELAYED_MOUNTS), so junk and duplicates leave room for them;
+# parsing this many takes well under a tenth of a second.
+MAX_LINES = 10_000
+# Skipped lines whose reason is kept for the summary (the rest are only counted).
+SKIP_EXAMPLES = 3
 # KH's per-mount fetch path prefix (`/admin/streams?mount=/x`).
 KH_FETCH_PREFIX = "/admin/streams?mount="
 _FORBIDDEN = frozenset(range(0x21)) | {0x7F}  # controls and space (2.4.4 skips a line with a space)
@@ -33,25 +43,33 @@ class ListedMount:
 @dataclass(frozen=True, slots=True)
 class StreamList:
     mounts: tuple[ListedMount, ...]
-    warnings: tuple[str, ...]
+    skipped: int = 0  # lines that were not a usable mount
+    examples: tuple[str, ...] = ()  # "line N: why" for the first SKIP_EXAMPLES of them
+    truncated: bool = False  # the body had more than the lines read; the rest was ignored
 
 
-def parse_streamlist(body: bytes) -> StreamList:
-    """Return the mounts listed in a stream-list body (either dialect), in order, once each.
+def parse_streamlist(body: bytes, max_lines: int = MAX_LINES) -> StreamList:
+    """Return the mounts listed in the first `max_lines` lines of a stream-list body
+    (either dialect), in order, once each.
 
-    Never raises: a line that is not a usable mount is reported in ``warnings``."""
+    Never raises: a line that is not a usable mount is counted in ``skipped``."""
+    *lines, rest = body.split(b"\n", max_lines)
+    if len(lines) < max_lines:  # fewer lines than the limit: the last one is a line too
+        lines, rest = [*lines, rest], b""
     mounts: dict[str, ListedMount] = {}
-    warnings: list[str] = []
-    for number, raw in enumerate(body.split(b"\n"), 1):
+    skipped, examples = 0, list[str]()
+    for number, raw in enumerate(lines, 1):
         line = raw.rstrip(b"\r")
         if not line:
             continue
         entry, problem = parse_line(line)
         if entry is None:
-            warnings.append(f"stream list line {number} skipped: {problem}")
+            skipped += 1
+            if len(examples) < SKIP_EXAMPLES:
+                examples.append(f"line {number}: {problem}")
         elif entry.mount not in mounts:
             mounts[entry.mount] = entry
-    return StreamList(tuple(mounts.values()), tuple(warnings))
+    return StreamList(tuple(mounts.values()), skipped, tuple(examples), truncated=bool(rest))
 
 
 def parse_line(line: bytes) -> tuple[ListedMount | None, str]:
@@ -63,16 +81,25 @@ def parse_line(line: bytes) -> tuple[ListedMount | None, str]:
     text = from_wire(line)  # a mount's identity is its bytes, UTF-8 or not
     if not text.startswith("/"):
         return None, f"does not start with '/': {text[:40]!r}"
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # "//[x": urlsplit reads an unclosed IPv6 host and raises
+        return None, f"not a URL path: {text[:40]!r}"
     if text.startswith(KH_FETCH_PREFIX):
-        mount = dict(parse_qsl(urlsplit(text).query)).get("mount", "")
-        return _checked(mount, fetch_path=text)
-    return _checked(unquote(urlsplit(text).path, errors="surrogateescape"), fetch_path=None)
+        return _checked(dict(parse_qsl(parts.query)).get("mount", ""), fetch_path=text)
+    return _checked(unquote(parts.path, errors="surrogateescape"), fetch_path=None)
 
 
 def _checked(mount: str, fetch_path: str | None) -> tuple[ListedMount | None, str]:
-    if not mount.startswith("/") or mount == "/" or "\\" in mount or "/../" in mount + "/":
+    if any(ord(char) < 0x20 or char == "\x7f" for char in mount):  # percent-encoded CR LF…
+        return None, f"control character in the mount name: {mount[:40]!r}"
+    # The name is decoded: it must pass the checks a source's mount passes (no dot or
+    # empty segments), or it would reach our relay request line and the logs.
+    try:
+        validate_mount_path(mount)
+    except ProtocolError:
         return None, f"not a mount path: {mount[:40]!r}"
-    if mount.startswith("/admin/"):
+    if mount == "/" or "\\" in mount or mount.startswith("/admin/"):
         return None, f"not a mount path: {mount[:40]!r}"
     return ListedMount(mount, fetch_path or mount), ""
 

@@ -12,14 +12,18 @@ import re
 from dataclasses import dataclass
 
 from fanout.protocol.errors import ProtocolError
+from fanout.protocol.numbers import saturated_int
 from fanout.protocol.text import from_wire, to_wire
 
 # Largest response head accepted from an upstream (2.4.4: 4095 bytes; we allow more).
 MAX_HEAD = 16384
 # Redirects followed for one pull (2.4.4: 10).
 MAX_REDIRECTS = 10
+# Digits of a Content-Length read at most (a 16 KB number is not a length; int() of one is slow).
+_MAX_LENGTH_DIGITS = 18
 _STATUS_LINE = re.compile(r"(\S+) (\d{3})(?: (.*))?$")
-_LEADING_INT = re.compile(r"\s*\+?(\d+)")
+_LEADING_INT = re.compile(r"\s*\+?([0-9]+)")
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also accepts "²", which int() refuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +45,22 @@ class ResponseHead:
     def metaint(self) -> int:
         """The upstream's `icy-metaint` (0: no inline metadata), read like atoi."""
         match = _LEADING_INT.match(self.header("icy-metaint") or "")
-        return int(match.group(1)) if match else 0
+        return saturated_int(match.group(1)) if match else 0  # int() fails past 4300 digits
 
     @property
     def content_type(self) -> str | None:
         return self.header("content-type")
+
+    def content_length(self) -> int | None:
+        """The declared body length (None: the body ends when the upstream closes).
+
+        Raises ProtocolError if the header is there but not a decimal number."""
+        value = self.header("content-length")
+        if value is None:
+            return None
+        if not (value.isascii() and value.isdigit()) or len(value) > _MAX_LENGTH_DIGITS:
+            raise ProtocolError(f"bad Content-Length {value[:40]!r}", 0)
+        return int(value)
 
     def icy_headers(self) -> list[tuple[str, str]]:
         """The `icy-*` / `ice-*` headers, to pass on to our listeners."""
@@ -112,13 +127,27 @@ class Location:
 
 def parse_location(value: str) -> Location:
     """A 302 `Location` as 2.4.4 follows it: lowercase `http://` only, port 80 by default,
-    path from the first `/` (query kept). Raises ProtocolError otherwise."""
+    path from the first `/` (query kept). Raises ProtocolError otherwise, and for a port
+    outside 1-65535 or a host name the resolver cannot take."""
     if not value.startswith("http://"):
         raise ProtocolError(f"unsupported redirect target {value[:60]!r}", 0)
     rest = value[len("http://"):]
     slash = rest.find("/")
     authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
     host, colon, port = authority.partition(":")
-    if not host or (colon and not port.isdigit()):
+    number = 80
+    if colon:
+        number = int(port) if _PORT.fullmatch(port) else 0
+    if not host or not 0 < number < 65536 or not _resolvable(host):
         raise ProtocolError(f"bad redirect target {value[:60]!r}", 0)
-    return Location(host, int(port) if colon else 80, path)
+    return Location(host, number, path)
+
+
+def _resolvable(host: str) -> bool:
+    # socket.getaddrinfo encodes the host with the idna codec, which raises UnicodeError
+    # (not OSError) for an empty or over-long label such as "a..b": refuse it here.
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True

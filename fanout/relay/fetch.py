@@ -16,10 +16,15 @@ CONNECT_TIMEOUT = 5.0
 # Seconds any single read from an upstream may take before the fetch gives up
 # (2.4.4 has none for its poll: a silent master hangs it; §1.2 quirk).
 READ_TIMEOUT = 5.0
-# Seconds a whole `fetch` may take: a master trickling bytes cannot hold a poll forever.
-FETCH_DEADLINE = 15.0
-# Largest stream-list body read (bytes): far above any real list, bounds a hostile master.
-MAX_BODY = 1024 * 1024
+# Seconds a relay's whole response head may take: real servers send it at once, so an
+# upstream trickling a byte every few seconds (slow loris) cannot hold a pull forever.
+HEAD_DEADLINE = 10.0
+# Seconds a whole stream-list fetch may take, head included: a master trickling bytes
+# cannot hold a poll (the largest list, MAX_BODY, still arrives at 420 KB/s).
+FETCH_DEADLINE = 10.0
+# Largest stream-list body read (bytes): 400 times a list of 1,400 mounts, room for the
+# MAX_LINES lines the parser reads; a longer body is a broken master and fails the poll.
+MAX_BODY = 4 * 1024 * 1024
 # Bytes per recv.
 READ_SIZE = 16384
 
@@ -38,16 +43,20 @@ def connect(host: str, port: int) -> socket.socket:
     return sock
 
 
-def request_head(sock: socket.socket, request: bytes) -> tuple[ResponseHead, bytes]:
-    """Send `request`, read the response head; (head, body bytes already read)."""
+def request_head(sock: socket.socket, request: bytes,
+                 deadline: float | None = HEAD_DEADLINE) -> tuple[ResponseHead, bytes]:
+    """Send `request`, read the response head within `deadline` seconds (None: the
+    caller bounds the time); (head, body bytes already read). Raises FetchError."""
+    expired = None if deadline is None else FetchError(f"no response head in {deadline:g}s")
     try:
-        sock.sendall(request)
-        buffer = b""
-        while (ends := head_end(buffer)) is None:
-            data = sock.recv(READ_SIZE)
-            if not data:
-                raise FetchError("connection closed before the response head ended")
-            buffer += data
+        with gevent.Timeout(deadline, expired):
+            sock.sendall(request)
+            buffer = b""
+            while (ends := head_end(buffer)) is None:
+                data = sock.recv(READ_SIZE)
+                if not data:
+                    raise FetchError("connection closed before the response head ended")
+                buffer += data
         return parse_response_head(buffer[:ends[0]]), buffer[ends[1]:]
     except ProtocolError as exc:
         raise FetchError(exc.message) from None
@@ -55,27 +64,40 @@ def request_head(sock: socket.socket, request: bytes) -> tuple[ResponseHead, byt
         raise FetchError(_why(exc)) from None
 
 
-def read_body(sock: socket.socket, first: bytes, limit: int = MAX_BODY) -> bytes:
-    """Read until the upstream closes; raises FetchError past `limit` bytes or on timeout."""
-    chunks, size = [first], len(first)
+def read_body(sock: socket.socket, first: bytes, length: int | None = None,
+              limit: int = MAX_BODY) -> bytes:
+    """The body: `length` bytes if the head declared them, else everything until the
+    upstream closes. Raises FetchError past `limit` bytes, on a timeout, or when the
+    upstream closes before `length` bytes."""
+    if length is not None and length > limit:
+        raise FetchError(f"body of {length} bytes announced, more than {limit}")
+    wanted = limit + 1 if length is None else length
+    chunks, size = [first[:wanted]], min(len(first), wanted)
     try:
-        while data := sock.recv(READ_SIZE):
-            size += len(data)
-            if size > limit:
-                raise FetchError(f"body longer than {limit} bytes")
+        while size < wanted and (data := sock.recv(min(READ_SIZE, wanted - size))):
             chunks.append(data)
+            size += len(data)
     except OSError as exc:
         raise FetchError(_why(exc)) from None
+    if size > limit:
+        raise FetchError(f"body longer than {limit} bytes")
+    if length is not None and size < length:
+        raise FetchError(f"body ended after {size} of its {length} bytes")
     return b"".join(chunks)
 
 
 def fetch(host: str, port: int, request: bytes) -> tuple[ResponseHead, bytes]:
-    """One request on a fresh connection: (head, whole body); raises FetchError."""
-    with gevent.Timeout(FETCH_DEADLINE, FetchError(f"no complete answer in {FETCH_DEADLINE}s")):
+    """One request on a fresh connection, within FETCH_DEADLINE: (head, whole body);
+    raises FetchError."""
+    with gevent.Timeout(FETCH_DEADLINE, FetchError(f"no complete answer in {FETCH_DEADLINE:g}s")):
         sock = connect(host, port)
         try:
-            head, first = request_head(sock, request)
-            return head, read_body(sock, first)
+            head, first = request_head(sock, request, deadline=None)
+            try:
+                length = head.content_length()
+            except ProtocolError as exc:
+                raise FetchError(exc.message) from None
+            return head, read_body(sock, first, length)
         finally:
             sock.close()
 

@@ -32,6 +32,7 @@ OGG_SUFFIXES = (".ogg", ".oga", ".opus")
 class OnDemandPull(RelayPull):
     """A pull that holds its mount idle and connects only while it has listeners."""
 
+    unit = "relay.on_demand"
     idle_since: float | None = None  # when the listener count last fell to 0 while streaming
 
     def run(self) -> None:
@@ -71,7 +72,7 @@ class OnDemandPull(RelayPull):
             try:
                 return self.host.claim_relay_mount(self.spec.mount, info)
             except ClaimRefused as refused:
-                log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
+                self.warn_once(f"relay {self.spec.mount}: mount refused ({refused.reason})")
                 gevent.sleep(1.0)
 
     def serve_demand(self, record: MountRecord) -> tuple[MountRecord, bool]:
@@ -80,7 +81,7 @@ class OnDemandPull(RelayPull):
         try:
             sock, head, first = self.open()
         except FetchError as exc:
-            log.warning("relay %s from %s: %s", self.spec.mount, self.upstream, exc)
+            self.warn_once(f"relay {self.spec.mount} from {self.upstream}: {exc}")
             return record, False
         try:
             info = {**self.mount_info(head), "connected": True, "on_demand": True}
@@ -90,6 +91,7 @@ class OnDemandPull(RelayPull):
             else:
                 self.host.update_mount_info(self.spec.mount, **info)
             log.info("relay %s from %s: streaming on demand", self.spec.mount, self.upstream)
+            self.told.clear()
             self.state = "streaming"
             self.idle_since = None
             self.stream(sock, record, head, first)

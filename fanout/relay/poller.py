@@ -7,19 +7,29 @@ MIN_POLL_GAP. After a mount vanished, polls run every FAST_REPOLL seconds for
 FAST_WINDOW seconds so a source that comes back is relayed again within about a second
 (2.4.4 waits for its next regular poll). The first poll asks for KH's `/admin/streams`;
 a master that does not answer it with 200 (2.4.4 says 400) is asked for
-`/admin/streamlist.txt` from then on. Only a successful poll changes anything.
+`/admin/streamlist.txt` from then on. Only a successful poll changes anything; the first
+one after a failed poll cuts the backoff of every kept relay short (the master is back).
+
+Bounds, so that a broken or hostile master costs the slave little: the fetch bounds the
+body and its time (`fetch.py`), the parser reads at most MAX_LINES lines, and the first
+MAX_RELAYED_MOUNTS listed mounts are relayed, the rest ignored with one warning when that
+starts (and again only when it stops and starts again). Skipped lines cost one summary
+line per poll. Pulls start in batches of START_BATCH with a pause between, so thousands
+of them neither freeze this hub nor hit the master all at once; per poll at most
+LOGGED_CHANGES starts and stops are logged one by one, the rest are counted.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import gevent
 from gevent.event import Event
 
+from fanout import supervised
 from fanout.config import MasterConfig
-from fanout.protocol.streamlist import StreamList, parse_streamlist
+from fanout.protocol.streamlist import MAX_LINES, ListedMount, StreamList, parse_streamlist
 from fanout.protocol.upstream import render_streamlist_request
 from fanout.relay.fetch import FetchError, fetch
 from fanout.relay.plan import Plan, RelaySpec, plan_relays
@@ -34,6 +44,16 @@ MIN_POLL_GAP = 0.5
 FAST_REPOLL = 1.0
 # How long (s) polls stay fast after a mount vanished.
 FAST_WINDOW = 60.0
+# Mounts relayed from one master at most (the first ones listed): Icecast-KH operators run
+# ~1,400 relays on one box; every relayed mount costs about 20 KB in the supervisor and in
+# each worker, so 5,000 stay around 100 MB each.
+MAX_RELAYED_MOUNTS = 5_000
+# Pulls started at once, and the pause (s) before the next batch: 2,000 starts a second
+# keep the hub answering its workers and spare the master a thundering herd.
+START_BATCH = 100
+START_PAUSE = 0.05
+# Relay starts and stops logged one by one per poll; the rest are summed up in one line.
+LOGGED_CHANGES = 10
 STREAMLIST_PATH = "/admin/streamlist.txt"
 KH_STREAMS_PATH = "/admin/streams"
 
@@ -52,9 +72,13 @@ class MasterPoller:
         self.kh_master: bool | None = None  # None: not known yet
         self.fast_until = 0.0
         self.greenlet: gevent.Greenlet | None = None
+        self.last_poll_failed = False
+        # The limits the last list hit: (more than MAX_LINES lines, more than
+        # MAX_RELAYED_MOUNTS mounts); warned when they change.
+        self.over_limits = (False, False)
 
     def start(self) -> None:
-        self.greenlet = gevent.spawn(self.run)
+        self.greenlet = supervised.spawn("relay.poller", self.run, restart=True)
 
     def stop(self) -> None:
         """Stop polling and every master relay."""
@@ -74,7 +98,7 @@ class MasterPoller:
             try:
                 self.poll_once()
             except Exception:  # a bug in one poll must not end relaying
-                log.exception("master %s: poll failed", self.address)
+                supervised.report("relay.poller", f"master {self.address}")
             self.wake.wait(self.next_delay())
             gevent.sleep(max(0.0, started + MIN_POLL_GAP - time.monotonic()))
 
@@ -85,11 +109,16 @@ class MasterPoller:
     def poll_once(self) -> None:
         listing = self.fetch_list()
         if listing is None:
+            self.last_poll_failed = True
             return
-        for warning in listing.warnings:
-            log.warning("master %s: %s", self.address, warning)
+        self.report_skipped(listing)
+        local = self.host.local_mounts()
+        listed = [entry for entry in listing.mounts if entry.mount not in local]
+        self.report_limits(listing.truncated, len(listed))
         running = {name: pull.spec for name, pull in self.pulls.items()}
-        self.apply(plan_relays(self.desired(listing), running, self.host.local_mounts()))
+        plan = plan_relays(self.desired(listed[:MAX_RELAYED_MOUNTS]), running, local)
+        self.apply(plan, retry=self.last_poll_failed)
+        self.last_poll_failed = False
 
     @property
     def address(self) -> str:
@@ -116,22 +145,68 @@ class MasterPoller:
                         head.status, head.reason)
         return None
 
-    def desired(self, listing: StreamList) -> dict[str, RelaySpec]:
+    def report_skipped(self, listing: StreamList) -> None:
+        """One line per poll for the lines that were not a usable mount."""
+        if listing.skipped:
+            log.warning("master %s: %d stream list line(s) skipped (%s%s)", self.address,
+                        listing.skipped, "; ".join(listing.examples),
+                        "; …" if listing.skipped > len(listing.examples) else "")
+
+    def report_limits(self, truncated: bool, listed: int) -> None:
+        """Warn when the list outgrows the limits (`truncated`: it had more than MAX_LINES
+        lines; `listed` mounts are not held locally), not again while the same ones are hit."""
+        over = (truncated, listed > MAX_RELAYED_MOUNTS)
+        if any(over) and over != self.over_limits:
+            log.warning("master %s lists %s", self.address, over_limits(truncated, listed))
+        elif any(self.over_limits) and not any(over):
+            log.info("master %s lists %d mounts: within the limits again", self.address, listed)
+        self.over_limits = over
+
+    def desired(self, entries: Iterable[ListedMount]) -> dict[str, RelaySpec]:
         credentials = (self.master.username, self.master.password or "")
         return {entry.mount: RelaySpec(entry.mount, self.master.server, self.master.port,
                                        entry.fetch_path, self.master.on_demand,
                                        credentials if entry.fetch_path != entry.mount else None)
-                for entry in listing.mounts}
+                for entry in entries}
 
-    def apply(self, plan: Plan) -> None:
-        for name in plan.stop:
-            log.info("relay %s stopped: no longer listed by the master", name)
+    def apply(self, plan: Plan, retry: bool = False) -> None:
+        """Stop, keep (cutting their backoff short if `retry`) and start pulls."""
+        for count, name in enumerate(plan.stop):
+            log_change(count, "relay %s stopped: no longer listed by the master", name)
             self.pulls.pop(name).stop()
             self.fast_until = time.monotonic() + FAST_WINDOW
-        for name in plan.keep:
-            self.pulls[name].retry_now()
-        for spec in plan.start:
-            log.info("relay %s: listed by the master %s", spec.mount, self.address)
+        log_rest(len(plan.stop), "relays stopped: no longer listed by the master")
+        if retry:
+            for name in plan.keep:
+                self.pulls[name].retry_now()
+        for count, spec in enumerate(plan.start):
+            if count and count % START_BATCH == 0:
+                gevent.sleep(START_PAUSE)
+            log_change(count, "relay %s: listed by the master %s", spec.mount, self.address)
             pull = (OnDemandPull if spec.on_demand else RelayPull)(spec, self.host, self.trigger)
             self.pulls[spec.mount] = pull
             pull.start()
+        log_rest(len(plan.start), f"relays started: listed by the master {self.address}")
+
+
+def over_limits(truncated: bool, listed: int) -> str:
+    """What of a list is ignored for the limits."""
+    parts = []
+    if truncated:
+        parts.append(f"more than {MAX_LINES} lines (only those are read)")
+    if listed > MAX_RELAYED_MOUNTS:
+        parts.append(f"{listed} mounts (only the first {MAX_RELAYED_MOUNTS} are relayed: the "
+                     "limit per master)")
+    return "; ".join(parts)
+
+
+def log_change(count: int, message: str, *args: object) -> None:
+    """Log the `count`-th change of a poll (0-based) if it is among the first LOGGED_CHANGES."""
+    if count < LOGGED_CHANGES:
+        log.info(message, *args)
+
+
+def log_rest(total: int, what: str) -> None:
+    """Sum up the changes of a poll that were not logged one by one."""
+    if total > LOGGED_CHANGES:
+        log.info("%d more %s", total - LOGGED_CHANGES, what)

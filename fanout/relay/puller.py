@@ -24,6 +24,7 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 
+from fanout import supervised
 from fanout.config import Config
 from fanout.model.ingest import OGG, Ingest, IngestChunk, format_for_content_type
 from fanout.protocol.errors import ProtocolError
@@ -70,6 +71,8 @@ def backoff_delay(failures: int, longest: float = BACKOFF_MAX) -> float:
 
 
 class RelayPull:
+    unit = "relay.pull"  # its name as a supervised unit
+
     def __init__(self, spec: RelaySpec, host: RelayHost, on_ended: Callable[[], None]) -> None:
         self.spec = spec
         self.host = host
@@ -83,6 +86,8 @@ class RelayPull:
         self.current = spec.upstreams()[0]  # the (host, port, path) tried or streaming last
         # A connection to a preferred upstream that answered while we streamed from a backup.
         self.better: tuple[socket.socket, ResponseHead, bytes, tuple[str, int, str]] | None = None
+        # The last failure logged per upstream since the pull last streamed (warn_once).
+        self.told: dict[tuple[str, int, str], str] = {}
 
     @property
     def upstream(self) -> str:
@@ -93,7 +98,7 @@ class RelayPull:
         return backoff_delay(failures, self.spec.retry_max or BACKOFF_MAX)
 
     def start(self) -> None:
-        self.greenlet = gevent.spawn(self.run)
+        self.greenlet = supervised.spawn(self.unit, self.run, restart=True)
 
     def stop(self) -> None:
         """Stop pulling; the mount (if claimed) is released before this returns."""
@@ -112,7 +117,7 @@ class RelayPull:
             try:
                 streamed = self.attempt()
             except Exception:  # a bug must not leave a listed mount without a pull
-                log.exception("relay %s: internal error", self.spec.mount)
+                supervised.report(self.unit, self.spec.mount)
                 streamed = False
             failures = 1 if streamed else failures + 1
             self.state = "retrying"
@@ -127,20 +132,22 @@ class RelayPull:
         try:
             sock, head, first = self.open()
         except FetchError as exc:
-            log.warning("relay %s from %s: %s", self.spec.mount, self.upstream, exc)
+            self.warn_once(f"relay {self.spec.mount} from {self.upstream}: {exc}")
             return False
         try:
             record = self.host.claim_relay_mount(self.spec.mount, self.mount_info(head))
         except ClaimRefused as refused:
-            log.warning("relay %s: mount refused (%s)", self.spec.mount, refused.reason)
+            self.warn_once(f"relay {self.spec.mount}: mount refused ({refused.reason})")
             sock.close()
             return False
         try:
             while True:
                 log.info("relay %s from %s: streaming (%s)", self.spec.mount, self.upstream,
                          head.content_type)
+                self.told.clear()
                 self.state = "streaming"
-                prober = gevent.spawn(self.probe_preferred, record) if self.on_backup() else None
+                prober = (supervised.spawn("relay.probe", self.probe_preferred, record, restart=False)
+                          if self.on_backup() else None)
                 try:
                     ending = self.stream(sock, record, head, first)
                 finally:
@@ -159,6 +166,14 @@ class RelayPull:
                 sock, head, first = reopened
         finally:
             self.host.release_relay_mount(self.spec.mount)
+
+    def warn_once(self, message: str) -> None:
+        """Log why an attempt failed, unless the same upstream failed the same way last
+        time: a pull retrying a broken upstream says why once, not every attempt, until
+        it streamed again."""
+        if self.told.get(self.current) != message:
+            log.warning("%s", message)
+        self.told[self.current] = message
 
     def reopen(self, record: MountRecord) -> tuple[socket.socket, ResponseHead, bytes] | None:
         """After the upstream dropped, reconnect while the mount keeps its listeners (KH
@@ -238,8 +253,8 @@ class RelayPull:
             try:
                 return self.open_at(*upstream)
             except FetchError as exc:
-                log.warning("relay %s from %s: %s; trying the next upstream", self.spec.mount,
-                            self.upstream, exc)
+                self.warn_once(f"relay {self.spec.mount} from {self.upstream}: {exc}; "
+                               "trying the next upstream")
         self.current = last
         return self.open_at(*last)
 

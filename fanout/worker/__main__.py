@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counters-fd", type=int, required=True)
     parser.add_argument("--listen-fds", required=True)
     parser.add_argument("--drain", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, required=True)
     args = parser.parse_args(argv)
     die_with_parent()
     logs.setup(f"worker{args.index}")
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = Worker(args.index, control.Channel.from_fd(args.control_fd),
                     Counters.attach(args.counters_fd),
-                    [int(fd) for fd in args.listen_fds.split(",") if fd], drain=args.drain)
+                    [int(fd) for fd in args.listen_fds.split(",") if fd], drain=args.drain,
+                    timeout=args.timeout)
     return worker.run()
 
 

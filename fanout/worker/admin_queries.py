@@ -14,8 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-import gevent
-
+from fanout import supervised
 from fanout.model.ogg import page_length
 from fanout.protocol.stats_xml import ListedClient
 from fanout.worker.connection import Connection
@@ -131,8 +130,8 @@ def move_listeners(worker: Any, mount: str, destination: str, chosen: set[int],
     _ensure_pump(worker, dst)
     waiting = {key for key, tail in tails.items() if tail is None}
     if waiting and retries:
-        gevent.spawn_later(MOVE_RETRY_DELAY, move_listeners, worker, mount, destination,
-                           waiting, retries - 1)
+        supervised.spawn_later(MOVE_RETRY_DELAY, "worker.move", move_listeners, worker, mount,
+                               destination, waiting, retries - 1)
     return len(moving)
 
 
@@ -185,8 +184,7 @@ def _moved(worker: Any, src: Any, dst: Any, listener: Any, tail: bytes) -> Any:
 
 
 def _ensure_pump(worker: Any, mount: Any) -> None:
-    from fanout.worker.listeners import pump
+    from fanout.worker.listeners import start_pump
 
     mount.urgent = True
-    if mount.pump is None and mount.listeners:
-        mount.pump = gevent.spawn(pump, worker, mount)
+    start_pump(worker, mount)

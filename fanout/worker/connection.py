@@ -6,6 +6,13 @@ with its traceback and answered 500 when nothing was sent yet.
 
 A connection on a shoutcast-compat listen socket is not HTTP: it is a Shoutcast source
 (`shoutcast.py`), its errors close it without a word, and it is never answered 500.
+
+At the `<limits><clients>` limit Icecast answers 403 before reading anything. We read the
+head first (for at most OVER_LIMIT_HEAD_WAIT, and for at most OVER_LIMIT_READS
+connections at once per worker; beyond that the 403 goes out unread as before) so that
+`GET /health` is still answered: a full node serves its listeners well, and a load
+balancer must not take it out. Only /health is: it is cheap and has no side effect,
+while anything else (a listener, a source, admin, status) would bypass the limit.
 """
 from __future__ import annotations
 
@@ -15,8 +22,9 @@ import time
 from typing import Any, Callable
 
 import gevent
+from gevent.lock import BoundedSemaphore
 
-from fanout import logs
+from fanout import logs, supervised
 from fanout.protocol.access_log import AccessRecord, format_access_line
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import BadHead, HeadParser, Request, is_source_method
@@ -30,6 +38,16 @@ HEAD_READ_SIZE = 4096
 # Bytes of a first send searched for status lines (a source's 100 Continue precedes its 200).
 STATUS_SCAN = 512
 _STATUS = re.compile(rb"HTTP/\d\.\d (\d{3}) ")
+# At the clients limit, seconds to wait for a head (a health check sends its request with
+# the connection; anything slower gets Icecast's 403).
+OVER_LIMIT_HEAD_WAIT = 2.0
+# At the clients limit, connections one worker reads a head from at once: what a flood
+# can hold besides the limit is this many fds for OVER_LIMIT_HEAD_WAIT each.
+OVER_LIMIT_READS = 16
+# Paths answered even at the clients limit (see the module doc).
+OVER_LIMIT_PATHS = frozenset({"/health"})
+LIMIT_REACHED = "Icecast connection limit reached"
+_over_limit_reads = BoundedSemaphore(OVER_LIMIT_READS)  # one worker per process
 
 
 class HeaderTimeout(Exception):
@@ -70,31 +88,61 @@ class Connection:
 
 def serve_connection(worker: Any, server: Any, sock: Any, address: tuple[str, int]) -> None:
     conn = Connection(sock, address, server, worker.next_client_id())
-    config = worker.cfg
-    if worker.counters.total("clients") >= config.limits.clients:
-        worker.counters.add(worker.index, "refused", 1)
-        _answer_error(worker, conn, ProtocolError("Icecast connection limit reached", 403))
-        log.warning("%s: refused, %d clients connected (limit)", conn.ip, config.limits.clients)
+    if worker.counters.total("clients") >= worker.cfg.limits.clients:
+        serve_over_limit(worker, conn)
         return
     worker.counters.add(worker.index, "clients", 1)
     worker.counters.add(worker.index, "accepted", 1)
     try:
-        _serve(worker, conn)
+        _serve(worker, conn, lambda: serve_client(worker, conn))
     finally:
         if not conn.kept:
             worker.counters.add(worker.index, "clients", -1)
             log_access(conn, conn.status, conn.sent)
 
 
-def _serve(worker: Any, conn: Connection) -> None:
+def serve_over_limit(worker: Any, conn: Connection) -> None:
+    """At the clients limit: answer /health, refuse anything else with Icecast's 403."""
+    request = None
+    if not conn.server.spec.shoutcast_compat and _over_limit_reads.acquire(blocking=False):
+        try:
+            request = read_over_limit(worker, conn)
+        finally:
+            _over_limit_reads.release()
+    if request is not None and request.method in ("GET", "HEAD") and request.path in OVER_LIMIT_PATHS:
+        conn.request = request
+        _serve(worker, conn, lambda: route(request)(worker, conn, request, b""))
+        log_access(conn, conn.status, conn.sent)
+        return
+    worker.counters.add(worker.index, "refused", 1)
+    _answer_error(worker, conn, ProtocolError(LIMIT_REACHED, 403))
+    log.warning("%s: refused, %d clients connected (limit)", conn.ip, worker.cfg.limits.clients)
+
+
+def read_over_limit(worker: Any, conn: Connection) -> Request | None:
+    """The request head, if a whole and valid one comes within OVER_LIMIT_HEAD_WAIT."""
+    wait = min(OVER_LIMIT_HEAD_WAIT, worker.cfg.limits.header_timeout)
+    try:
+        return read_request(conn.sock, wait)[0]
+    except (HeaderTimeout, ProtocolError, OSError):
+        return None
+
+
+def serve_client(worker: Any, conn: Connection) -> None:
+    if conn.server.spec.shoutcast_compat:
+        # 2.4.4 takes whatever comes on a shoutcast-compat socket for a Shoutcast source
+        from fanout.worker.shoutcast import serve_shoutcast_source
+
+        serve_shoutcast_source(worker, conn)
+    else:
+        serve_request(worker, conn)
+
+
+def _serve(worker: Any, conn: Connection, serve: Callable[[], None]) -> None:
+    """Run `serve` and map what it raises: the one place errors become answers."""
     speaks_http = not conn.server.spec.shoutcast_compat
     try:
-        if speaks_http:
-            serve_request(worker, conn)
-        else:  # 2.4.4 takes whatever comes on a shoutcast-compat socket for a Shoutcast source
-            from fanout.worker.shoutcast import serve_shoutcast_source
-
-            serve_shoutcast_source(worker, conn)
+        serve()
     except ProtocolError as exc:
         if isinstance(exc, BadHead) and conn.request is None:
             conn.request = exc.request  # a refused head still gets its access.log line
@@ -106,7 +154,7 @@ def _serve(worker: Any, conn: Connection) -> None:
     except (ConnectionError, BrokenPipeError):
         log.debug("%s: connection lost", conn.ip)
     except Exception:
-        log.exception("%s: internal error", conn.ip)
+        supervised.report("worker.connection", conn.ip)
         if not conn.answered and speaks_http:
             _answer_error(worker, conn, ProtocolError("Internal Server Error", 500))
 

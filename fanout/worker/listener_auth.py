@@ -42,6 +42,7 @@ import gevent
 from gevent import socket as gsocket
 from gevent import ssl as gssl
 
+from fanout import supervised
 from fanout.config import HtpasswdAuth, ListenerAuth, UrlAuth
 from fanout.protocol.auth import Credentials, basic_credentials
 from fanout.protocol.errors import ProtocolError
@@ -106,7 +107,7 @@ class Sessions:
 
     def watch(self, worker: Any) -> None:
         if self.watcher is None or self.watcher.dead:
-            self.watcher = gevent.spawn(self.end_left, worker)
+            self.watcher = supervised.spawn("auth.sweep", self.end_left, worker, restart=True)
 
     def end_left(self, worker: Any) -> None:
         """End the sessions whose listener the pump closed, while any is being served."""
@@ -256,7 +257,7 @@ def admitted(worker: Any, current: Login, mount: LocalMount) -> None:
         return
     current.info = next(l.tag for l in reversed(mount.listeners) if l.tag.conn is current.conn)
     if current.timelimit is not None:
-        gevent.spawn_later(current.timelimit, expire, worker, current)
+        supervised.spawn_later(current.timelimit, "auth.expire", expire, worker, current)
     SESSIONS.watch(worker)
 
 
@@ -278,7 +279,8 @@ def end_session(worker: Any, ended: Login) -> None:
     if isinstance(auth, UrlAuth) and auth.listener_remove is not None:
         duration = int(time.time() - ended.conn.started)
         form = listener_remove_form(listener_facts(worker, ended), duration)
-        gevent.spawn(post, worker, auth, auth.listener_remove, form, ended)
+        supervised.spawn("auth.notify", post, worker, auth, auth.listener_remove, form, ended,
+                         restart=False)
 
 
 # ---- htpasswd files ----------------------------------------------------------------------

@@ -9,17 +9,23 @@ of the mount's listeners every TICK: that pass is where the CPU goes, with one n
 lapped (too far behind: slow) or failed (peer gone) are closed; would-block ones are simply
 retried on the next tick. When the source leaves, the pump lets listeners drain what is in
 the ring for at most DRAIN_TIME, then closes them, as Icecast drops them.
+
+What a listener that stops reading costs is bounded twice: fanout lets it lag queue-size
+bytes behind the source (`lag_limit`), and its socket's kernel send buffer is fixed
+(`listener_sndbuf`) instead of autotuned up to tcp_wmem's 4 MB, so it is dropped once
+about queue-size plus that buffer went unread: seconds of audio, not minutes.
 """
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
 
-from fanout import core
+from fanout import core, supervised
 from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
@@ -49,8 +55,26 @@ DRAIN_TIME = 2.0
 ON_DEMAND_WAIT = 10.0
 # Seconds between two looks at a held listener's mount.
 PENDING_CHECK = 0.05
-# Listeners one worker may hold per mount while its on-demand upstream connects.
+# Listeners one worker may hold per mount while its on-demand upstream connects (each is
+# a socket and a greenlet looking every PENDING_CHECK); a flash crowd on a slave's
+# on-demand relay is served once the upstream answers, usually within a second.
 MAX_PENDING = 1000
+# SO_SNDBUF of a listener socket whose <listen-socket> has no <so-sndbuf>: the mount's
+# queue-size / SNDBUF_SHARE, within [MIN_SNDBUF, MAX_SNDBUF]. Linux doubles the value, so
+# a listener that stops reading holds at most ~queue-size/2 in the kernel besides the
+# queue-size it may lag (autotuning would let it hold up to 4 MB). Unacknowledged bytes
+# also live in that buffer, so it caps one listener (a slave too) at ~buffer/RTT: with the
+# default, 3-7 Mbit/s at 300 ms, far above audio (a far video stream wants a larger
+# queue-size or <so-sndbuf>).
+SNDBUF_SHARE = 4
+# Floor: a pass's worth (MAX_DELAY) of a few Mbit/s, so a small queue-size does not make a
+# fast listener need a pass per few KB.
+MIN_SNDBUF = 32 * 1024
+# Cap: doubled, one BUDGET, the most a pass sends a listener: with the default queue-size
+# (512000 -> 128000) a fast listener still takes a whole pass in one sendmsg, so passes
+# (one sendmsg per listener each: where the CPU goes) do not multiply; a larger buffer
+# would save no pass.
+MAX_SNDBUF = BUDGET // 2
 
 
 @dataclass(slots=True)
@@ -145,7 +169,8 @@ def await_upstream(worker: Any, mount: LocalMount) -> LocalMount:
     what makes the supervisor connect) until the upstream is up; the mount then, or a 404
     "Mount unavailable" if it fails, stops, or takes over ON_DEMAND_WAIT s (§3.7)."""
     if mount.pending >= MAX_PENDING:
-        raise ProtocolError("Mount unavailable", 404)
+        raise ProtocolError(f"Mount unavailable ({MAX_PENDING} listeners already wait for its "
+                            "upstream)", 404)
     mount.pending += 1
     publish_count(worker, mount)
     try:
@@ -195,6 +220,8 @@ def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Requ
     pos = start_position(mount)
     if mount.is_ogg and pos != 0:
         prefix += ring.stream_header()[1]
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                         listener_sndbuf(conn.server.spec.so_sndbuf, mount.resolved.queue_size))
     listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint, prefix)
     slave = is_relay_client(worker, request)
     listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time(), slave)
@@ -205,8 +232,7 @@ def add_listener(worker: Any, mount: LocalMount, conn: Connection, request: Requ
     stats.observe_listener_count(mount)
     if not slave:
         worker.counters.add(worker.index, "listeners", 1)
-    if mount.pump is None:
-        mount.pump = gevent.spawn(pump, worker, mount)
+    start_pump(worker, mount)
 
 
 def lag_limit(mount: LocalMount) -> int:
@@ -214,9 +240,32 @@ def lag_limit(mount: LocalMount) -> int:
     return int(min(mount.resolved.queue_size, mount.ring.capacity - 2 * core.GUARD))
 
 
+def listener_sndbuf(so_sndbuf: int, queue_size: int) -> int:
+    """SO_SNDBUF for a listener socket: its <listen-socket>'s <so-sndbuf> if set (KH),
+    else derived from the mount's queue-size (see SNDBUF_SHARE)."""
+    if so_sndbuf > 0:
+        return so_sndbuf
+    return max(MIN_SNDBUF, min(queue_size // SNDBUF_SHARE, MAX_SNDBUF))
+
+
 def publish_count(worker: Any, mount: LocalMount) -> None:
     counted = sum(not l.tag.slave for l in mount.listeners) + mount.pending
     mount.ring.set_listener_count(worker.index, counted)
+
+
+def start_pump(worker: Any, mount: LocalMount) -> None:
+    """Run `mount`'s pump unless it runs. Restarted after a crash (its state is the mount's
+    listener list); given up after crashing again and again, it closes those listeners."""
+    if mount.pump is None and mount.listeners:
+        mount.pump = supervised.spawn("worker.pump", pump, worker, mount, restart=True,
+                                      give_up=lambda: abandon_pump(worker, mount))
+
+
+def abandon_pump(worker: Any, mount: LocalMount) -> None:
+    close_all_listeners(worker, mount)
+    mount.pump = None
+    if mount.ended:
+        worker.forget_mount(mount)
 
 
 def pump(worker: Any, mount: LocalMount) -> None:
@@ -265,7 +314,9 @@ def drop_failed(worker: Any, mount: LocalMount, results: list[tuple[Any, int, in
     for listener, status, errno in results:
         if status == core.LAPPED:
             mount.slow_listeners += 1
-            log.info("%s: listener on %s fell too far behind; dropped", listener.tag.conn.ip, mount.name)
+            log.info("%s: listener on %s fell too far behind (over %d bytes); dropped after "
+                     "%d bytes", listener.tag.conn.ip, mount.name, listener.lag_limit,
+                     listener.sent)
         elif status == core.ERROR:
             log.debug("%s: listener on %s gone (errno %d)", listener.tag.conn.ip, mount.name, errno)
         else:

@@ -1,8 +1,14 @@
 """Source clients: SOURCE / PUT (HTTP/1.0, HTTP/1.1, ICE/1.0), §4 of PROTOCOL.md.
 
 Order of checks, as Icecast 2.4.4: path, credentials (401), Content-Type for PUT (403),
-then the supervisor's claim (403 in use / too many sources), then `100 Continue` if asked
-and `200 OK`. From then on every byte read goes through the one ingest path into the ring.
+then the supervisor's claim (400 mount name too long, 403 in use / too many sources), then
+`100 Continue` if asked and `200 OK`. From then on every byte read goes through the one
+ingest path into the ring.
+
+A body sent with `Transfer-Encoding: chunked` (ffmpeg's `http://` output with `-method
+PUT`, `curl -T -`) is decoded on the way (`fanout.protocol.chunked`); 2.4.4 would pass the
+framing to listeners inside the audio. Bad framing ends the source with one log line; any
+other transfer coding is refused with 400 before the claim.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import gevent
 
 from fanout.model.ingest import Ingest, format_for_content_type
 from fanout.protocol.auth import basic_credentials, credentials_match
+from fanout.protocol.chunked import ChunkedDecoder, body_decoder
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
@@ -38,18 +45,20 @@ def serve_source(worker: Any, conn: Connection, request: Request, leftover: byte
     content_type = request.header("content-type")
     if request.method == "PUT" and not content_type:
         raise ProtocolError("No Content-type given", 403)
+    chunks = body_decoder([v for k, v in request.headers if k == "transfer-encoding"])
     info = source_info(conn, request, content_type or DEFAULT_CONTENT_TYPE)
     greeting = render_continue() if wants_continue(request) else b""
-    stream_source(worker, conn, path, info, greeting + render_source_ok(), leftover)
+    stream_source(worker, conn, path, info, greeting + render_source_ok(), leftover, chunks)
 
 
 def stream_source(worker: Any, conn: Connection, path: str, info: dict[str, Any],
-                  greeting: bytes, leftover: bytes) -> None:
+                  greeting: bytes, leftover: bytes, chunks: ChunkedDecoder | None = None) -> None:
     """Claim `path` for an authenticated source, send it `greeting` (if any), then read
-    its stream into the ring until it leaves, and release the mount.
+    its stream (through `chunks` if it is chunked) into the ring until it leaves, and
+    release the mount.
 
     Every kind of source goes through here (SOURCE/PUT, Shoutcast). Raises ProtocolError
-    with the supervisor's status (403) when the claim is refused.
+    with the supervisor's status (400, 403, 503) when the claim is refused.
     """
     answer = worker.claim(path, info)
     if not answer.ok:
@@ -60,7 +69,8 @@ def stream_source(worker: Any, conn: Connection, path: str, info: dict[str, Any]
             conn.send(greeting)
         log.info("%s: source connected on %s (%s)", conn.ip, path, info["content_type"])
         with admin_queries.source_registered(path, conn):
-            pump_source(worker, conn, path, leftover, worker.mounts[path].resolved.source_timeout)
+            stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks)
+            pump_source(worker, path, stream, leftover)
     finally:
         worker.counters.add(worker.index, "sources", -1)
         worker.release(path)
@@ -93,26 +103,85 @@ def source_info(conn: Connection, request: Request, content_type: str) -> dict[s
     }
 
 
-def pump_source(worker: Any, conn: Connection, path: str, leftover: bytes,
-                timeout: float) -> None:
-    """Read until the source closes or stays silent for <source-timeout> seconds."""
+def pump_source(worker: Any, path: str, stream: "SourceStream", leftover: bytes) -> None:
+    """Copy the source's stream into the mount's ring until the stream is over."""
     mount = worker.mounts[path]
     ingest = Ingest(mount.info["format"])
     pace = SourcePace(mount.resolved.queue_size)
-    conn.sock.settimeout(timeout)
-    data = leftover
-    while True:
+    data = stream.unframe(leftover)
+    while data is not None:
         if data:
             append_chunk(mount.ring, ingest.feed(data))
             pace.wrote(len(data))
-        try:
-            data = conn.sock.recv(SOURCE_READ_SIZE)
-        except socket.timeout:
-            log.warning("%s: source on %s sent nothing for %ss; disconnected", conn.ip, path, timeout)
-            return
+        data = stream.read()
+
+
+class SourceStream:
+    """A source's socket as its stream bytes: chunk framing removed, and idleness judged
+    by the socket, not by the clock.
+
+    `read` and `unframe` return the next stream bytes (possibly none, while a chunk line
+    is cut), or None once the stream is over (closed, silent for <source-timeout>, chunked
+    body ended or badly framed), having logged why in one line.
+    """
+
+    def __init__(self, conn: Connection, path: str, timeout: float,
+                 chunks: ChunkedDecoder | None) -> None:
+        self.conn, self.path, self.timeout, self.chunks = conn, path, timeout, chunks
+        self.body_ended = False
+        conn.sock.settimeout(timeout)
+
+    def read(self) -> bytes | None:
+        if self.body_ended:
+            return self.ended(logging.INFO, "ended its chunked body")
+        data = receive_or_idle(self.conn.sock)
+        if data is None:
+            return self.ended(logging.WARNING, f"sent nothing for {self.timeout}s; disconnected")
         if not data:
-            log.info("%s: source on %s disconnected", conn.ip, path)
-            return
+            return self.ended(logging.INFO, "disconnected")
+        return self.unframe(data)
+
+    def unframe(self, data: bytes) -> bytes | None:
+        if self.chunks is None:
+            return data
+        try:
+            payload = self.chunks.feed(data)
+        except ProtocolError as bad:
+            return self.ended(logging.WARNING, f"sent bad chunked framing ({bad.message}); "
+                                               "disconnected")
+        self.body_ended = self.chunks.done  # its last payload still goes in
+        return payload
+
+    def ended(self, level: int, why: str) -> bytes | None:
+        """Log why the stream is over; None, for `read` and `unframe` to return."""
+        log.log(level, "%s: source on %s %s", self.conn.ip, self.path, why)
+        return None
+
+
+def receive_or_idle(sock: Any) -> bytes | None:
+    """The next bytes from a source socket (b"" once it closed), or None if it had nothing
+    to read for its timeout.
+
+    The timeout is a timer of the hub, and the hub may not have run for a while (the
+    process was stopped or swapped out): after such a pause the timer can fire before the
+    hub sees the bytes that arrived meanwhile. So a source is idle only if the timer fired
+    *and* its socket has nothing to read now.
+    """
+    data: bytes
+    try:
+        data = sock.recv(SOURCE_READ_SIZE)
+        return data
+    except socket.timeout:
+        pass
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        data = sock.recv(SOURCE_READ_SIZE)
+        return data
+    except BlockingIOError:
+        return None
+    finally:
+        sock.settimeout(timeout)
 
 
 class SourcePace:

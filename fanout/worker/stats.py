@@ -119,7 +119,7 @@ def collect_server(worker: Any) -> ServerFigures:
 
 # Refused requests by reason, this worker's (the client limit is in `Counters`).
 _REFUSAL_REASONS = {0: "closed", 400: "bad_request", 401: "unauthorized", 403: "forbidden",
-                    404: "not_found"}
+                    404: "not_found", 503: "unavailable"}
 _refusals: dict[str, int] = {}
 
 

@@ -117,7 +117,17 @@ def server_families(worker: Any, workers: list[dict[str, Any]]) -> list[MetricFa
             reasons[reason] = reasons.get(reason, 0) + count
     for reason, count in sorted(reasons.items()):
         refused.add(count, reason=reason)
-    return [uptime, accepted, refused]
+    return [uptime, accepted, refused, internal_errors_family(worker)]
+
+
+def internal_errors_family(worker: Any) -> MetricFamily:
+    """Every process's internal errors (fanout.supervised), summed from the shared counters,
+    so a hung or replaced worker's count is not lost."""
+    errors = MetricFamily("fanout_internal_errors_total", "counter",
+                          "Unexpected exceptions, logged with a traceback, by unit")
+    for where, count in worker.counters.internal_errors().items():
+        errors.add(count, where=where)
+    return errors
 
 
 def serve_status_page(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:

@@ -1,37 +1,62 @@
 """A worker process: accepts on the shared sockets and serves clients.
 
-Theory of operation: the worker first waits for its `config` message, then starts one
-`ClientServer` per inherited listening socket, knowing the `<listen-socket>` it was bound
-for (a shoutcast-compat one serves Shoutcast sources only), and says `booted`. A greenlet
-reads the control channel for the rest of its life: `mount_up` maps a ring (from the fd
-that rides with the message), `mount_down` lets the mount's listeners drain and then
-unmaps it, `claim_result` wakes the source that asked. If the supervisor goes away the
-worker stops: it never outlives the server.
+Theory of operation: the worker first waits (at most BOOT_WAIT s) for its `config`
+message, then starts one `ClientServer` per inherited listening socket, knowing the
+`<listen-socket>` it was bound for (a shoutcast-compat one serves Shoutcast sources only),
+and says `booted`. A greenlet reads the control channel for the rest of its life:
+`mount_up` maps a ring (from the fd that rides with the message), `mount_down` lets the
+mount's listeners drain and then unmaps it, `claim_result` wakes the source that asked.
+If the supervisor goes away the worker stops: it never outlives the server.
+
+Every greenlet is supervised (`fanout.supervised`). Another beats in the shared counters
+every `timeout / BEATS_PER_TIMEOUT` s; a worker whose hub stops (stuck, or SIGSTOPped)
+stops beating and the supervisor replaces it after `--timeout` s. Near its open-file
+limit the worker answers new clients 503 (`fdlimit.py`); a ring that arrived without its
+fd (the kernel drops fds past the limit) is asked for again once fds are free.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import itertools
 import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import gevent
 from gevent.event import AsyncResult, Event
 from gevent.server import StreamServer
+from gevent.socket import socket as GeventSocket
 
-from fanout import control, core, logs
+from fanout import control, core, logs, supervised
 from fanout.config import Config, ListenSocket, ResolvedMount
 from fanout.counters import Counters
+from fanout.worker.fdlimit import FdGuard
 
 log = logging.getLogger("fanout.worker")
 
 # Seconds a worker waits for a gather's answers (the supervisor answers after its own
 # GATHER_TIMEOUT at the latest).
 GATHER_WAIT = 10.0
+# Seconds a source waits for the supervisor's answer to its claim (it answers at once
+# unless it is stuck, in which case it is being replaced).
+CLAIM_WAIT = 10.0
+# Seconds a new worker waits for its config before giving up (exit status BOOT_FAILED).
+BOOT_WAIT = 30.0
+# Exit status of a worker that could not boot.
+BOOT_FAILED = 3
+# Heartbeats per --timeout: a worker is killed after missing about this many in a row.
+BEATS_PER_TIMEOUT = 5
+# Longest time between two heartbeats (s), whatever the timeout.
+MAX_BEAT_INTERVAL = 1.0
+# Seconds between two tries to get back rings that arrived without their fd.
+REMOUNT_RETRY = 0.5
+# Fds that mapping a ring takes: the one received and the dup the ring keeps.
+FDS_PER_RING = 2
 
 # Handlers of cross-worker queries, by name: `handler(worker, **args) -> picklable result`.
 # Modules register theirs with @query("name"); see Worker.gather.
@@ -105,6 +130,25 @@ class ClientServer(StreamServer):
         self.spec = spec  # the <listen-socket> this socket was bound for (shoutcast-compat …)
         self.kept: set[Any] = set()
 
+    def do_read(self) -> tuple[Any, Any] | None:
+        """Accept one connection, unless the worker is near its open-file limit: then the
+        client is answered 503 at once (`fdlimit.py`). gevent's own accept would raise on
+        EMFILE, print a traceback and retry without ever draining the queue."""
+        guard = self.worker.fd_guard
+        try:
+            fd, address = self.socket._accept()
+        except BlockingIOError:
+            return None  # another worker was faster
+        except OSError as exc:
+            guard.accept_failed(self, exc)
+            return None
+        if guard.over_high_water(fd):
+            guard.refuse(fd, "near the open-file limit")
+            return None
+        guard.accepted()
+        sock = self.socket
+        return GeventSocket(sock.family, sock.type, sock.proto, fileno=fd), address
+
     def handle_client(self, sock: Any, address: tuple[str, int]) -> None:
         from fanout.worker.connection import serve_connection
 
@@ -122,9 +166,10 @@ class ClientServer(StreamServer):
 
 class Worker:
     def __init__(self, index: int, channel: control.Channel, counters: Counters,
-                 listen_fds: list[int], drain: float = 0.0) -> None:
+                 listen_fds: list[int], drain: float, timeout: float) -> None:
         self.index = index
         self.drain = drain  # seconds to keep serving after SIGTERM (/health says 503)
+        self.timeout = timeout  # the supervisor kills a worker that did not beat this long
         self.channel = channel
         self.counters = counters
         self.listen_fds = listen_fds
@@ -132,21 +177,49 @@ class Worker:
         self.configured = Event()
         self.stopping = Event()
         self.mounts: dict[str, LocalMount] = {}
-        self.claims: dict[int, AsyncResult] = {}
+        self.claims: dict[int, tuple[str, AsyncResult]] = {}  # id -> (mount, answer)
         self.redirect_targets: tuple[Any, ...] = ()  # redirects.Target: the master's slaves
         self.gathers: dict[int, AsyncResult] = {}
         self.claim_ids = itertools.count(1)
         self.client_ids = itertools.count(1)
         self.servers: list[ClientServer] = []
+        self.fd_guard = FdGuard()
+        self.lost_rings: set[str] = set()  # mounts whose mount_up came without its fd
+        self.remounter: gevent.Greenlet | None = None
 
     def run(self) -> int:
+        supervised.count_into(self.counters, self.index)
+        supervised.install_hub_reporter()
         gevent.signal_handler(signal.SIGTERM, self.stopping.set)
         gevent.signal_handler(signal.SIGINT, self.stopping.set)
         gevent.signal_handler(signal.SIGUSR1, self.reopen_logs)  # logrotate moved the files
         for module in QUERY_MODULES:
             importlib.import_module(module)
-        gevent.spawn(self.read_control)
-        self.configured.wait()
+        self.beat()
+        # Restarted for ever: without its beat the worker is killed as hung.
+        supervised.spawn("worker.heartbeat", self.beat_forever, restart=True)
+        # Restarted; given up (the channel is unusable), the worker stops and is replaced.
+        supervised.spawn("worker.control", self.read_control, restart=True,
+                         give_up=self.stopping.set)
+        gevent.wait([self.configured, self.stopping], timeout=BOOT_WAIT, count=1)
+        if not self.configured.is_set():
+            if not self.stopping.is_set():
+                log.error("no config from the supervisor within %ss; exiting", BOOT_WAIT)
+            return BOOT_FAILED
+        self.start_servers()
+        try:
+            self.channel.send("booted", worker=self.index, pid=os.getpid())
+        except OSError:
+            return BOOT_FAILED  # the supervisor is gone already
+        self.stopping.wait()
+        if self.drain > 0:
+            log.info("stopping: draining for %.1fs (/health answers 503)", self.drain)
+            gevent.sleep(self.drain)
+        self.shutdown()
+        return 0
+
+    def start_servers(self) -> None:
+        self.fd_guard.server_id = self.cfg.server_id
         for index, fd in enumerate(self.listen_fds):
             listener = socket.socket(fileno=fd)
             listener.setblocking(False)  # see bind_listeners: never block the hub in accept
@@ -154,13 +227,15 @@ class Worker:
             server = ClientServer(listener, self, spec)
             server.start()
             self.servers.append(server)
-        self.channel.send("booted", worker=self.index, pid=os.getpid())
-        self.stopping.wait()
-        if self.drain > 0:
-            log.info("stopping: draining for %.1fs (/health answers 503)", self.drain)
-            gevent.sleep(self.drain)
-        self.shutdown()
-        return 0
+
+    def beat(self) -> None:
+        self.counters.beat(self.index, time.monotonic())
+
+    def beat_forever(self) -> None:
+        interval = min(MAX_BEAT_INTERVAL, self.timeout / BEATS_PER_TIMEOUT)
+        while True:
+            self.beat()
+            gevent.sleep(interval)
 
     def reopen_logs(self) -> None:
         logs.reopen_files()
@@ -186,20 +261,17 @@ class Worker:
     # -- control channel ---------------------------------------------------------------------
 
     def read_control(self) -> None:
-        while True:
-            try:
-                message = self.channel.recv()
-            except OSError:
-                message = None
-            if message is None:
-                log.warning("supervisor went away; stopping")
-                self.stopping.set()
-                return
-            handler = getattr(self, f"on_{message.op}", None)
-            if handler is None:
-                log.error("unknown control op %r", message.op)
-                continue
-            handler(message)
+        control.read_loop(self.channel, self.dispatch, "worker.control")
+        if not self.stopping.is_set():
+            log.warning("supervisor went away; stopping")
+        self.stopping.set()
+
+    def dispatch(self, message: control.Message) -> None:
+        handler = getattr(self, f"on_{message.op}", None)
+        if handler is None:
+            log.error("unknown control op %r", message.op)
+            return
+        handler(message)
 
     def on_config(self, message: control.Message) -> None:
         self.config = message["config"]
@@ -214,12 +286,25 @@ class Worker:
         self.redirect_targets = message["targets"]
 
     def on_mount_up(self, message: control.Message) -> None:
-        (fd,) = message.fds
+        name = message["mount"]
+        if message.get("resent") and name not in self.lost_rings:
+            return  # a newer mount_up brought the ring meanwhile
+        fd = message.take_fd()
+        if fd is None:
+            self.ring_lost(name)
+            return
         try:
-            ring = core.Ring.attach(fd)
+            ring = core.Ring.attach(fd)  # keeps a dup of the fd: one more fd
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            self.ring_lost(name)
+            return
         finally:
             os.close(fd)
-        name = message["mount"]
+        if name in self.lost_rings:
+            self.lost_rings.discard(name)
+            log.info("the ring of %s arrived this time; serving it", name)
         old = self.mounts.get(name)
         if old is not None:  # a new source took over before our old listeners drained
             from fanout.worker.listeners import close_all_listeners
@@ -228,6 +313,7 @@ class Worker:
         self.mounts[name] = LocalMount(name, ring, message["info"], self.cfg.resolve_mount(name))
 
     def on_mount_down(self, message: control.Message) -> None:
+        self.lost_rings.discard(message["mount"])
         mount = self.mounts.get(message["mount"])
         if mount is None:
             return
@@ -241,9 +327,31 @@ class Worker:
             mount.info = message["info"]
 
     def on_claim_result(self, message: control.Message) -> None:
-        result = self.claims.pop(message["id"], None)
+        mount, result = self.claims.pop(message["id"], ("", None))
         if result is not None:
             result.set(ClaimAnswer(message["ok"], message["status"], message["reason"]))
+        elif message["ok"]:  # granted after its source gave up waiting: give it back
+            self.release(message["mount"])
+
+    # -- rings that arrived without their fd -------------------------------------------------
+
+    def ring_lost(self, name: str) -> None:
+        """`name`'s mount_up came without its ring (we are at the open-file limit): ask
+        the supervisor again once an fd is free. Logged once per mount and loss."""
+        if name not in self.lost_rings:
+            log.warning("the ring of %s arrived without its fd (out of file descriptors); "
+                        "asking again once fds are free", name)
+            self.lost_rings.add(name)
+        if self.remounter is None or self.remounter.dead:
+            # Restarted for ever: a lost ring must come back.
+            self.remounter = supervised.spawn("worker.remount", self.remount, restart=True)
+
+    def remount(self) -> None:
+        """Ask for the lost rings every REMOUNT_RETRY s while an fd could be received."""
+        while self.lost_rings:
+            gevent.sleep(REMOUNT_RETRY)
+            if self.lost_rings and fds_free(FDS_PER_RING):
+                self.channel.send("remount", mounts=sorted(self.lost_rings))
 
     def on_stop(self, message: control.Message) -> None:
         self.stopping.set()
@@ -253,7 +361,7 @@ class Worker:
         try:
             result = handler(self, **message["args"]) if handler else None
         except Exception:
-            log.exception("query %r failed", message["query"])
+            supervised.report("worker.control", f"query {message['query']!r}")
             result = None
         self.channel.send("answer", gather=message["gather"], result=result)
 
@@ -265,12 +373,22 @@ class Worker:
     # -- requests to the supervisor ----------------------------------------------------------
 
     def claim(self, mount: str, info: dict[str, Any]) -> ClaimAnswer:
-        """Ask the supervisor for a mount; the mount is in self.mounts when this says ok."""
+        """Ask the supervisor for a mount; the mount is in self.mounts when this says ok.
+        503 when the supervisor does not answer within CLAIM_WAIT s or the ring could not
+        be received (out of file descriptors)."""
         claim_id = next(self.claim_ids)
         result: AsyncResult = AsyncResult()
-        self.claims[claim_id] = result
+        self.claims[claim_id] = (mount, result)
         self.channel.send("claim", id=claim_id, mount=mount, info=info)
-        answer: ClaimAnswer = result.get()
+        try:
+            answer: ClaimAnswer = result.get(timeout=CLAIM_WAIT)
+        except gevent.Timeout:
+            self.claims.pop(claim_id, None)
+            log.error("no answer from the supervisor to a claim of %s within %ss", mount, CLAIM_WAIT)
+            return ClaimAnswer(False, 503, "Server busy, try again later")
+        if answer.ok and (mount not in self.mounts or mount in self.lost_rings):
+            self.release(mount)
+            return ClaimAnswer(False, 503, "Server busy, try again later")
         return answer
 
     def gather(self, name: str, **args: Any) -> list[Any]:
@@ -297,3 +415,17 @@ class Worker:
         if self.mounts.get(mount.name) is mount:
             del self.mounts[mount.name]
         mount.ring.close()
+
+
+def fds_free(count: int) -> bool:
+    """Whether this process could open `count` more files now."""
+    opened: list[int] = []
+    try:
+        for _ in range(count):
+            opened.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        return False
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return True

@@ -12,20 +12,12 @@ from fanout.bench.progress import QuietDisplay
 from fanout.bench.runner import Endpoint, run_scenario, wait_for_mount
 from fanout.bench.scenarios import load_scenarios, with_overrides
 from fanout.bench.swarm import SwarmSpec, run_swarm
-
-
-@pytest.fixture(scope="module")
-def fanout_server():
-    from fanout.bench.servers import start_server
-
-    server = start_server("fanout", workers=2)
-    yield server
-    server.stop()
+from tests.bench.conftest import SERVER_SCENARIOS, tiny
 
 
 def test_swarm_verifies_a_realtime_stream_with_icy_from_fanout(fanout_server):
     srv = fanout_server
-    feeder = Feeder(SourceSpec(srv.host, srv.port, "/verify", srv.source_password))
+    feeder = Feeder([SourceSpec(srv.host, srv.port, "/verify", srv.source_password)])
     feeder.start()
     try:
         wait_for_mount(srv.host, srv.port, "/verify")
@@ -39,17 +31,26 @@ def test_swarm_verifies_a_realtime_stream_with_icy_from_fanout(fanout_server):
     assert sum(counts[name] for name in report.ERROR_COUNTERS) == 0
 
 
-@pytest.mark.parametrize("name", sorted(load_scenarios()))
+@pytest.mark.parametrize("name", SERVER_SCENARIOS)
 def test_every_scenario_runs_at_tiny_size_against_fanout(fanout_server, name):
     srv = fanout_server
-    scenario = with_overrides(load_scenarios()[name], listeners=[2], duration=1.0, runs=1)
+    scenario = tiny(load_scenarios()[name])
     endpoint = Endpoint("fanout", srv.host, srv.port, f"/tiny-{name}", srv.source_password,
                         pid=srv.pid)
     [result] = run_scenario(endpoint, scenario, QuietDisplay())
     assert result.error is None
-    assert set(report.FIGURE_KEYS) <= set(result.median)
-    assert result.median["failed"] == 0 and result.median["errors"] == 0
-    assert result.median["server_cpu_pct"] is not None
+    median, step = result.median, scenario.steps[0]
+    assert set(report.FIGURE_KEYS) <= set(median)
+    assert median["mounts_served"] == median["sources_connected"] == step.mounts
+    assert median["server_cpu_pct"] is not None
+    assert median["supervisor_cpu_pct"] is not None and median["workers_cpu_pct"] is not None
+    assert median["server_pss_mb"] is not None
+    if step.listeners:
+        assert median["established"] == step.total_listeners
+        assert median["failed"] == 0 and median["errors"] == 0
+        assert median["ttfb_socket_p99_ms"] is not None and median["ttfb_loop_p99_ms"] is not None
+    else:
+        assert median["established"] is None and median["source_mb_s"] > 0
 
 
 def test_steady_cpu_is_measured_once_every_listener_is_in(fanout_server):

@@ -14,15 +14,15 @@ from fanout.bench import report
 from fanout.bench.feeder import Feeder, SourceRefused, SourceSpec, open_source
 from fanout.bench.progress import QuietDisplay
 from fanout.bench.runner import Endpoint, run_scenario, wait_for_mount
-from fanout.bench.scenarios import load_scenarios, with_overrides
+from fanout.bench.scenarios import load_scenarios
 from fanout.bench.swarm import SwarmSpec, run_swarm
-from tests.bench.conftest import needs_icecast
+from tests.bench.conftest import SERVER_SCENARIOS, needs_icecast, tiny
 
 pytestmark = needs_icecast
 
 
 def test_swarm_verifies_a_realtime_stream_from_icecast(icecast):
-    feeder = Feeder(SourceSpec(icecast.host, icecast.port, "/verify", icecast.source_password))
+    feeder = Feeder([SourceSpec(icecast.host, icecast.port, "/verify", icecast.source_password)])
     feeder.start()
     try:
         wait_for_mount(icecast.host, icecast.port, "/verify")
@@ -42,16 +42,20 @@ def test_wrong_source_password_is_refused_with_401(icecast):
     assert refused.value.status == 401
 
 
-@pytest.mark.parametrize("name", sorted(load_scenarios()))
+@pytest.mark.parametrize("name", SERVER_SCENARIOS)
 def test_every_scenario_runs_at_tiny_size(icecast, name):
-    scenario = with_overrides(load_scenarios()[name], listeners=[2], duration=1.0, runs=1)
+    scenario = tiny(load_scenarios()[name])
     endpoint = Endpoint("icecast", icecast.host, icecast.port, f"/tiny-{name}",
                         icecast.source_password, pid=icecast.pid)
     [result] = run_scenario(endpoint, scenario, QuietDisplay())
     assert result.error is None
-    assert set(report.FIGURE_KEYS) <= set(result.median)
-    assert result.median["failed"] == 0
-    assert result.median["server_cpu_pct"] is not None
+    median, step = result.median, scenario.steps[0]
+    assert set(report.FIGURE_KEYS) <= set(median)
+    assert median["mounts_served"] == median["sources_connected"] == step.mounts
+    assert median["server_cpu_pct"] is not None and median["server_pss_mb"] is not None
+    assert median["supervisor_cpu_pct"] is None  # one process: nothing to split
+    if step.listeners:
+        assert median["failed"] == 0 and median["errors"] == 0
 
 
 def test_cli_against_a_target_prints_the_table_and_writes_json(icecast, tmp_path):

@@ -111,10 +111,57 @@ def test_redirect_off_loopback_is_refused(canned_server):
 
 def test_swarm_refuses_a_target_off_loopback():
     with pytest.raises(ValueError, match="127.0.0.0/8"):
-        _swarm.run({"host": "192.0.2.1", "port": 80, "path": "/", "listeners": 1, "duration": 0.1})
+        _swarm.run({"host": "192.0.2.1", "port": 80, "paths": ["/"], "listeners": 1, "duration": 0.1})
 
 
 def test_silent_server_is_a_stall(canned_server):
     server = canned_server(OK_HEAD + payload.build_frames(0, 5, 0))
     result = swarm_against(server.port, listeners=1, duration=1.5, stall_after=0.3)
     assert result["stalls"] == 1 and result["stall_seconds"] > 0.3
+
+
+def test_listeners_are_spread_over_the_mounts_in_global_order(canned_server):
+    server = canned_server(OK_HEAD + payload.build_frames(0, 10, 0))
+    result = run_swarm(SwarmSpec("127.0.0.1", server.port, ("/a", "/b", "/c"), listeners=7,
+                                 duration=0.5, processes=2))
+    assert result["established"] == 7
+    paths = sorted(line.split()[1] for line in server.requests)
+    assert paths == [b"/a"] * 3 + [b"/b"] * 2 + [b"/c"] * 2
+
+
+def test_time_to_first_byte_counts_from_socket_creation(canned_server):
+    delay = 0.2
+    server = canned_server(OK_HEAD + payload.build_frames(0, 10, 0), delay=delay)
+    result = swarm_against(server.port, listeners=2, duration=0.6)
+    floor = payload.hist_low(payload.hist_index(int(delay * 1e6)))  # its histogram bucket
+    for name in ("ttfb_hist", "ttfb_loop_hist", "head_hist"):
+        assert sum(result[name]) == 2
+        assert payload.hist_percentile(result[name], 0.0) >= floor
+    assert sum(result["connect_hist"]) == 2 and sum(result["open_lag_hist"]) == 2
+
+
+def test_errors_on_a_connection_the_server_cut_are_counted_apart(canned_server):
+    gapped = payload.build_frames(0, 10, 0) + payload.build_frames(15, 10, 0)
+    cutting = canned_server(OK_HEAD + gapped, close=True)
+    cut = swarm_against(cutting.port, listeners=2)
+    assert cut["dropped"] == 2 and cut["counts"]["gaps"] == 2
+    assert cut["cut_errors"] == 2 and cut["cut_error_listeners"] == 2
+    held = swarm_against(canned_server(OK_HEAD + gapped).port, listeners=2)
+    assert held["counts"]["gaps"] == 2 and held["cut_errors"] == 0
+
+
+def test_a_dropped_listener_reconnects_when_asked(canned_server):
+    server = canned_server(OK_HEAD + payload.build_frames(0, 10, 0), close=True)
+    result = swarm_against(server.port, listeners=1, duration=0.6, reconnect_after=0.05)
+    assert result["reconnects"] >= 1 and result["dropped"] >= 1
+    # every connection but the first is a reconnection
+    assert result["opened"] == 1 + result["reconnects"]
+
+
+def test_churn_closes_established_listeners_and_opens_them_anew(canned_server):
+    server = canned_server(OK_HEAD + payload.build_frames(0, 10, 0))
+    result = swarm_against(server.port, listeners=2, duration=0.6, churn_rate=20)
+    assert result["churned"] >= 1 and result["dropped"] == 0
+    assert result["opened"] == 2 + result["churned"]
+    assert result["established"] + result["pending"] == result["opened"]
+    assert sum(result["counts"][name] for name in ("gaps", "duplicates", "corrupt_frames")) == 0

@@ -6,6 +6,8 @@ with their own addresses, in network namespaces, share the listeners at the end.
 """
 from __future__ import annotations
 
+import json
+
 from tests.integration.test_relay import (PacedSource, assert_pattern_flows, servers,  # noqa: F401
                                           wait_status)
 from tests.support.clients import Listener, raw_request
@@ -30,6 +32,16 @@ def redirecting_slave_xml(master: FanoutProcess, redirect: int = 1, address: str
 def get(server: FanoutProcess, target: str, extra: str = "") -> bytes:
     request = f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"
     return raw_request(server.host, server.port, request.encode(), timeout=5)
+
+
+def listeners_of(server: FanoutProcess, mount: str) -> int:
+    """The mount's listener count in /status-json.xsl (-1 if it is not listed)."""
+    body = get(server, "/status-json.xsl").partition(b"\r\n\r\n")[2]
+    sources = json.loads(body)["icestats"].get("source", [])
+    for source in sources if isinstance(sources, list) else [sources]:
+        if source["listenurl"].endswith(mount):
+            return int(source["listeners"])
+    return -1
 
 
 def head_line(answer: bytes, name: str) -> str | None:
@@ -88,7 +100,11 @@ def test_static_redirect_targets_need_no_registration(servers):
     source = PacedSource(master, "/full")
     try:
         wait_status(master, "/full", 200, 5)
+        # wait_status's probe was a listener: the mount holds one place for it until the
+        # pump notices it closed, and `first` would be redirected instead.
+        wait_for(lambda: listeners_of(master, "/full") == 0, 5, "the probe listener to leave")
         first = Listener(master.host, master.port, "/full").start()
+        assert first.head.startswith(b"HTTP/1.0 200 OK"), first.head
         answer = get(master, "/full")
         assert head_line(answer, "location") == "http://relay.example.org:8123/full"
         first.close()

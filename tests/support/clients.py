@@ -48,6 +48,11 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+# Most bytes read_all takes: an answer that turns out to be an endless stream (a request
+# served as a listener by mistake) fails the test instead of hanging it.
+READ_ALL_LIMIT = 4 * 1024 * 1024
+
+
 def raw_request(host: str, port: int, data: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes, return everything the server answers until it closes."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -56,8 +61,10 @@ def raw_request(host: str, port: int, data: bytes, timeout: float = 5.0) -> byte
 
 
 def read_all(sock: socket.socket) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
+    size = 0
     while True:
+        assert size <= READ_ALL_LIMIT, f"the answer did not end after {size} bytes: {b''.join(chunks)[:200]!r}"
         try:
             chunk = sock.recv(65536)
         except (ConnectionResetError, socket.timeout):
@@ -65,6 +72,7 @@ def read_all(sock: socket.socket) -> bytes:
         if not chunk:
             break
         chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks)
 
 

@@ -36,6 +36,35 @@ def test_a_local_source_wins_over_the_masters_mount():
     assert plan_relays({"/a": spec("/a")}, {}, local={"/a"}) == Plan((), (), ())
 
 
+class CountedName(str):
+    """A mount name that counts how often it is compared, and fails past LIMIT comparisons:
+    a plan that searched a sequence per mount would compare names n² times."""
+
+    compared = 0
+    LIMIT = 10**9
+
+    def __eq__(self, other: object) -> bool:
+        CountedName.compared += 1
+        assert CountedName.compared <= CountedName.LIMIT, "plan_relays compares names n² times"
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_a_huge_list_is_planned_in_linear_work_and_exactly():
+    n = 20_000
+    names = [CountedName(f"/m{i:05d}") for i in range(2 * n)]
+    running = {name: spec(name) for name in names[:n]}
+    desired = {CountedName(name): spec(name) for name in names[n // 2:]}  # equal, not identical
+    desired[names[n - 1]] = spec(names[n - 1], 9000)  # one changed upstream
+    CountedName.compared, CountedName.LIMIT = 0, 20 * n
+    plan = plan_relays(desired, running, local={names[n]})
+    assert plan.keep == tuple(names[n // 2:n - 1])
+    assert plan.stop == (*names[:n // 2], names[n - 1])
+    assert [s.mount for s in plan.start] == [names[n - 1], *names[n + 1:]]
+    assert plan.start[0].port == 9000
+
+
 def test_backoff_starts_under_a_second_doubles_and_is_bounded():
     delays = [backoff_delay(n) for n in range(1, 12)]
     assert delays[0] < 1.0

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import random
 
-from fanout.protocol.streamlist import (MAX_LINE, ListedMount, parse_line, parse_streamlist,
-                                        render_kh_streams, render_streamlist)
+from fanout.protocol.streamlist import (MAX_LINE, MAX_LINES, SKIP_EXAMPLES, ListedMount,
+                                        parse_line, parse_streamlist, render_kh_streams,
+                                        render_streamlist)
 
 
 def test_icecast_list_gives_one_mount_per_crlf_line():
     listing = parse_streamlist(b"/live.mp3\r\n/live.ogg\r\n")
     assert listing.mounts == (ListedMount("/live.mp3", "/live.mp3"),
                               ListedMount("/live.ogg", "/live.ogg"))
-    assert listing.warnings == ()
+    assert (listing.skipped, listing.examples, listing.truncated) == (0, (), False)
 
 
 def test_kh_lines_are_fetched_as_listed_under_the_mount_name():
@@ -28,17 +29,51 @@ def test_percent_encoded_path_is_decoded_and_query_dropped():
     assert parse_streamlist(b"/caf%C3%A9?x=1\r\n").mounts[0].mount == "/café"
 
 
-def test_over_long_lines_are_skipped_with_a_warning():
+def test_over_long_lines_are_skipped_and_said_why():
     listing = parse_streamlist(b"/" + b"x" * MAX_LINE + b"\r\n/ok\r\n")
     assert [m.mount for m in listing.mounts] == ["/ok"]
-    assert "longer than 255 bytes" in listing.warnings[0]
+    assert listing.examples == ("line 1: longer than 255 bytes",)
 
 
-def test_non_slash_lines_and_garbage_are_skipped_with_warnings():
+def test_non_slash_lines_and_garbage_are_skipped_and_counted():
     body = b"http://other:8000/x\r\nnot a mount\r\n\x00\xff\r\n/\r\n/admin/stats\r\n/../x\r\n/ok\r\n"
     listing = parse_streamlist(body)
     assert [m.mount for m in listing.mounts] == ["/ok"]
-    assert len(listing.warnings) == 6
+    assert listing.skipped == 6
+
+
+def test_only_the_first_few_skipped_lines_keep_their_reason():
+    listing = parse_streamlist(b"junk\n" * 500 + b"/ok\n")
+    assert [m.mount for m in listing.mounts] == ["/ok"]
+    assert listing.skipped == 500
+    assert listing.examples == tuple(f"line {n}: does not start with '/': 'junk'"
+                                     for n in range(1, SKIP_EXAMPLES + 1))
+
+
+def test_percent_encoded_control_characters_are_not_a_mount():
+    listing = parse_streamlist(b"/a%0d%0aInjected:%201\r\n/admin/streams?mount=/b%0a\r\n/ok\r\n")
+    assert [m.mount for m in listing.mounts] == ["/ok"] and listing.skipped == 2
+    assert listing.examples[0] == "line 1: control character in the mount name: '/a\\r\\nInjected: 1'"
+
+
+def test_at_most_max_lines_lines_are_read():
+    body = b"".join(b"/m%d\r\n" % n for n in range(MAX_LINES + 5))
+    listing = parse_streamlist(body)
+    assert len(listing.mounts) == MAX_LINES and listing.truncated
+    assert listing.mounts[-1].mount == f"/m{MAX_LINES - 1}"
+
+
+def test_a_list_of_exactly_max_lines_lines_is_not_truncated():
+    for body in (b"/a\n/b\n/c\n", b"/a\n/b\n/c"):
+        listing = parse_streamlist(body, max_lines=3)
+        assert len(listing.mounts) == 3 and not listing.truncated
+    assert parse_streamlist(b"/a\n/b\n/c\n/d", max_lines=3).truncated
+
+
+def test_junk_past_the_line_limit_costs_nothing():
+    body = b"/a\n" + b"x\n" * 500_000
+    listing = parse_streamlist(body, max_lines=100)
+    assert ([m.mount for m in listing.mounts], listing.skipped, listing.truncated) == (["/a"], 99, True)
 
 
 def test_duplicate_mounts_are_listed_once():

@@ -74,3 +74,15 @@ def test_location_is_parsed_as_2_4_4_follows_it():
 def test_unsupported_locations_are_refused(value):
     with pytest.raises(ProtocolError):
         parse_location(value)
+
+
+def test_content_length_is_read_when_declared():
+    assert parse_response_head(b"HTTP/1.0 200 OK\r\nContent-Length: 42").content_length() == 42
+    assert parse_response_head(b"HTTP/1.0 200 OK").content_length() is None
+
+
+@pytest.mark.parametrize("value", [b"-1", b"12x", b"\xb2", b"9" * 5000, b""])
+def test_a_bad_content_length_is_a_protocol_error(value):
+    head = parse_response_head(b"HTTP/1.0 200 OK\r\nContent-Length: " + value)
+    with pytest.raises(ProtocolError):
+        head.content_length()

@@ -3,20 +3,30 @@
 
 Theory of operation. ``run(config)`` drives one process's share of a listener swarm
 in a single epoll loop with the GIL released. Listener ``i`` is opened at
-``t0 + global_index / arrival_rate``; it connects (non-blocking, from one of several
-127.0.0.x source addresses), sends ``GET``, reads the response head (following one
-redirect), then reads the body: *fast* listeners on every EPOLLIN, *paced* ones are
-taken out of epoll and read from a due-ordered queue every ``read_interval`` with a
-token bucket of ``read_rate`` bytes/s. Every body byte goes through the verifier (the
-C twin of ``fanout.bench.payload.StreamVerifier``: ICY layer, then frame layer), which
-also records source→listener latency. A sweep every ``SWEEP_NS`` times out heads and
-counts stalls. At ``t_end`` all sockets are closed and the totals returned as a dict.
+``t0 + global_index / arrival_rate`` on mount ``paths[global_index % len(paths)]``;
+it connects (non-blocking, from one of several 127.0.0.x source addresses), sends
+``GET``, reads the response head (following one redirect), then reads the body:
+*fast* listeners on every EPOLLIN, *paced* ones are taken out of epoll and read from
+a due-ordered queue every ``read_interval`` with a token bucket of ``read_rate``
+bytes/s. Every body byte goes through the verifier (the C twin of
+``fanout.bench.payload.StreamVerifier``: ICY layer, then frame layer), which also
+records source→listener latency. A sweep every ``SWEEP_NS`` times out heads, counts
+stalls and reconnects listeners that wait for it (``reconnect_after``: a dropped or
+refused listener tries again, as a player does). ``churn_rate`` closes established
+listeners in turn and opens them anew. At ``t_end`` all sockets are closed and the
+totals returned as a dict.
+
+Time to first byte runs from a clock read just before ``socket()`` to one read when
+the first body byte is in hand; ``ttfb_loop`` keeps the same span on the loop's clock
+(read once per epoll turn), as the bench measured it before, and ``connect_time`` /
+``head_time`` split it: a slow TCP handshake is the kernel's backlog, a slow head the
+server's accept path. A connection the server closes keeps its verification errors
+apart (``cut_errors``): the soak's bar is about the listeners a fault did not cut.
 
 Nothing here allocates per byte or per frame; per-listener state is one ``Listener``
 struct (about half a kilobyte), so a process holds tens of thousands of listeners.
 """
 
-from swarm cimport *
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 SWEEP_NS = 100_000_000          # timeouts and stall checks
@@ -372,20 +382,31 @@ cdef void release(Listener *L) noexcept nogil:
         L.head = NULL
 
 
-cdef void fail(Swarm *s, Listener *L, int reason) noexcept nogil:
+cdef inline void end_connection(Swarm *s, Listener *L, uint8_t state, int64_t now) noexcept nogil:
+    """Close ``L``; it stays in ``state``, or reconnects later if the swarm does that."""
     release(L)
-    L.state = L_FAILED
+    L.state = state
+    if s.reconnect_after > 0:
+        L.state = L_WAIT
+        L.t_reopen = now + s.reconnect_after
+
+
+cdef void fail(Swarm *s, Listener *L, int reason) noexcept nogil:
     s.failed += 1
     s.fail_reasons[reason] += 1
+    end_connection(s, L, L_FAILED, mono_ns())
 
 
 cdef void drop(Swarm *s, Listener *L, int64_t now) noexcept nogil:
-    """The server ended an established listener before the end of the run."""
+    """The server ended an established listener before the end of the run. Its errors
+    are counted apart too: a connection cut (a killed worker) may end mid-stream."""
     if L.stalled:
         s.stall_ns += now - L.t_last_rx
-    release(L)
-    L.state = L_DONE
     s.dropped += 1
+    s.cut_errors += L.v.errors
+    if L.v.errors > 0:
+        s.cut_error_listeners += 1
+    end_connection(s, L, L_DONE, now)
 
 
 cdef inline int64_t arrival_time(Swarm *s, int i) noexcept nogil:
@@ -426,18 +447,51 @@ cdef void connect_listener(Swarm *s, int i) noexcept nogil:
         fail(s, L, F_SOCKET)
 
 
+cdef void open_listener(Swarm *s, int i, int64_t now) noexcept nogil:
+    """Open a new connection for slot ``i`` (first arrival, churn or reconnect)."""
+    cdef Listener *L = &s.ls[i]
+    if L.path != NULL:
+        free(L.path)
+        L.path = NULL
+    L.redirects = 0
+    L.stalled = 0
+    L.rx = 0
+    L.t_first = 0
+    L.t_open = now
+    L.dst_addr = s.dst_addr
+    L.dst_port = s.dst_port
+    L.mount = <uint32_t>((i * s.index_stride + s.index_offset) % s.n_paths)
+    s.opened += 1
+    # TTFB starts here, on a fresh clock: the loop's `now` may be a whole turn old
+    L.t_socket = mono_ns()
+    connect_listener(s, i)
+
+
 cdef void open_due(Swarm *s, int64_t now) noexcept nogil:
     cdef int budget = OPEN_BURST
-    cdef Listener *L
     while s.next_open < s.n and budget > 0 and arrival_time(s, s.next_open) <= now:
-        L = &s.ls[s.next_open]
-        L.t_open = now
-        L.dst_addr = s.dst_addr
-        L.dst_port = s.dst_port
-        s.opened += 1
-        connect_listener(s, s.next_open)
+        open_listener(s, s.next_open, now)
+        s.open_lag[hist_index_c((s.ls[s.next_open].t_socket - arrival_time(s, s.next_open)) // 1000)] += 1
         s.next_open += 1
         budget -= 1
+
+
+cdef void churn(Swarm *s, int64_t now) noexcept nogil:
+    """Close the next established listener (round robin) and open it anew, as a player
+    that leaves and another that arrives."""
+    cdef int k, i
+    cdef Listener *L
+    for k in range(s.next_open):
+        i = (s.churn_cursor + k) % s.next_open
+        L = &s.ls[i]
+        if L.state == L_BODY:
+            s.churn_cursor = i + 1
+            if L.stalled:
+                s.stall_ns += now - L.t_last_rx
+            release(L)
+            s.churned += 1
+            open_listener(s, i, now)
+            return
 
 
 cdef void send_request(Swarm *s, int i, uint32_t events) noexcept nogil:
@@ -452,10 +506,12 @@ cdef void send_request(Swarm *s, int i, uint32_t events) noexcept nogil:
     if getsockopt(L.fd, SOL_SOCKET, SO_ERROR, &err, &len_) != 0 or err != 0:
         fail(s, L, F_CONNECT)
         return
+    if L.redirects == 0:
+        s.connect_time[hist_index_c((mono_ns() - L.t_socket) // 1000)] += 1
     inet_ntop(AF_INET, &L.dst_addr, host, sizeof(host))
     n = snprintf(req, sizeof(req),
                  b"GET %s HTTP/1.0\r\nHost: %s:%d\r\nUser-Agent: %s\r\n%sAccept: */*\r\n\r\n",
-                 L.path if L.path != NULL else s.path, host, ntohs(L.dst_port), USER_AGENT,
+                 L.path if L.path != NULL else s.paths[L.mount], host, ntohs(L.dst_port), USER_AGENT,
                  b"Icy-MetaData: 1\r\n" if s.icy else b"")
     if n <= 0 or n >= <int>sizeof(req) or send(L.fd, req, n, MSG_NOSIGNAL) != n:
         fail(s, L, F_CONNECT)
@@ -483,7 +539,8 @@ cdef void on_body(Swarm *s, Listener *L, const uint8_t *data, size_t n, int64_t 
     cdef uint32_t errors_before = L.v.errors
     if L.t_first == 0:
         L.t_first = now
-        s.ttfb[hist_index_c((now - L.t_open) // 1000)] += 1
+        s.ttfb[hist_index_c((mono_ns() - L.t_socket) // 1000)] += 1
+        s.ttfb_loop[hist_index_c((now - L.t_open) // 1000)] += 1
     if L.stalled:
         s.stall_ns += now - L.t_last_rx
         L.stalled = 0
@@ -523,7 +580,8 @@ cdef void start_body(Swarm *s, int i, int head_end, int64_t now) noexcept nogil:
     L.head = NULL
     if s.read_rate > 0:
         epoll_ctl(s.ep, EPOLL_CTL_DEL, L.fd, NULL)
-        queue_push(s, i, now + s.read_interval)
+        if not L.queued:        # a churned slot may still be queued from its last connection
+            queue_push(s, i, now + s.read_interval)
 
 
 cdef void follow_redirect(Swarm *s, int i, int head_end) noexcept nogil:
@@ -572,6 +630,7 @@ cdef void read_head(Swarm *s, int i, int64_t now) noexcept nogil:
     elif status != 200:
         fail(s, L, F_STATUS)
     else:
+        s.head_time[hist_index_c((mono_ns() - L.t_socket) // 1000)] += 1
         start_body(s, i, end, now)
 
 
@@ -625,12 +684,17 @@ cdef void service_paced(Swarm *s, int64_t now) noexcept nogil:
 
 
 cdef void sweep(Swarm *s, int64_t now) noexcept nogil:
-    """Time out slow heads; count a stall when a listener got nothing for stall_after."""
+    """Time out slow heads; count a stall when a listener got nothing for stall_after;
+    reconnect the listeners whose wait is over."""
     cdef int i
     cdef Listener *L
     for i in range(s.next_open):
         L = &s.ls[i]
-        if L.state == L_CONNECTING or L.state == L_HEAD:
+        if L.state == L_WAIT:
+            if now >= L.t_reopen:
+                s.reconnects += 1
+                open_listener(s, i, now)
+        elif L.state == L_CONNECTING or L.state == L_HEAD:
             if now - L.t_open > s.connect_timeout:
                 fail(s, L, F_CONNECT_TIMEOUT if L.state == L_CONNECTING else F_HEAD_TIMEOUT)
         elif L.state == L_BODY and not L.stalled and now - L.t_last_rx > s.stall_after:
@@ -658,6 +722,8 @@ cdef int64_t next_wakeup(Swarm *s, int64_t next_sweep) noexcept nogil:
         t = arrival_time(s, s.next_open)
     if s.q_len > 0 and s.due[s.q_head] < t:
         t = s.due[s.q_head]
+    if s.churn_interval > 0 and s.next_churn < t:
+        t = s.next_churn
     return next_sweep if next_sweep < t else t
 
 
@@ -703,6 +769,9 @@ cdef int run_loop(Swarm *s) noexcept nogil:
         if now >= next_progress:
             report_progress(s, now)
             next_progress += PROGRESS_NS
+        if s.churn_interval > 0 and now >= s.next_churn:
+            churn(s, now)
+            s.next_churn += s.churn_interval
         wake = next_wakeup(s, next_sweep)
         timeout_ms = <int>((wake - now + 999999) // 1000000) if wake > now else 0
         nev = epoll_wait(s.ep, events, MAX_EVENTS, timeout_ms)
@@ -817,6 +886,12 @@ cdef int configure(Swarm *s, dict config) except -1:
     s.n_src = len(config.get("src_addrs", ()))
     if s.n < 1 or s.index_stride < 1:
         raise ValueError("listeners and index_stride must be >= 1")
+    churn_rate = config.get("churn_rate", 0.0)
+    if churn_rate > 0:  # the global rate, shared by the processes like the arrivals
+        s.churn_interval = <int64_t>(1e9 * s.index_stride / churn_rate)
+        s.next_churn = s.t0 + s.churn_interval
+    s.reconnect_after = <int64_t>(config.get("reconnect_after", 0.0) * 1e9)
+    configure_paths(s, config["paths"])
     s.ls = <Listener *>calloc(s.n, sizeof(Listener))
     s.queue = <int32_t *>calloc(s.n, sizeof(int32_t))
     s.due = <int64_t *>calloc(s.n, sizeof(int64_t))
@@ -834,13 +909,35 @@ cdef int configure(Swarm *s, dict config) except -1:
     return 0
 
 
+cdef int configure_paths(Swarm *s, list paths) except -1:
+    """Copy the mount paths into C strings (freed by release_swarm)."""
+    cdef bytes raw
+    if not paths:
+        raise ValueError("the swarm needs at least one path")
+    s.paths = <char **>calloc(len(paths), sizeof(char *))
+    if s.paths == NULL:
+        raise MemoryError()
+    s.n_paths = len(paths)
+    for k, path in enumerate(paths):
+        raw = path.encode()
+        s.paths[k] = <char *>malloc(len(raw) + 1)
+        if s.paths[k] == NULL:
+            raise MemoryError()
+        memcpy(s.paths[k], <char *>raw, len(raw) + 1)
+    return 0
+
+
 cdef void release_swarm(Swarm *s) noexcept:
+    cdef int k
     free(s.ls)
     free(s.queue)
     free(s.due)
     free(s.buf)
     free(s.src_addrs)
-    free(s.path)
+    if s.paths != NULL:
+        for k in range(s.n_paths):
+            free(s.paths[k])
+        free(s.paths)
     if s.ep >= 0:
         close(s.ep)
 
@@ -853,6 +950,8 @@ cdef dict results(Swarm *s, int64_t t_stop):
         "listeners": s.n, "opened": s.opened, "established": s.established,
         "failed": s.failed, "dropped": s.dropped, "held": held, "pending": pending,
         "redirected": s.redirected, "error_listeners": s.error_listeners,
+        "cut_errors": s.cut_errors, "cut_error_listeners": s.cut_error_listeners,
+        "churned": s.churned, "reconnects": s.reconnects,
         "stalls": s.stalls, "stall_seconds": s.stall_ns / 1e9,
         "elapsed": (t_stop - s.t0) / 1e9,
         "fail_reasons": {name: s.fail_reasons[k] for k, name in enumerate(_FAIL_NAMES)
@@ -860,31 +959,31 @@ cdef dict results(Swarm *s, int64_t t_stop):
         "status_counts": {str(k): s.status_counts[k] for k in range(STATUS_CODES)
                           if s.status_counts[k]},
         "counts": counts_dict(&s.counts),
-        "ttfb_hist": hist_list(s.ttfb), "latency_hist": hist_list(s.latency),
+        "ttfb_hist": hist_list(s.ttfb), "ttfb_loop_hist": hist_list(s.ttfb_loop),
+        "open_lag_hist": hist_list(s.open_lag), "connect_hist": hist_list(s.connect_time),
+        "head_hist": hist_list(s.head_time), "latency_hist": hist_list(s.latency),
     }
 
 
 def run(dict config not None):
     """Run one swarm process's listeners; return its totals as a dict.
 
-    ``config``: host, port, path, listeners, duration (s); optional t0_ns
-    (CLOCK_MONOTONIC start), index_offset/index_stride (this process's share of the
-    global arrival order), arrival_rate (listeners/s over all processes, 0 = at once),
-    read_rate (bytes/s, 0 = as fast as possible), read_interval, stall_after,
-    connect_timeout (s), icy (bool), src_addrs (list of 127.x addresses), progress_fd.
+    ``config``: host, port, paths (listener k reads ``paths[global index % len]``),
+    listeners, duration (s); optional t0_ns (CLOCK_MONOTONIC start),
+    index_offset/index_stride (this process's share of the global arrival order),
+    arrival_rate (listeners/s over all processes, 0 = at once), read_rate (bytes/s, 0 =
+    as fast as possible), read_interval, stall_after, connect_timeout (s), icy (bool),
+    churn_rate (connections/s over all processes closed and opened anew, 0 = none),
+    reconnect_after (s before a dropped or failed listener reconnects, 0 = never),
+    src_addrs (list of 127.x addresses), progress_fd.
     Raises ValueError on a bad config, OSError if epoll cannot be created.
     """
     cdef Swarm s
     cdef int rc
-    cdef bytes path = config["path"].encode()
     memset(&s, 0, sizeof(Swarm))
     s.ep = -1
     try:
         configure(&s, config)
-        s.path = <char *>malloc(len(path) + 1)
-        if s.path == NULL:
-            raise MemoryError()
-        memcpy(s.path, <char *>path, len(path) + 1)
         with nogil:
             rc = run_loop(&s)
         if rc != 0:

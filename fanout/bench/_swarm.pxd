@@ -1,7 +1,6 @@
-# Declarations of the bench listener swarm (implementation: swarm.pyx, built as
-# fanout.bench._swarm). Every C extern the swarm uses is declared here and nowhere
-# else. Because the extension's module name (_swarm) differs from the file name, Cython
-# does not pair this file with swarm.pyx automatically: swarm.pyx cimports it by name.
+# Declarations of the bench listener swarm (implementation: _swarm.pyx, built as
+# fanout.bench._swarm; Cython pairs the two files by name). Every C extern the swarm
+# uses is declared here and nowhere else.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -188,6 +187,7 @@ cdef enum ListenerState:
     L_BODY            # 200 received, reading the stream
     L_DONE            # ended by the server (dropped) or at the end of the run
     L_FAILED          # never got a 200
+    L_WAIT            # closed, reconnecting at t_reopen (reconnect_after > 0)
 
 
 # Why a listener failed (index into Swarm.fail_reasons).
@@ -209,13 +209,16 @@ cdef struct Listener:
     uint8_t redirects
     uint8_t stalled
     uint8_t queued            # in the paced queue
+    uint32_t mount            # index into Swarm.paths
     uint32_t dst_addr         # network order
     uint16_t dst_port         # network order
     int32_t head_len
     char *head                # malloc'd while in L_HEAD
-    char *path                # malloc'd redirect path, NULL = the configured one
-    int64_t t_open
-    int64_t t_first
+    char *path                # malloc'd redirect path, NULL = Swarm.paths[mount]
+    int64_t t_socket          # CLOCK_MONOTONIC just before socket(): where TTFB starts
+    int64_t t_open            # the loop's clock when it opened the listener (the old TTFB start)
+    int64_t t_first           # the loop's clock at the first body byte (0: none yet)
+    int64_t t_reopen          # L_WAIT: when to reconnect
     int64_t t_last_rx
     int64_t t_tokens
     int64_t tokens
@@ -246,7 +249,8 @@ cdef struct Swarm:
     int icy
     uint32_t dst_addr
     uint16_t dst_port
-    char *path
+    char **paths              # the mounts; listener i reads paths[global index % n_paths]
+    int n_paths
     uint32_t *src_addrs
     int n_src
     int progress_fd
@@ -259,7 +263,11 @@ cdef struct Swarm:
     int q_len
     uint8_t *buf
     Counts counts
-    uint64_t ttfb[HIST_SIZE]
+    uint64_t ttfb[HIST_SIZE]            # socket creation -> first body byte, clocks read at both events
+    uint64_t ttfb_loop[HIST_SIZE]       # the same span on the loop's clock (how TTFB was measured before)
+    uint64_t open_lag[HIST_SIZE]        # scheduled arrival -> socket creation (the swarm's own lag)
+    uint64_t connect_time[HIST_SIZE]    # socket creation -> TCP connect complete (the kernel's handshake)
+    uint64_t head_time[HIST_SIZE]       # socket creation -> the 200 response head read (the server's accept path)
     uint64_t latency[HIST_SIZE]
     uint64_t burst_latency[HIST_SIZE]   # latency of frames inside a listener's prebuffer (the burst: old by design)
     uint64_t opened
@@ -270,5 +278,13 @@ cdef struct Swarm:
     uint64_t stalls
     uint64_t stall_ns
     uint64_t error_listeners
+    uint64_t cut_errors       # error events on connections the server closed (dropped)
+    uint64_t cut_error_listeners
+    int64_t churn_interval    # ns between two churns of this process, 0 = no churn
+    int64_t next_churn
+    int churn_cursor
+    uint64_t churned          # connections closed by the swarm and opened anew
+    int64_t reconnect_after   # ns after a drop or failure before reconnecting, 0 = never
+    uint64_t reconnects
     uint64_t fail_reasons[F_COUNT]
     uint32_t status_counts[STATUS_CODES]

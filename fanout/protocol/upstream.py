@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.numbers import saturated_int
-from fanout.protocol.text import from_wire, to_wire
+from fanout.protocol.text import from_wire, readable, to_wire
 
 # Largest response head accepted from an upstream (2.4.4: 4095 bytes; we allow more).
 MAX_HEAD = 16384
@@ -85,7 +85,7 @@ def parse_response_head(head: bytes) -> ResponseHead:
     lines = from_wire(head.replace(b"\r", b"")).split("\n")  # values keep their exact bytes
     match = _STATUS_LINE.match(lines[0].strip())
     if match is None:
-        raise ProtocolError(f"bad upstream status line {lines[0][:60]!r}", 0)
+        raise ProtocolError(f"bad upstream status line {readable(lines[0][:60])!r}", 0)
     headers = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")

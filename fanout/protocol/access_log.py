@@ -4,8 +4,9 @@
     ip - user [21/Nov/2026:06:41:26 +0000] "GET /live HTTP/1.1" 200 12345 "referer" "agent" 42
 
 Secrets never reach the file: query values of parameters that carry a password are
-replaced with "*", and quotes or control characters in client text are escaped so a
-line cannot be forged.
+replaced with "*". Client text is escaped with ``text.log_quoted``: quotes, backslashes,
+controls, line separators and bytes that are not UTF-8 become ``\\xNN``, so any request
+gets its line and no request can end it early or forge another.
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import re
 import time
 from dataclasses import dataclass
 
+from fanout.protocol.text import log_quoted
+
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Query parameters whose value is a credential (admin.cgi `pass`, buildm3u `password`).
 _SECRET_PARAM = re.compile(r"([?&](?:[^=&]*pass[^=&]*)=)[^&]*", re.IGNORECASE)
-_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +47,18 @@ def redact(target: str) -> str:
 
 
 def _quoted(text: str) -> str:
-    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text) or "-"
+    return log_quoted(text) or "-"
+
+
+def _request_text(record: AccessRecord) -> str:
+    # A refused head may lack a target or a version (http.lenient_request): no dangling "HTTP/".
+    version = f"HTTP/{record.version}" if record.version else ""
+    return " ".join(part for part in (record.method, redact(record.target), version) if part)
 
 
 def format_access_line(record: AccessRecord) -> str:
-    """One access.log line (no newline)."""
-    request = f"{record.method} {redact(record.target)} HTTP/{record.version}"
+    """One access.log line (no newline); every field is escaped, whatever it holds."""
+    request = _request_text(record)
     return (f'{record.ip} - - [{clf_date(record.started)}] "{_quoted(request)}" {record.status} '
             f'{record.sent} "{_quoted(record.referer)}" "{_quoted(record.user_agent)}" '
             f"{int(record.duration)}")

@@ -18,9 +18,14 @@ before the LF are dropped, so ``\\r\\n\\r\\n``, ``\\n\\n`` and the NSV capture t
 already seen, so byte-by-byte feeding stays linear. Once the blank line is found the whole
 head is parsed in one go by ``parse_head``, which is pure and usable on its own.
 
-Text fields are the wire bytes decoded as UTF-8 with ``surrogateescape``: valid UTF-8 (what
-ffmpeg, butt, liquidsoap send) reads naturally, and any other byte survives a round trip
-through ``responses`` (which encode the same way) unchanged, like Icecast's byte copy.
+Text fields are *wire text* (``fanout.protocol.text``): the bytes decoded as UTF-8 with
+``surrogateescape``, so valid UTF-8 reads naturally and any other byte survives the round
+trip through ``responses`` unchanged, like Icecast's byte copy. Renderers that show text
+to people use ``text.display`` or ``text.log_safe`` on it, never the raw string.
+
+A head that was read but is refused raises ``BadHead``, a ``ProtocolError`` that also
+carries what could be made of the head (``lenient_request``): the access log writes a line
+for every request whose head arrived, whatever bytes it held.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from urllib.parse import parse_qsl, unquote
 
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.numbers import saturated_int
+from fanout.protocol.text import WIRE_ENCODING, WIRE_ERRORS, from_wire
 
 # Icecast 2.4.4 reads heads into a 4 KiB buffer and simply fails on longer ones; we allow
 # twice that (long Authorization/Cookie headers) and answer 400 so the client learns why.
@@ -42,8 +48,9 @@ MAX_HEADER_LINES = 64
 PROTOCOLS = frozenset({"HTTP", "ICE", "ICY"})
 SOURCE_METHODS = frozenset({"SOURCE", "PUT"})
 
-TEXT_ENCODING = "utf-8"
-TEXT_ERRORS = "surrogateescape"
+# How text fields are decoded (``fanout.protocol.text``; kept here for their users).
+TEXT_ENCODING = WIRE_ENCODING
+TEXT_ERRORS = WIRE_ERRORS
 
 _BLANK_LINE = re.compile(rb"\n\r*\n")
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -53,6 +60,7 @@ _FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls except HT
 _PATH_SEPARATORS = re.compile(r"[/\\]")  # Icecast treats "\" like "/" when checking paths
 _PATH_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _LEADING_INT = re.compile(r"\s*([+-]?[0-9]+)")
+_LENIENT_VERSION = re.compile(r"([A-Za-z]+)/([0-9.]+)")  # the last word of a refused line
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,15 @@ class Request:
         return default
 
 
+class BadHead(ProtocolError):
+    """A request head that was read but refused. ``request`` is ``lenient_request`` of it
+    (None if not even a request line arrived), for the access log only."""
+
+    def __init__(self, message: str, status: int, request: Request | None) -> None:
+        super().__init__(message, status)
+        self.request = request
+
+
 READING, DONE, ERROR = "READING", "DONE", "ERROR"
 
 
@@ -92,7 +109,7 @@ class HeadParser:
     ``feed(data)`` returns ``None`` while more bytes are needed and the ``Request`` once the
     head is complete; ``leftover`` then holds the bytes that followed the head (the start
     of a source's stream). ``feed(b"")`` is a no-op: end of input is the caller's business.
-    Raises ``ProtocolError`` (status 400) for oversized or malformed heads.
+    Raises ``BadHead`` (a ``ProtocolError``, status 400) for oversized or malformed heads.
     """
 
     def __init__(self) -> None:
@@ -125,16 +142,17 @@ class HeadParser:
         self._buffer = b""
         try:
             request = parse_head(head)
-        except ProtocolError:
+        except ProtocolError as exc:
             self.state = ERROR
-            raise
+            raise BadHead(exc.message, exc.status, lenient_request(head)) from None
         self.state = DONE
         return request
 
     def _check_size(self, head_bytes: int) -> None:
         if head_bytes > MAX_HEAD_BYTES:
             self.state = ERROR
-            raise ProtocolError("request header too large", 400)
+            first_line = self._buffer.partition(b"\n")[0] if b"\n" in self._buffer else b""
+            raise BadHead("request header too large", 400, lenient_request(first_line))
 
     def _feed_after_end(self, data: bytes) -> Request | None:
         raise RuntimeError(f"HeadParser.feed() called in state {self.state}")
@@ -146,13 +164,39 @@ def parse_head(head: bytes) -> Request:
     Raises ProtocolError(…, 400) for a malformed request line or header line, a protocol
     token other than HTTP/ICE/ICY, or more than MAX_HEADER_LINES header lines.
     """
-    lines = [line.rstrip(b"\r").decode(TEXT_ENCODING, TEXT_ERRORS) for line in head.split(b"\n")]
+    lines = _text_lines(head)
     if len(lines) - 1 > MAX_HEADER_LINES:
         raise ProtocolError("too many header lines", 400)
     for line in lines:
         if _FORBIDDEN_CHARS.search(line):
             raise ProtocolError("control character in request header", 400)
     method, target, protocol, version = _parse_request_line(lines[0])
+    headers = tuple(_parse_header_line(line) for line in lines[1:])
+    return _request(method, target, protocol, version, headers)
+
+
+def lenient_request(head: bytes) -> Request | None:
+    """What a refused head says, as far as it can be read: method, target and protocol of
+    the request line (missing parts empty) and the header lines that are well formed; None
+    for a head without a request line. Never raises; for logging only."""
+    lines = _text_lines(head)[:MAX_HEADER_LINES + 1]
+    words = lines[0].split()
+    if not words:
+        return None
+    version = _LENIENT_VERSION.fullmatch(words[-1]) if len(words) > 1 else None
+    protocol, number = version.groups() if version else ("", "")
+    target = " ".join(words[1:-1] if version else words[1:])
+    matches = (_HEADER_LINE.fullmatch(line) for line in lines[1:])
+    headers = tuple((match.group(1).lower(), match.group(2)) for match in matches if match)
+    return _request(words[0].upper(), target, protocol, number, headers)
+
+
+def _text_lines(head: bytes) -> list[str]:
+    return [from_wire(line.rstrip(b"\r")) for line in head.split(b"\n")]
+
+
+def _request(method: str, target: str, protocol: str, version: str,
+             headers: tuple[tuple[str, str], ...]) -> Request:
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -161,7 +205,7 @@ def parse_head(head: bytes) -> Request:
         query=tuple(parse_qsl(query, keep_blank_values=True, encoding=TEXT_ENCODING, errors=TEXT_ERRORS)),
         protocol=protocol,
         version=version,
-        headers=tuple(_parse_header_line(line) for line in lines[1:]),
+        headers=headers,
     )
 
 

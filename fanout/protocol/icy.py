@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import enum
 
-MAX_META_TEXT = 255 * 16 - 1  # 4079 bytes: the text must leave room for at least one NUL
+# 4079 bytes: 255 units of 16, less the NUL that must end the text. A longer local update
+# is refused whole (never truncated: a cut title could end inside a UTF-8 character or
+# lose its "';"), as Icecast 2.4.4's mp3_set_title refuses it ("Metadata too long").
+MAX_META_TEXT = 255 * 16 - 1
 DEFAULT_METAINT = 16000  # Icecast's default listener interval (1 s at 128 kbit/s)
 
 _BLOCK_UNIT = 16  # the length byte counts 16-byte units
@@ -32,19 +35,24 @@ def stream_title_text(
 ) -> bytes:
     """Return the metadata text for a local title update (not yet padded).
 
-    ``song`` wins if given; otherwise ``artist - title`` (or ``title`` alone). The
-    values are inserted raw: Icecast 2.4.4 does not escape apostrophes either.
+    The title is ``shown_title``'s. The values are inserted raw, control characters
+    included: Icecast 2.4.4 does not escape apostrophes either.
     """
-    if song is not None:
-        shown = song
-    elif artist and title is not None:
-        shown = artist + b" - " + title
-    else:
-        shown = title or b""
-    text = b"StreamTitle='" + shown + b"';"
+    text = b"StreamTitle='" + shown_title(song, artist, title) + b"';"
     if url:
         text += b"StreamUrl='" + url + b"';"
     return text
+
+
+def shown_title(song: bytes | None = None, artist: bytes | None = None,
+                title: bytes | None = None) -> bytes:
+    """The title of a local update: ``song`` if given, else ``artist - title`` (or
+    ``title`` alone)."""
+    if song is not None:
+        return song
+    if artist and title is not None:
+        return artist + b" - " + title
+    return title or b""
 
 
 def encode_block(text: bytes) -> bytes:

@@ -1,11 +1,14 @@
 """The Prometheus text exposition format (version 0.0.4) for /metrics.
 
 A metric is a `MetricFamily`: name, type, help and its samples (labels + value). Label
-values are escaped as the format requires, since mount names come from sources.
+values come from sources (mount names, upstreams): they are shown with ``text.display``
+(valid UTF-8, no control characters) and escaped as the format requires.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from fanout.protocol.text import display
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -25,7 +28,8 @@ class MetricFamily:
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    # `display` leaves no line break, so only the backslash and the quote remain to escape.
+    return display(value).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _sample(name: str, labels: Labels, value: float) -> str:
@@ -44,4 +48,4 @@ def render_metrics(families: list[MetricFamily]) -> bytes:
         lines.append(f"# HELP {family.name} {_escape(family.help)}")
         lines.append(f"# TYPE {family.name} {family.kind}")
         lines += [_sample(family.name, labels, value) for labels, value in family.samples]
-    return ("\n".join(lines) + "\n").encode()
+    return ("\n".join(lines) + "\n").encode("utf-8")

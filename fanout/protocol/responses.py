@@ -4,8 +4,9 @@ Every renderer returns bytes and takes ``now`` (epoch seconds) and ``server_id``
 caller. The common head is, in this order: status line, ``Server``, ``Connection: Close``,
 ``Date``, ``Content-Type``, [``WWW-Authenticate`` for 401], the three no-cache headers, then
 the configured ``<http-headers>`` the caller selected. Header values are made single-line
-(CR, LF and NUL removed) so no value can inject a header. Text is encoded like
-``http`` decodes it (UTF-8, surrogateescape), so source header bytes round-trip unchanged.
+(CR, LF and NUL removed) so no value can inject a header. Heads are a byte format: wire
+text goes out with ``text.to_wire``, so source header bytes reach listeners unchanged.
+Error bodies are a display format (``text.display``): valid UTF-8 whatever they quote.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import time
 from typing import Callable, Iterable, Sequence
 
-from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS
+from fanout.protocol.text import display, to_wire
 
 REASONS = {
     200: "OK",
@@ -65,7 +66,7 @@ def _status_line(status: int, version: str = "1.0") -> str:
 
 def _head(status_line: str, lines: Iterable[str]) -> bytes:
     text = "".join(f"{line}\r\n" for line in (status_line, *lines)) + "\r\n"
-    return text.encode(TEXT_ENCODING, TEXT_ERRORS)
+    return to_wire(text)
 
 
 def _lines(headers: Iterable[Header]) -> list[str]:
@@ -91,13 +92,13 @@ ErrorStyle = Callable[[int, str], tuple[str, str, tuple[Header, ...]]]
 
 def _html_error(status: int, message: str) -> tuple[str, str, tuple[Header, ...]]:
     # Escaped although Icecast does not: a message may one day carry a client's path.
-    text = html.escape(f"{status} - {message}", quote=False)
+    text = html.escape(display(f"{status} - {message}"), quote=False)
     body = f"<html><head><title>Error {status}</title></head><body><b>{text}</b></body></html>\r\n"
     return "text/html; charset=utf-8", body, ()
 
 
 def _plain_error(status: int, message: str) -> tuple[str, str, tuple[Header, ...]]:
-    return "text/plain; charset=utf-8", message, ()
+    return "text/plain; charset=utf-8", display(message), ()
 
 
 def _auth_error(status: int, message: str) -> tuple[str, str, tuple[Header, ...]]:
@@ -121,7 +122,7 @@ def render_error(
     content_type, body, challenge = _ERROR_STYLES.get(status, _html_error)(status, message)
     headers = _common_headers(server_id, now, content_type, *challenge)
     head = _head(_status_line(status), _lines([*headers, *extra_headers]))
-    return head + body.encode(TEXT_ENCODING, TEXT_ERRORS)
+    return head + body.encode("utf-8")
 
 
 # --- sources (§4.3) ------------------------------------------------------------------

@@ -3,13 +3,17 @@
 Sans-IO: callers pass what they measured (a `MountFigures` per mount, a `ServerFigures`)
 and get ordered `{key: text}` dicts back; `stats_xml` and `status_json` render those.
 Every value is text, as in Icecast's stats tree: the JSON renderer decides what looks
-like a number, exactly as Icecast's xml2json stylesheet does.
+like a number, exactly as Icecast's xml2json stylesheet does. Values are wire text
+(``fanout.protocol.text``); each renderer shows them with ``text.display``.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
+
+from fanout.protocol.text import url_path
 
 Stats = dict[str, str]
 
@@ -29,6 +33,8 @@ _HEADER_KEYS = {"ice-name": "server_name", "ice-description": "server_descriptio
                 "icy-description": "server_description", "icy-url": "server_url",
                 "icy-genre": "genre", "icy-br": "bitrate", "icy-pub": "public",
                 "ice-public": "public"}
+# An ice-audio-info key becomes an XML element name: only plain names qualify, and short.
+_AUDIO_INFO_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +137,7 @@ def mount_stats(mount: MountFigures, host: str, port: int) -> Stats:
     values.update(_settings_stats(mount.settings))
     values.update({
         "listener_peak": str(mount.listener_peak), "listeners": str(mount.listeners),
-        "listenurl": f"http://{host}:{port}{mount.name}",
+        "listenurl": f"http://{host}:{port}{url_path(mount.name)}",
         "max_listeners": _max_listeners(mount.settings.max_listeners),
         "server_type": mount.content_type, "slow_listeners": str(mount.slow_listeners),
         "source_ip": mount.source_ip, "stream_start": local_date(mount.stream_start),
@@ -165,9 +171,11 @@ def _header_stats(headers: Sequence[tuple[str, str]]) -> Stats:
 
 
 def _audio_info_items(value: str) -> Stats:
-    # 2.4.4 also files every `name=value` pair of ice-audio-info under its own name.
+    # 2.4.4 also files every `name=value` pair of ice-audio-info under its own name; a
+    # name that could not be an XML element name is dropped (it would break /admin/stats).
     pairs = (item.partition("=") for item in value.split(";"))
-    return {name.strip(): text for name, sep, text in pairs if sep and name.strip()}
+    return {name.strip(): text for name, sep, text in pairs
+            if sep and _AUDIO_INFO_KEY.fullmatch(name.strip())}
 
 
 def _settings_stats(settings: MountSettings) -> Stats:

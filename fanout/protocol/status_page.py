@@ -1,7 +1,9 @@
 """The human status page at `/` and `/status.xsl`: one row per public mount.
 
 Every value that came from a source or an upstream (names, descriptions, genres, titles,
-URLs, mount names) is escaped before it reaches the HTML: a stream name is attacker text.
+URLs, mount names) is shown with ``text.display`` and escaped before it reaches the HTML:
+a stream name is attacker text, and may hold any byte. The page is always valid UTF-8.
+A mount's link is its `listenurl` path, which is already a URL (``text.url_path``).
 The player is a plain `<audio preload="none">`, so a page view opens no stream until the
 visitor presses play.
 """
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 from html import escape
 from typing import Sequence
-from urllib.parse import quote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fanout.protocol.stats import Stats
+from fanout.protocol.text import WIRE_ENCODING, WIRE_ERRORS, display
 
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -29,17 +32,22 @@ def render_status_page(server_id: str, mounts: Sequence[Stats]) -> bytes:
     rows = "".join(_row(stats) for stats in mounts) or (
         f'<tr><td colspan="{len(COLUMNS) + 1}">No mount is streaming.</td></tr>')
     headings = "".join(f"<th>{name}</th>" for name, _ in COLUMNS) + "<th>Listen</th>"
-    title = escape(server_id)
+    title = _html(server_id)
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{title}</h1>"
             f'<table id="mounts"><thead><tr>{headings}</tr></thead><tbody>{rows}</tbody>'
-            "</table></body></html>\n").encode("utf-8", "surrogateescape")
+            "</table></body></html>\n").encode("utf-8")
+
+
+def _html(value: str) -> str:
+    return escape(display(value))
 
 
 def _row(stats: Stats) -> str:
-    mount = urlsplit(stats["listenurl"]).path
-    cells = "".join(f'<td class="{key}">{escape(stats.get(key, ""))}</td>' for _, key in COLUMNS)
-    href = escape(quote(mount, safe="/"))
-    player = (f'<a href="{href}">{escape(mount)}</a><br>'
+    path = urlsplit(stats["listenurl"]).path
+    mount = _html(unquote(path, WIRE_ENCODING, WIRE_ERRORS))
+    cells = "".join(f'<td class="{key}">{_html(stats.get(key, ""))}</td>' for _, key in COLUMNS)
+    href = escape(path)
+    player = (f'<a href="{href}">{mount}</a><br>'
               f'<audio controls preload="none" src="{href}"></audio>')
-    return f'<tr class="mount" data-mount="{escape(mount)}">{cells}<td>{player}</td></tr>'
+    return f'<tr class="mount" data-mount="{mount}">{cells}<td>{player}</td></tr>'

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import validate_mount_path
+from fanout.protocol.text import from_wire, to_wire
 
 # Longest line accepted (bytes, without CRLF): 2.4.4 reads lines into 256 bytes.
 MAX_LINE = 255
@@ -77,10 +78,7 @@ def parse_line(line: bytes) -> tuple[ListedMount | None, str]:
         return None, f"longer than {MAX_LINE} bytes"
     if any(byte in _FORBIDDEN for byte in line):
         return None, "contains a space or control character"
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, "not UTF-8"
+    text = from_wire(line)  # a mount's identity is its bytes, UTF-8 or not
     if not text.startswith("/"):
         return None, f"does not start with '/': {text[:40]!r}"
     try:
@@ -89,7 +87,7 @@ def parse_line(line: bytes) -> tuple[ListedMount | None, str]:
         return None, f"not a URL path: {text[:40]!r}"
     if text.startswith(KH_FETCH_PREFIX):
         return _checked(dict(parse_qsl(parts.query)).get("mount", ""), fetch_path=text)
-    return _checked(unquote(parts.path), fetch_path=None)
+    return _checked(unquote(parts.path, errors="surrogateescape"), fetch_path=None)
 
 
 def _checked(mount: str, fetch_path: str | None) -> tuple[ListedMount | None, str]:
@@ -107,11 +105,15 @@ def _checked(mount: str, fetch_path: str | None) -> tuple[ListedMount | None, st
 
 
 def render_streamlist(mounts: Iterable[str]) -> bytes:
-    """The 2.4.4 body: one raw mount name per CRLF line, byte-wise sorted."""
-    return b"".join(name.encode("utf-8") + b"\r\n" for name in sorted(mounts, key=str.encode))
+    """The 2.4.4 body: one raw mount name per CRLF line, byte-wise sorted.
+
+    A byte format: each name is written as the exact bytes it is known by (``to_wire``),
+    so a slave asks for exactly that mount, whatever bytes it holds."""
+    return b"".join(name + b"\r\n" for name in sorted(map(to_wire, mounts)))
 
 
 def render_kh_streams(mounts: Iterable[str]) -> bytes:
-    """The KH `/admin/streams` body: one `/admin/streams?mount=/x` per CRLF line."""
-    return b"".join((KH_FETCH_PREFIX + name).encode("utf-8") + b"\r\n"
-                    for name in sorted(mounts, key=str.encode))
+    """The KH `/admin/streams` body: one `/admin/streams?mount=/x` per CRLF line (bytes,
+    as ``render_streamlist``)."""
+    prefix = to_wire(KH_FETCH_PREFIX)
+    return b"".join(prefix + name + b"\r\n" for name in sorted(map(to_wire, mounts)))

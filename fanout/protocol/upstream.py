@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.numbers import saturated_int
+from fanout.protocol.text import from_wire, readable, to_wire
 
 # Largest response head accepted from an upstream (2.4.4: 4095 bytes; we allow more).
 MAX_HEAD = 16384
@@ -81,10 +82,10 @@ def head_end(buffer: bytes) -> tuple[int, int] | None:
 
 def parse_response_head(head: bytes) -> ResponseHead:
     """Parse a response head (without the blank line); raises ProtocolError if malformed."""
-    lines = head.replace(b"\r", b"").decode("latin-1").split("\n")
+    lines = from_wire(head.replace(b"\r", b"")).split("\n")  # values keep their exact bytes
     match = _STATUS_LINE.match(lines[0].strip())
     if match is None:
-        raise ProtocolError(f"bad upstream status line {lines[0][:60]!r}", 0)
+        raise ProtocolError(f"bad upstream status line {readable(lines[0][:60])!r}", 0)
     headers = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")
@@ -114,7 +115,7 @@ def render_relay_request(path: str, *, host: str, port: int, user_agent: str,
         lines.append("Icy-MetaData: 1")
     if credentials is not None:
         lines.append(f"Authorization: {basic_authorization(*credentials)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return to_wire("\r\n".join(lines) + "\r\n\r\n")  # the mount's exact bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from fanout.config import Config
 from fanout.model.ingest import OGG, format_for_content_type
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.icy import block_from_payload, parse_block_text
+from fanout.protocol.text import decode_title
 from fanout.protocol.upstream import (MAX_REDIRECTS, ResponseHead, parse_location,
                                       render_relay_request)
 from fanout.registry import ClaimRefused, MountRecord
@@ -345,12 +346,8 @@ class RelayPull:
             return
         self.last_block = block
         charset = self.host.config.resolve_mount(self.spec.mount).charset
-        title = parse_block_text(payload).get("StreamTitle", b"")
-        try:
-            text = title.decode(charset, errors="replace")
-        except LookupError:  # an unknown <charset>: show the bytes as Latin-1
-            text = title.decode("latin-1")
-        self.host.set_mount_metadata(self.spec.mount, block, text)
+        title = decode_title(parse_block_text(payload).get("StreamTitle", b""), charset)
+        self.host.set_mount_metadata(self.spec.mount, block, title)
 
 
 def check_head(head: ResponseHead) -> None:

@@ -5,6 +5,11 @@ credentials or that mount's source credentials; source credentials may only upda
 metadata from the address the source is connected from (the same-IP rule, §6.3).
 Commands about listeners or sources that may sit on any worker are gathers answered by
 `admin_queries`; the XML is rendered by `fanout.protocol.stats_xml`.
+
+Metadata (§5.3, §6.3) goes into the stream as the bytes received (converted only when a
+`charset=` Icecast would know is given; any other `charset` leaves them as they are), up to
+the `MAX_META_TEXT` an ICY block holds; a longer update changes nothing, as in Icecast.
+Stats and logs show the title with `text.decode_title`.
 """
 from __future__ import annotations
 
@@ -15,14 +20,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
-from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS, Request
-from fanout.protocol.icy import encode_block, stream_title_text
+from fanout.protocol.http import Request
+from fanout.protocol.icy import MAX_META_TEXT, encode_block, shown_title, stream_title_text
 from fanout.protocol.listener_auth import render_manageauth
 from fanout.protocol.responses import render_text
 from fanout.protocol.stats import global_stats
 from fanout.protocol.stats_xml import (
     ListedMount, render_iceresponse, render_listclients, render_listmounts, render_stats,
 )
+from fanout.protocol.text import decode_title, from_wire, recode, to_wire
 from fanout.worker import listener_auth, stats
 from fanout.worker.connection import Connection
 from fanout.worker import streamlist
@@ -61,8 +67,10 @@ def is_admin(worker: Any, request: Request) -> bool:
 
 
 def raw_query(request: Request) -> dict[str, bytes]:
-    """Query values as the bytes the client percent-encoded (titles are not always UTF-8)."""
-    pairs = parse_qsl(urlsplit(request.target).query, keep_blank_values=True, encoding="latin-1")
+    """Query values as the exact bytes the client sent, percent-encoded or raw (titles are
+    not always UTF-8). Latin-1 maps each byte to one character and back."""
+    query = to_wire(urlsplit(request.target).query).decode("latin-1")
+    pairs = parse_qsl(query, keep_blank_values=True, encoding="latin-1")
     values: dict[str, bytes] = {}
     for key, value in pairs:
         values.setdefault(key, value.encode("latin-1"))
@@ -71,7 +79,7 @@ def raw_query(request: Request) -> dict[str, bytes]:
 
 def command_metadata(worker: Any, conn: Connection, request: Request) -> None:
     query = raw_query(request)
-    mount_name = query.get("mount", b"").decode("latin-1") or None
+    mount_name = from_wire(query.get("mount", b"")) or None
     is_admin = authorize(worker, request, mount_name)
     if mount_name is None or "mode" not in query:
         raise ProtocolError("Missing parameter", 400)
@@ -83,35 +91,36 @@ def command_metadata(worker: Any, conn: Connection, request: Request) -> None:
     if not is_admin and conn.ip != mount.info.get("source_ip"):
         log.warning("%s: metadata for %s refused: not the source's address", conn.ip, mount_name)
         return send_iceresponse(worker, conn, "Mountpoint will not accept URL updates", 1)
-    text = title_text(query, mount.resolved.charset)
-    try:
-        block = encode_block(text)
-    except ValueError:
-        raise ProtocolError("Metadata too long", 400) from None
-    title = text[len(b"StreamTitle='"):text.index(b"';")] if text.startswith(b"StreamTitle='") else b""
-    worker.channel.send("metadata", mount=mount_name, block=block,
-                        title=title.decode(mount.resolved.charset, errors="replace"))
-    log.info("%s: metadata on %s: %s", conn.ip, mount_name, title.decode("utf-8", errors="replace"))
+    fields = title_fields(query, mount.resolved.charset)
+    update_title(worker, conn, mount_name, fields, mount.resolved.charset)
     send_iceresponse(worker, conn, "Metadata update successful", 1)
 
 
-def title_text(query: dict[str, bytes], mount_charset: str) -> bytes:
-    """The StreamTitle text, converted from `charset=` into the mount's charset when given."""
+def update_title(worker: Any, conn: Connection, mount_name: str,
+                 fields: dict[str, bytes | None], charset: str) -> None:
+    """Have the supervisor put the update's text in the mount's ICY block. A text longer
+    than an ICY block holds changes nothing but a warning (2.4.4's mp3_set_title, whose
+    caller answers success all the same)."""
+    text = stream_title_text(**fields)
+    if len(text) > MAX_META_TEXT:
+        log.warning("%s: metadata on %s refused: %d bytes, an ICY block holds %d",
+                    conn.ip, mount_name, len(text), MAX_META_TEXT)
+        return
+    title = decode_title(shown_title(fields["song"], fields["artist"], fields["title"]), charset)
+    worker.channel.send("metadata", mount=mount_name, block=encode_block(text), title=title)
+    log.info("%s: metadata on %s: %s", conn.ip, mount_name, title)
+
+
+def title_fields(query: dict[str, bytes], mount_charset: str) -> dict[str, bytes | None]:
+    """song, artist, title and url of an update, converted from `charset=` into the
+    mount's charset when given (`text.recode`: an unknown charset changes nothing)."""
     fields = {name: query.get(name) for name in ("song", "artist", "title", "url")}
     charset = query.get("charset")
     if charset:
-        source, target = charset.decode("latin-1"), mount_charset
-        fields = {k: _recode(v, source, target) for k, v in fields.items()}
-    return stream_title_text(**fields)
-
-
-def _recode(value: bytes | None, source: str, target: str) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        return value.decode(source).encode(target, errors="replace")
-    except (LookupError, UnicodeDecodeError):
-        return value  # unknown charset: keep the bytes as Icecast does on a failed conversion
+        source = from_wire(charset)
+        fields = {k: v if v is None else recode(v, source, mount_charset)
+                  for k, v in fields.items()}
+    return fields
 
 
 def send_iceresponse(worker: Any, conn: Connection, message: str, ok: int) -> None:
@@ -125,7 +134,7 @@ def send_xml(worker: Any, conn: Connection, body: bytes) -> None:
 def text_param(request: Request, name: str) -> str | None:
     """A query parameter as text (mount names are UTF-8 like request paths), or None."""
     value = raw_query(request).get(name)
-    return None if value is None else value.decode(TEXT_ENCODING, TEXT_ERRORS)
+    return None if value is None else from_wire(value)
 
 
 def require_mount(worker: Any, request: Request) -> tuple[str, LocalMount]:

@@ -27,7 +27,7 @@ from gevent.lock import BoundedSemaphore
 from fanout import logs, supervised
 from fanout.protocol.access_log import AccessRecord, format_access_line
 from fanout.protocol.errors import ProtocolError
-from fanout.protocol.http import HeadParser, Request, is_source_method
+from fanout.protocol.http import BadHead, HeadParser, Request, is_source_method
 from fanout.protocol.responses import render_error
 from fanout.worker import stats
 
@@ -144,6 +144,8 @@ def _serve(worker: Any, conn: Connection, serve: Callable[[], None]) -> None:
     try:
         serve()
     except ProtocolError as exc:
+        if isinstance(exc, BadHead) and conn.request is None:
+            conn.request = exc.request  # a refused head still gets its access.log line
         log.warning("%s: %s (%s)", conn.ip, exc.message, exc.status or "closed")
         stats.count_refusal(exc.status)
         _answer_error(worker, conn, exc)

@@ -35,6 +35,7 @@ from fanout.protocol.responses import render_text
 from fanout.protocol.shoutcast import (
     NEED_DATA, OK2_REPLY, Event, HandshakeParser, Password, password_matches,
 )
+from fanout.protocol.text import decode_title
 from fanout.worker import admin
 from fanout.worker.connection import HEAD_READ_SIZE, Connection, HeaderTimeout
 from fanout.worker.source import DEFAULT_CONTENT_TYPE, source_info, stream_source
@@ -149,6 +150,6 @@ def publish_song(worker: Any, conn: Connection, mount: str, song: bytes, charset
         block = encode_block(stream_title_text(song=song))
     except ValueError:
         raise ProtocolError("Metadata too long", 400) from None
-    worker.channel.send("metadata", mount=mount, block=block,
-                        title=song.decode(charset, errors="replace"))
-    log.info("%s: metadata on %s: %s", conn.ip, mount, song.decode("utf-8", errors="replace"))
+    title = decode_title(song, charset)
+    worker.channel.send("metadata", mount=mount, block=block, title=title)
+    log.info("%s: metadata on %s: %s", conn.ip, mount, title)

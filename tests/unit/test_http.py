@@ -19,9 +19,11 @@ from fanout.protocol.errors import CLOSE_SILENTLY, ProtocolError
 from fanout.protocol.http import (
     MAX_HEAD_BYTES,
     MAX_HEADER_LINES,
+    BadHead,
     HeadParser,
     Request,
     is_source_method,
+    lenient_request,
     parse_head,
     validate_mount_path,
     wants_continue,
@@ -356,3 +358,56 @@ def test_non_ascii_credentials_compare_as_utf8() -> None:
 def test_non_utf8_password_bytes_compare_without_error() -> None:
     given = basic_credentials(basic(b"source:p\xe4ss"))
     assert not credentials_match(given, "source", "p\u00e4ss")
+
+
+# --- refused heads still say what they were (for the access log) ----------------------
+
+
+def refused(raw: bytes) -> BadHead:
+    with pytest.raises(BadHead) as caught:
+        HeadParser().feed(raw)
+    return caught.value
+
+
+def test_a_refused_head_carries_its_request_line_and_well_formed_headers() -> None:
+    error = refused(b"GET /\xff HTTP/1.0\r\nUser-Agent: a\x01b\r\nX-Ok: 1\r\n\r\n")
+    assert (error.message, error.status) == ("control character in request header", 400)
+    assert error.request == Request(method="GET", target="/\udcff", path="/\udcff", query=(),
+                                    protocol="HTTP", version="1.0",
+                                    headers=(("user-agent", "a\x01b"), ("x-ok", "1")))
+
+
+def test_an_oversized_head_carries_its_first_line() -> None:
+    error = refused(b"GET /big?x=1 HTTP/1.1\r\nX-Pad: " + b"p" * MAX_HEAD_BYTES)
+    assert error.message == "request header too large"
+    assert error.request is not None and error.request.target == "/big?x=1"
+    assert error.request.query == (("x", "1"),)
+
+
+def test_an_oversized_first_line_leaves_nothing_to_log() -> None:
+    assert refused(b"GET /" + b"a" * MAX_HEAD_BYTES).request is None
+
+
+@pytest.mark.parametrize(("line", "method", "target", "version"), [
+    (b"garbage", "GARBAGE", "", ""),
+    (b"get /x", "GET", "/x", ""),
+    (b"GET HTTP/1.0", "GET", "", "1.0"),
+    (b"GET /x HTTP/1.0 extra", "GET", "/x HTTP/1.0 extra", ""),
+    (b"GET /a b/c  HTTP/1.0 ", "GET", "/a b/c", "1.0"),
+    (b"\xff\xfe /\x00 ICY", "\udcff\udcfe", "/\x00 ICY", ""),
+])
+def test_lenient_request_reads_any_request_line(
+        line: bytes, method: str, target: str, version: str) -> None:
+    request = lenient_request(line)
+    assert request is not None
+    assert (request.method, request.target, request.version) == (method, target, version)
+
+
+def test_lenient_request_of_an_empty_head_is_none() -> None:
+    assert lenient_request(b"") is None and lenient_request(b" \t ") is None
+
+
+def test_lenient_request_never_raises() -> None:
+    rng = random.Random(11)
+    for _ in range(3000):
+        lenient_request(bytes(rng.randrange(256) for _ in range(rng.randrange(60))))

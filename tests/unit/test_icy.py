@@ -13,6 +13,7 @@ from fanout.protocol.icy import (
     block_from_payload,
     encode_block,
     parse_block_text,
+    shown_title,
     stream_title_text,
 )
 from tests.support.splits import random_pieces
@@ -176,3 +177,17 @@ def test_stripper_reports_block_in_the_feed_that_completes_it() -> None:
     assert stripper.feed(b"abc" + block[:1]) == (b"abc", [])
     assert stripper.feed(block[1:10]) == (b"", [])
     assert stripper.feed(block[10:] + b"d") == (b"d", [block[1:]])
+
+
+def test_max_meta_text_is_255_units_less_the_closing_nul() -> None:
+    assert MAX_META_TEXT == 255 * 16 - 1
+    assert len(encode_block(b"x" * MAX_META_TEXT)) == 1 + 255 * 16
+
+
+def test_shown_title_is_what_stream_title_text_puts_between_the_quotes() -> None:
+    for fields in ({"song": b"s"}, {"artist": b"a", "title": b"t"}, {"title": b"t"}, {}):
+        assert stream_title_text(**fields) == b"StreamTitle='" + shown_title(**fields) + b"';"
+
+
+def test_control_characters_in_a_title_go_into_the_block_as_received() -> None:
+    assert stream_title_text(song=b"a\r\nb\x01") == b"StreamTitle='a\r\nb\x01';"

@@ -113,6 +113,12 @@ def test_error_message_cannot_inject_html() -> None:
     assert b"<b>404 - /&lt;script&gt;</b>" in render_error(404, "/<script>", server_id=SERVER, now=NOW)
 
 
+def test_error_bodies_are_valid_utf8_whatever_the_message_quotes() -> None:
+    for status in (400, 403, 404):
+        body = render_error(status, "/caf\udce9\x01", server_id=SERVER, now=NOW).split(b"\r\n\r\n")[1]
+        assert "café\ufffd" in body.decode("utf-8")
+
+
 def test_every_reason_phrase_renders() -> None:
     for status, reason in REASONS.items():
         line = render_error(status, "m", server_id=SERVER, now=NOW).split(b"\r\n")[0]

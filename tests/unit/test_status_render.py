@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +18,7 @@ from fanout.protocol.stats_xml import (
 )
 from fanout.protocol.status_json import json_value, render_health, render_status_json
 from fanout.protocol.status_page import render_status_page
+from fanout.protocol.text import from_wire
 
 HOSTILE = '<script>alert("x")</script> & \'co\''
 
@@ -132,7 +134,8 @@ def test_metrics_parse_with_prometheus_client_and_escape_labels():
     counter = MetricFamily("fanout_connections_accepted_total", "counter", "Accepted").add(7)
     parsed = {f.name: f for f in text_string_to_metric_families(
         render_metrics([family, counter]).decode())}
-    assert parsed["fanout_mount_listeners"].samples[0].labels == {"mount": '/a"\\\n'}
+    # Quote and backslash escaped; a control character is shown as U+FFFD (text.display).
+    assert parsed["fanout_mount_listeners"].samples[0].labels == {"mount": '/a"\\\ufffd'}
     assert parsed["fanout_connections_accepted"].type == "counter"
     assert parsed["fanout_connections_accepted"].samples[0].value == 7
 
@@ -156,3 +159,100 @@ def test_status_page_has_a_row_and_a_player_per_mount():
     page = render_status_page("Icecast 2.4.4", mounts).decode()
     assert page.count('<tr class="mount"') == 2
     assert page.count('<audio controls preload="none"') == 2
+
+
+# --- any bytes render validly (text.display) ---------------------------------------------
+
+BAD_MOUNT = from_wire(b"/\xff\xfd.mp3")
+LATIN1_NAME = from_wire(b"caf\xe9")  # Ice-Name from an older encoder
+
+
+def non_utf8_stats() -> dict[str, str]:
+    return mount_stats(figures(name=BAD_MOUNT, headers=[("ice-name", LATIN1_NAME),
+                                                        ("ice-genre", "a\r\nb\x01")],
+                               title="x\x00y"), "h", 8000)
+
+
+class Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: dict[str, str] = {}
+        self.links: list[str] = []
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "td":
+            self._cell = values.get("class")
+        if tag == "a":
+            self.links.append(values["href"] or "")
+
+    def handle_data(self, data: str) -> None:
+        if self._cell:
+            self.cells[self._cell] = self.cells.get(self._cell, "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._cell = None
+
+
+def test_listenurl_is_a_url_that_requests_the_mounts_exact_bytes():
+    assert non_utf8_stats()["listenurl"] == "http://h:8000/%FF%FD.mp3"
+
+
+def test_stats_xml_of_non_utf8_text_is_valid_and_reads_as_latin1():
+    body = render_stats(global_stats(SERVER), [(BAD_MOUNT, non_utf8_stats())])
+    body.decode("utf-8")
+    source = ET.fromstring(body).find("source")
+    assert source.get("mount") == "/ÿý.mp3"
+    assert source.findtext("server_name") == "café"
+    assert source.findtext("genre") == "a\ufffd\ufffdb\ufffd"
+    assert source.findtext("title") == "x\ufffdy"
+
+
+def test_listmounts_listclients_and_iceresponse_of_any_bytes_are_valid_xml():
+    for body in (render_listmounts([ListedMount(BAD_MOUNT, 1, 2, "audio/mpeg", "\x01")],
+                                   current=BAD_MOUNT),
+                 render_listclients(BAD_MOUNT, [ListedClient("1.2.3.4", from_wire(b"\xff\x02"), 1, 1)]),
+                 render_iceresponse("Clients moved from " + BAD_MOUNT, True)):
+        ET.fromstring(body)
+    client = ET.fromstring(render_listclients(
+        BAD_MOUNT, [ListedClient("1.2.3.4", from_wire(b"\xff\x02"), 1, 1)])).find("source/listener")
+    assert client.findtext("UserAgent") == "ÿ\ufffd"
+
+
+def test_status_json_of_non_utf8_text_is_valid_json_reading_as_latin1():
+    body = render_status_json(global_stats(SERVER), [public_mount_stats(non_utf8_stats())])
+    source = json.loads(body)["icestats"]["source"]  # json.loads on bytes: strict UTF-8
+    assert source["server_name"] == "café"
+    assert source["listenurl"] == "http://h:8000/%FF%FD.mp3"
+    assert source["genre"] == "a\ufffd\ufffdb\ufffd"
+
+
+def test_status_json_keys_from_a_source_are_shown_too():
+    body = render_status_json(global_stats(SERVER), [{"caf\udce9": "1"}])
+    assert json.loads(body)["icestats"]["source"]["café"] == 1
+
+
+def test_status_page_of_non_utf8_text_is_valid_html_linking_the_exact_mount():
+    page = render_status_page(from_wire(b"srv\xe9"), [public_mount_stats(non_utf8_stats())])
+    collected = Collect()
+    collected.feed(page.decode("utf-8"))
+    assert collected.cells["server_name"] == "café"
+    assert collected.cells["genre"] == "a\ufffd\ufffdb\ufffd"
+    assert collected.links == ["/%FF%FD.mp3"]
+    assert 'data-mount="/ÿý.mp3"' in page.decode() and "<title>srvé</title>" in page.decode()
+
+
+def test_metrics_of_a_non_utf8_mount_parse_and_read_as_latin1():
+    family = MetricFamily("fanout_mount_listeners", "gauge", "Listeners").add(3, mount=BAD_MOUNT)
+    parsed = list(text_string_to_metric_families(render_metrics([family]).decode("utf-8")))
+    assert parsed[0].samples[0].labels == {"mount": "/ÿý.mp3"}
+
+
+def test_audio_info_names_that_cannot_be_xml_element_names_are_dropped():
+    stats = mount_stats(figures(headers=[("ice-audio-info",
+                                          "<x>=1;a b=2;channels=2;" + "k" * 65 + "=3")]), "h", 1)
+    assert stats["channels"] == "2"
+    assert not any(key in stats for key in ("<x>", "a b", "k" * 65))
+    ET.fromstring(render_stats(global_stats(SERVER), [("/m", stats)]))

@@ -23,7 +23,8 @@ a{color:var(--accent)}
 table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em}
 th,td{border-bottom:1px solid var(--line);padding:.55em .6em;text-align:left;vertical-align:top;
 overflow-wrap:anywhere}
-th{background:var(--band);font-weight:600;font-size:.9em;color:var(--muted)}
+th{background:var(--band);font-weight:600;font-size:.9em;color:var(--muted);
+overflow-wrap:normal;white-space:nowrap}
 h2{font-size:1.15em;margin:1.2em 0 .3em}
 """
 
@@ -40,7 +41,7 @@ td.title{font-style:italic}
 audio{width:16em;max-width:100%}
 tr.gone{opacity:.5}
 #live{color:var(--muted);font-size:.9em}
-#live.on::before{content:"\\25CF ";color:#1a8f3a}
+#live.on::before{content:"\\25CF\\a0";color:#1a8f3a}
 """
 
 ADMIN_STYLE = """

@@ -38,7 +38,7 @@ from fanout.protocol.identity import COMPATIBLE_WITH, product_name
 from fanout.protocol.responses import Header
 from fanout.protocol.stats import Stats
 from fanout.protocol.stats_xml import ListedClient
-from fanout.protocol.status_page import bitrate_text, codec_name, now_playing
+from fanout.protocol.status_page import bitrate_text, codec_name, html_text, now_playing
 from fanout.protocol.text import display, to_wire
 from fanout.protocol.web_assets import ADMIN_STYLE, PAGE_STYLE
 
@@ -196,10 +196,10 @@ def render_admin_mount(name: str, stats: Stats, clients: Sequence[ListedClient],
     """A mount's page: its figures, forms and listeners. ``mounts``: every live mount
     (the move form offers the others)."""
     listeners = "".join(_client_row(name, client) for client in clients)
-    body = (f'<h2>Mount <span class="mount">{_html(name)}</span></h2>'
-            f"<p>{_html(stats.get('server_name', ''))} · {_html(codec_name(stats))} "
-            f"{_html(bitrate_text(stats))} · now playing: "
-            f'<span class="title">{_html(now_playing(stats))}</span></p>'
+    body = (f'<h2>Mount <span class="mount">{html_text(name)}</span></h2>'
+            f"<p>{html_text(stats.get('server_name', ''))} · {html_text(codec_name(stats))} "
+            f"{html_text(bitrate_text(stats))} · now playing: "
+            f'<span class="title">{html_text(now_playing(stats))}</span></p>'
             f"{_mount_actions(name, mounts)}"
             f'<p class="raw">{_raw_links(name, stats)}</p>'
             f"<h2>Listeners ({len(clients)})</h2>"
@@ -211,7 +211,7 @@ def render_admin_result(message: str, ok: bool, back: str = "/admin/", *,
                         version: str = "") -> bytes:
     """What an acting `.xsl` command answers: its message and the way back."""
     state = "ok" if ok else "failed"
-    body = (f'<p class="result {state}">{_html(message)}</p>'
+    body = (f'<p class="result {state}">{html_text(message)}</p>'
             f'<p><a class="back" href="{escape(back)}">Back</a></p>')
     return _page("Done" if ok else "Not done", "", body, version)
 
@@ -232,14 +232,15 @@ _MOUNT_COLUMNS = ("Mount", "Stream", "Now playing", "Listeners", "Source", "Acti
 _CLIENT_COLUMNS = ("ID", "Address", "Player", "Connected", "")
 
 
-def _html(value: str) -> str:
-    return escape(display(value))
-
-
 def _query(**params: str) -> str:
     """A query string carrying each value's exact bytes (``text.to_wire``)."""
     return "&".join(f"{key}={quote_from_bytes(to_wire(value), safe='/')}"
                     for key, value in params.items())
+
+
+def _command_url(command: str, **params: str) -> str:
+    """`/admin/<command>?<params>`, escaped for an HTML attribute."""
+    return escape(f"/admin/{command}?{_query(**params)}")
 
 
 def _page(heading: str, server_id: str, body: str, version: str) -> bytes:
@@ -257,54 +258,57 @@ def _page(heading: str, server_id: str, body: str, version: str) -> bytes:
 def _table(columns: Sequence[str], rows: str, none: str, table_id: str) -> str:
     headings = "".join(f"<th>{name}</th>" for name in columns)
     rows = rows or f'<tr class="none"><td colspan="{len(columns)}">{none}</td></tr>'
-    return f'<table id="{table_id}"><thead><tr>{headings}</tr></thead><tbody>{rows}</tbody></table>'
+    return (f'<table id="{table_id}"><thead><tr>{headings}</tr></thead>'
+            f"<tbody>{rows}</tbody></table>")
 
 
 def _server_list(server: Stats) -> str:
-    items = "".join(f"<dt>{label}</dt><dd class=\"{key}\">{_html(server[key])}</dd>"
+    items = "".join(f'<dt>{label}</dt><dd class="{key}">{html_text(server[key])}</dd>'
                     for key, label in _SERVER_FIELDS if key in server)
     return f'<dl class="server">{items}</dl>'
 
 
 def _mount_row(name: str, stats: Stats, hidden: bool, names: Sequence[str]) -> str:
     badge = ' <span class="badge">hidden</span>' if hidden else ""
-    page = f"/admin/listclients.xsl?{_query(mount=name)}"
+    page = _command_url("listclients.xsl", mount=name)
+    server_name = html_text(stats.get("server_name", ""))
     cells = (
-        ("mount", f'<a href="{escape(page)}">{_html(name)}</a>{badge}'),
-        ("stream", f'<span class="server_name">{_html(stats.get("server_name", ""))}</span><br>'
-                   f"{_html(codec_name(stats))} {_html(bitrate_text(stats))}"),
-        ("title", _html(now_playing(stats))),
-        ("audience", f'<span class="listeners">{_html(stats.get("listeners", ""))}</span>'
-                     f" (peak {_html(stats.get('listener_peak', ''))},"
-                     f" max {_html(stats.get('max_listeners', ''))})"),
+        ("mount", f'<a href="{page}">{html_text(name)}</a>{badge}'),
+        ("stream", f'<span class="server_name">{server_name}</span><br>'
+                   f"{html_text(codec_name(stats))} {html_text(bitrate_text(stats))}"),
+        ("title", html_text(now_playing(stats))),
+        ("audience", f'<span class="listeners">{html_text(stats.get("listeners", ""))}</span>'
+                     f" (peak {html_text(stats.get('listener_peak', ''))},"
+                     f" max {html_text(stats.get('max_listeners', ''))})"),
         ("source", _source_text(stats)),
         ("actions", _mount_actions(name, names)),
         ("raw", _raw_links(name, stats)),
     )
     body = "".join(f'<td class="{cls}">{content}</td>' for cls, content in cells)
-    return f'<tr class="mount" data-mount="{_html(name)}">{body}</tr>'
+    return f'<tr class="mount" data-mount="{html_text(name)}">{body}</tr>'
 
 
 def _source_text(stats: Stats) -> str:
     if "relay_upstream" in stats:
-        return f"relay from {_html(stats['relay_upstream'])}"
-    return (f"{_html(stats.get('source_ip', ''))}<br>{_html(stats.get('user_agent', ''))}"
-            f"<br>since {_html(stats.get('stream_start', ''))}")
+        return f"relay from {html_text(stats['relay_upstream'])}"
+    return "<br>".join([html_text(stats.get("source_ip", "")),
+                        html_text(stats.get("user_agent", "")),
+                        "since " + html_text(stats.get("stream_start", ""))])
 
 
 def _mount_actions(name: str, names: Sequence[str]) -> str:
-    metadata = (f'<form class="action metadata" method="post" accept-charset="UTF-8" action="'
-                f'{escape("/admin/metadata.xsl?" + _query(mount=name, mode="updinfo", charset="UTF-8"))}">'
-                '<input type="text" name="song" aria-label="Now playing" placeholder="Artist - Title">'
-                " <button>Set title</button></form>")
+    update = _command_url("metadata.xsl", mount=name, mode="updinfo", charset="UTF-8")
+    metadata = (f'<form class="action metadata" method="post" accept-charset="UTF-8"'
+                f' action="{update}"><input type="text" name="song" aria-label="Now playing"'
+                ' placeholder="Artist - Title"> <button>Set title</button></form>')
     others = [other for other in names if other != name]
     moves = "".join(
-        f'<button formaction="{escape("/admin/moveclients.xsl?" + _query(mount=name, destination=other))}">'
-        f"{_html(other)}</button> " for other in others)
+        f'<button formaction="{_command_url("moveclients.xsl", mount=name, destination=other)}">'
+        f"{html_text(other)}</button> " for other in others)
     move = (f'<form class="action move" method="post">Move listeners to {moves}</form>'
             if others else "")
-    kill = (f'<form class="action kill" method="post" action="'
-            f'{escape("/admin/killsource.xsl?" + _query(mount=name))}">'
+    kill = (f'<form class="action kill" method="post"'
+            f' action="{_command_url("killsource.xsl", mount=name)}">'
             '<button class="danger">Kill source</button></form>')
     return metadata + move + kill
 
@@ -313,17 +317,17 @@ def _raw_links(name: str, stats: Stats) -> str:
     commands = ["stats", "listclients", "moveclients"]
     if "authenticator" in stats:
         commands.append("manageauth")
-    return "".join(f'<a href="{escape(f"/admin/{command}?" + _query(mount=name))}">{command}</a> '
+    return "".join(f'<a href="{_command_url(command, mount=name)}">{command}</a> '
                    for command in commands)
 
 
 def _relay_table(mounts: Sequence[tuple[str, Stats]]) -> str:
     rows = "".join(
-        f'<tr class="relay" data-mount="{_html(name)}"><td>{_html(name)}</td>'
-        f'<td>{_html(stats["relay_upstream"])}</td>'
-        f'<td class="state">{_html(stats.get("relay_state", ""))}</td>'
-        f'<td>{_html(stats.get("relay_reconnects", ""))}</td>'
-        f'<td>{_html(stats.get("relay_bytes_read", ""))}</td></tr>'
+        f'<tr class="relay" data-mount="{html_text(name)}"><td>{html_text(name)}</td>'
+        f'<td>{html_text(stats["relay_upstream"])}</td>'
+        f'<td class="state">{html_text(stats.get("relay_state", ""))}</td>'
+        f'<td>{html_text(stats.get("relay_reconnects", ""))}</td>'
+        f'<td>{html_text(stats.get("relay_bytes_read", ""))}</td></tr>'
         for name, stats in mounts if "relay_upstream" in stats)
     return _table(("Mount", "Upstream", "State", "Reconnects", "Bytes read"), rows,
                   "No relay is running.", "relays")
@@ -331,17 +335,21 @@ def _relay_table(mounts: Sequence[tuple[str, Stats]]) -> str:
 
 def _slave_table(slaves: Sequence[SlaveRow]) -> str:
     rows = "".join(
-        f'<tr class="slave"><td>{_html(s.host)}</td><td>{s.port}</td>'
-        f"<td>{'never (configured)' if s.expires_in is None else 'in ' + duration_text(s.expires_in)}</td>"
-        f"<td>{'—' if s.load is None else _html(s.load)}</td></tr>" for s in slaves)
+        f'<tr class="slave"><td>{html_text(s.host)}</td><td>{s.port}</td>'
+        f"<td>{_expiry(s.expires_in)}</td>"
+        f"<td>{'—' if s.load is None else html_text(s.load)}</td></tr>" for s in slaves)
     return _table(("Host", "Port", "Expires", "Load"), rows, "No slave is registered.", "slaves")
 
 
+def _expiry(seconds: float | None) -> str:
+    return "never (configured)" if seconds is None else "in " + duration_text(seconds)
+
+
 def _client_row(mount: str, client: ListedClient) -> str:
-    kick = (f'<form class="inline" method="post" action="'
-            f'{escape("/admin/killclient.xsl?" + _query(mount=mount, id=str(client.id)))}">'
+    kick = (f'<form class="inline" method="post"'
+            f' action="{_command_url("killclient.xsl", mount=mount, id=str(client.id))}">'
             '<button class="danger">Kick</button></form>')
-    cells = (str(client.id), _html(client.ip), _html(client.user_agent or "Unknown"),
+    cells = (str(client.id), html_text(client.ip), html_text(client.user_agent or "Unknown"),
              duration_text(client.connected), kick)
     body = "".join(f"<td>{cell}</td>" for cell in cells)
     return f'<tr class="listener" data-id="{client.id}">{body}</tr>'

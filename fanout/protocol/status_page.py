@@ -57,7 +57,7 @@ def render_status_page(server_id: str, mounts: Sequence[Stats], *, server: Stats
     ``server``: the global stats (its start and location are shown); ``version``: fanout's;
     ``events``: the path of the SSE stream (``sse.EVENTS_PATH``), None for a static page."""
     views = [mount_view(stats) for stats in mounts]
-    title = _html(server_id)
+    title = html_text(server_id)
     events_attr = "" if events is None else f' data-events="{escape(events)}"'
     return (f'<!DOCTYPE html><html lang="en"{events_attr}><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -122,23 +122,26 @@ _EMPTY_VIEW: MountView = {key: "" for key in (*TEXT_FIELDS, "mount", "path", "se
                                               "stream_start_iso8601")}
 
 
-def _html(value: str) -> str:
+def html_text(value: str) -> str:
+    """Wire text as HTML text or attribute value: ``text.display``, then escaped."""
     return escape(display(value))
 
 
 def _server_line(server: Stats | None) -> str:
     if server is None or "server_start" not in server:
         return ""
-    started = (f'<time class="server_start" datetime="{_html(server.get("server_start_iso8601", ""))}">'
-               f'{_html(server["server_start"])}</time>')
-    where = f" in {_html(server['location'])}" if server.get("location") else ""
+    iso = html_text(server.get("server_start_iso8601", ""))
+    started = (f'<time class="server_start" datetime="{iso}">'
+               f'{html_text(server["server_start"])}</time>')
+    where = f" in {html_text(server['location'])}" if server.get("location") else ""
     return f'<p class="server">Serving{where} since {started}</p>'
 
 
 def _table(views: list[MountView]) -> str:
     headings = "".join(f"<th>{name}</th>" for name in COLUMNS)
     hidden = " hidden" if views else ""
-    empty = f'<tr class="empty"{hidden}><td colspan="{len(COLUMNS)}">No mount is streaming.</td></tr>'
+    empty = (f'<tr class="empty"{hidden}><td colspan="{len(COLUMNS)}">'
+             "No mount is streaming.</td></tr>")
     rows = "".join(_row(view) for view in views)
     return (f'<table id="mounts"><thead><tr>{headings}</tr></thead>'
             f"<tbody>{rows}{empty}</tbody></table>")
@@ -158,7 +161,8 @@ def _row(view: MountView) -> str:
     since = (f'<time class="stream_start" datetime="{e["stream_start_iso8601"]}">'
              f'{e["stream_start"]}</time>')
     player = (f'<audio controls preload="none" src="{path}"></audio><br>'
-              f'<a class="m3u" href="{path}.m3u">M3U</a> <a class="xspf" href="{path}.xspf">XSPF</a>')
+              f'<a class="m3u" href="{path}.m3u">M3U</a> '
+              f'<a class="xspf" href="{path}.xspf">XSPF</a>')
     cells = (("stream", stream), ("title", e["title"]), ("audience", audience),
              ("format", kind), ("since", since), ("player", player))
     body = "".join(f'<td class="{name}">{content}</td>' for name, content in cells)

@@ -116,7 +116,8 @@ STATUS_SCRIPT = """
     } else {
       name.removeAttribute("href");
     }
-    row.querySelector("time.stream_start").setAttribute("datetime", data.stream_start_iso8601 || "");
+    var since = row.querySelector("time.stream_start");
+    since.setAttribute("datetime", data.stream_start_iso8601 || "");
     showEmpty();
   }
   function gone(data) {

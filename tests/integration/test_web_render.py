@@ -204,19 +204,35 @@ def test_a_new_mount_gets_a_row_and_a_mount_that_left_loses_it(browser, tmp_path
          tmp_path / "join.html")
     newcomer = public("/blues.mp3", "B.B. King - The Thrill Is Gone", 2,
                       [("ice-name", "Blues"), ("ice-url", "javascript:alert(1)")])
-    feed = changes(views(MOUNTS[:2]), views([MOUNTS[0], newcomer]))
+    linked = public("/classic.mp3", "", 1, [("ice-url", "https://classic.example/")])
+    feed = changes(views(MOUNTS[:2]), views([MOUNTS[0], newcomer, linked]))
     browser.evaluate(f"window.__feed({json.dumps(feed.decode())})")
     drawn = rows(browser)
-    assert [r["mount"] for r in drawn] == ["/blues.mp3", "/live.mp3"]  # in path order
+    assert [r["mount"] for r in drawn] == ["/blues.mp3", "/classic.mp3", "/live.mp3"]  # by path
+    assert browser.evaluate("document.querySelector('tr[data-path=\"/classic.mp3\"] "
+                            "a.server_name').getAttribute('href')") == "https://classic.example/"
     blues = drawn[0]
     assert (blues["name"], blues["title"], blues["src"], blues["m3u"]) == (
         "Blues", "B.B. King - The Thrill Is Gone", "/blues.mp3", "/blues.mp3.m3u")
     assert browser.evaluate(
         "document.querySelector('tr[data-path=\"/blues.mp3\"] a.server_name').hasAttribute('href')"
     ) is False
-    feed = changes(views([MOUNTS[0], newcomer]), {})
+    feed = changes(views([MOUNTS[0], newcomer, linked]), {})
     browser.evaluate(f"window.__feed({json.dumps(feed.decode())})")
-    assert rows(browser) == [] and browser.evaluate("document.querySelector('tr.empty').hidden") is False
+    assert rows(browser) == []
+    assert browser.evaluate("document.querySelector('tr.empty').hidden") is False
+
+
+def test_a_row_someone_is_playing_stays_greyed_when_its_mount_leaves(browser, tmp_path):
+    show(browser, render_status_page("S", MOUNTS[:2], events="/status-events"),
+         tmp_path / "playing.html")
+    browser.evaluate("Object.defineProperty(document.querySelector("
+                     "'tr[data-path=\"/live.mp3\"] audio'), 'paused', {get: () => false})")
+    browser.evaluate(f"window.__feed({json.dumps(changes(views(MOUNTS[:2]), {}).decode())})")
+    assert [r["mount"] for r in rows(browser)] == ["/live.mp3"]
+    assert browser.evaluate("document.querySelector('tr.mount').className") == "mount gone"
+    browser.evaluate(f"window.__feed({json.dumps(changes({}, views(MOUNTS[:1])).decode())})")
+    assert browser.evaluate("document.querySelector('tr.mount').className") == "mount"
 
 
 def test_hostile_text_in_an_event_stays_text(browser, tmp_path):
@@ -246,7 +262,8 @@ def test_admin_overview_draws_mounts_relays_and_slaves(browser, artifacts, tmp_p
       kills: [...document.querySelectorAll('form.kill')].map(f => f.getAttribute('action')),
       markup: document.querySelectorAll('main b, main img, script').length,
       relays: document.querySelectorAll('#relays tr.relay').length,
-      slaves: [...document.querySelectorAll('#slaves tr.slave td:first-child')].map(t => t.textContent),
+      slaves: [...document.querySelectorAll('#slaves tr.slave td:first-child')]
+        .map(t => t.textContent),
       titles: [...document.querySelectorAll('#mounts td.title')].map(t => t.textContent)})"""))
     assert drawn == {"mounts": ["/live.mp3", "/jazz.mp3", "/relay.mp3"],
                      "kills": [f"/admin/killsource.xsl?mount={m}" for m in
@@ -269,7 +286,8 @@ def test_admin_mount_page_draws_its_listeners(browser, artifacts, tmp_path):
     listeners = json.loads(browser.evaluate("""JSON.stringify([...document.querySelectorAll(
       '#listeners tr.listener')].map(r => [r.dataset.id, r.cells[2].textContent,
       r.querySelector('form').getAttribute('action')]))"""))
-    assert listeners == [["17", "VLC/3.0.18 LibVLC/3.0.18", "/admin/killclient.xsl?mount=/live.mp3&id=17"],
-                         ["18", HOSTILE, "/admin/killclient.xsl?mount=/live.mp3&id=18"]]
+    kick = "/admin/killclient.xsl?mount=/live.mp3&id="
+    assert listeners == [["17", "VLC/3.0.18 LibVLC/3.0.18", kick + "17"],
+                         ["18", HOSTILE, kick + "18"]]
     assert browser.evaluate("document.querySelectorAll('main img, main b').length") == 0
     snapshot(browser, artifacts / "admin-mount.png")

@@ -162,7 +162,8 @@ def test_overview_forms_post_to_the_admin_commands():
     assert metadata.attrs["action"] == "/admin/metadata.xsl?mount=/a&mode=updinfo&charset=UTF-8"
     assert [i.attrs["name"] for i in metadata.find_all("input")] == ["song"]
     kill = row.find("form", "kill")
-    assert (kill.attrs["method"], kill.attrs["action"]) == ("post", "/admin/killsource.xsl?mount=/a")
+    assert (kill.attrs["method"], kill.attrs["action"]) == (
+        "post", "/admin/killsource.xsl?mount=/a")
     move = row.find("form", "move")
     assert move.attrs["method"] == "post"
     assert [b.attrs["formaction"] for b in move.find_all("button")] == [
@@ -274,7 +275,8 @@ def test_mount_page_has_the_metadata_move_and_kill_forms():
 
 
 def test_mount_page_of_hostile_and_non_utf8_text_is_valid():
-    clients = [ListedClient("192.0.2.1", HOSTILE, 1, 1), ListedClient("::1", from_wire(b"\xff\x01"), 1, 2)]
+    clients = [ListedClient("192.0.2.1", HOSTILE, 1, 1),
+               ListedClient("::1", from_wire(b"\xff\x01"), 1, 2)]
     page = parse_html(render_admin_mount(BAD, full_stats(BAD, HOSTILE), clients, [BAD]))
     assert page.find("span", "mount").text() == "/café &=+#.mp3"
     agents = [r.find_all("td")[2].text() for r in page.find_all("tr", "listener")]
@@ -290,7 +292,8 @@ def test_result_page_says_what_happened_and_links_back():
     assert page.find("p", "result").classes == ["result", "ok"]
     assert page.find("p", "result").text() == "Source Removed"
     assert page.find("a", "back").attrs["href"] == "/admin/"
-    failed = parse_html(render_admin_result(f"Client {HOSTILE} not found", False, "/admin/x?a=1&b=2"))
+    failed = parse_html(render_admin_result(f"Client {HOSTILE} not found", False,
+                                            "/admin/x?a=1&b=2"))
     assert failed.find("p", "result").classes == ["result", "failed"]
     assert failed.find("p", "result").text() == f"Client {HOSTILE} not found"
     assert failed.find("a", "back").attrs["href"] == "/admin/x?a=1&b=2"

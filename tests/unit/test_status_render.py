@@ -267,7 +267,7 @@ def test_status_page_without_mounts_says_so():
 
 def test_status_page_names_the_server_its_start_and_fanout():
     page = page_of(public(), server=SERVER_STATS, version="9.8.7")
-    assert page.find("title").text() == "Icecast 2.4.4" and page.find("h1").text() == "Icecast 2.4.4"
+    assert page.find("title").text() == page.find("h1").text() == "Icecast 2.4.4"
     started = page.find("time", "server_start")
     assert started.text() == SERVER_STATS["server_start"]
     assert started.attrs["datetime"] == SERVER_STATS["server_start_iso8601"]

@@ -141,6 +141,10 @@ def assert_healthy(server: FanoutProcess, bystander: Bystander) -> None:
 # --- display formats: 200, valid, Latin-1 ------------------------------------------------
 
 
+# Elements that hold one field inside a status page cell (the name is a link, the genre a div).
+FIELD_TAGS = ("a", "div", "span")
+
+
 class StatusRows(HTMLParser):
     """The status page's mount rows: data-mount -> {cell class: text}, and the links."""
 
@@ -155,9 +159,9 @@ class StatusRows(HTMLParser):
         values = dict(attrs)
         if tag == "tr" and values.get("data-mount"):
             self._row = self.rows.setdefault(values["data-mount"] or "", {})
-        elif tag == "td":
+        elif tag == "td" or (tag in FIELD_TAGS and values.get("class")):  # a cell, or a field in one
             self._cell = values.get("class")
-        elif tag == "a":
+        if tag == "a":
             self.links.append(values.get("href") or "")
 
     def handle_data(self, data: str) -> None:
@@ -165,7 +169,7 @@ class StatusRows(HTMLParser):
             self._row[self._cell] = self._row.get(self._cell, "") + data
 
     def handle_endtag(self, tag: str) -> None:
-        self._cell = None if tag == "td" else self._cell
+        self._cell = None if tag == "td" or tag in FIELD_TAGS else self._cell
         self._row = None if tag == "tr" else self._row
 
 

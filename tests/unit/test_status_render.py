@@ -3,22 +3,27 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fanout.protocol.prometheus import MetricFamily, render_metrics
 from fanout.protocol.stats import (
-    MountFigures, MountSettings, ServerFigures, global_stats, mount_stats, public_mount_stats,
+    MountFigures, MountSettings, ServerFigures, global_stats, iso_date, local_date, mount_stats,
+    public_mount_stats,
 )
 from fanout.protocol.stats_xml import (
     ListedClient, ListedMount, render_iceresponse, render_listclients, render_listmounts,
     render_stats,
 )
 from fanout.protocol.status_json import json_value, render_health, render_status_json
-from fanout.protocol.status_page import render_status_page
+from fanout.protocol.identity import default_server_id, product_name
+from fanout.protocol.sse import EVENTS_PATH
+from fanout.protocol.status_page import (
+    REFRESH_SECONDS, TEXT_FIELDS, bitrate_text, codec_name, now_playing, render_status_page,
+)
 from fanout.protocol.text import from_wire
+from tests.support.htmltree import Element, parse_html
 
 HOSTILE = '<script>alert("x")</script> & \'co\''
 
@@ -145,22 +150,6 @@ def test_health_says_shutting_down_when_not_serving():
     assert json.loads(render_health(True, 2, 1.0))["status"] == "ok"
 
 
-def test_status_page_escapes_every_source_value():
-    stats = public_mount_stats(mount_stats(
-        figures(name="/x<y", headers=[("ice-name", HOSTILE), ("ice-genre", HOSTILE)],
-                title=HOSTILE), "h", 1))
-    page = render_status_page("Icecast 2.4.4", [stats]).decode()
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert 'data-mount="/x&lt;y"' in page and 'src="/x%3Cy"' in page
-
-
-def test_status_page_has_a_row_and_a_player_per_mount():
-    mounts = [public_mount_stats(mount_stats(figures(name=n), "h", 1)) for n in ("/a", "/b")]
-    page = render_status_page("Icecast 2.4.4", mounts).decode()
-    assert page.count('<tr class="mount"') == 2
-    assert page.count('<audio controls preload="none"') == 2
-
-
 # --- any bytes render validly (text.display) ---------------------------------------------
 
 BAD_MOUNT = from_wire(b"/\xff\xfd.mp3")
@@ -171,29 +160,6 @@ def non_utf8_stats() -> dict[str, str]:
     return mount_stats(figures(name=BAD_MOUNT, headers=[("ice-name", LATIN1_NAME),
                                                         ("ice-genre", "a\r\nb\x01")],
                                title="x\x00y"), "h", 8000)
-
-
-class Collect(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.cells: dict[str, str] = {}
-        self.links: list[str] = []
-        self._cell: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "td":
-            self._cell = values.get("class")
-        if tag == "a":
-            self.links.append(values["href"] or "")
-
-    def handle_data(self, data: str) -> None:
-        if self._cell:
-            self.cells[self._cell] = self.cells.get(self._cell, "") + data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td":
-            self._cell = None
 
 
 def test_listenurl_is_a_url_that_requests_the_mounts_exact_bytes():
@@ -234,16 +200,6 @@ def test_status_json_keys_from_a_source_are_shown_too():
     assert json.loads(body)["icestats"]["source"]["café"] == 1
 
 
-def test_status_page_of_non_utf8_text_is_valid_html_linking_the_exact_mount():
-    page = render_status_page(from_wire(b"srv\xe9"), [public_mount_stats(non_utf8_stats())])
-    collected = Collect()
-    collected.feed(page.decode("utf-8"))
-    assert collected.cells["server_name"] == "café"
-    assert collected.cells["genre"] == "a\ufffd\ufffdb\ufffd"
-    assert collected.links == ["/%FF%FD.mp3"]
-    assert 'data-mount="/ÿý.mp3"' in page.decode() and "<title>srvé</title>" in page.decode()
-
-
 def test_metrics_of_a_non_utf8_mount_parse_and_read_as_latin1():
     family = MetricFamily("fanout_mount_listeners", "gauge", "Listeners").add(3, mount=BAD_MOUNT)
     parsed = list(text_string_to_metric_families(render_metrics([family]).decode("utf-8")))
@@ -256,3 +212,177 @@ def test_audio_info_names_that_cannot_be_xml_element_names_are_dropped():
     assert stats["channels"] == "2"
     assert not any(key in stats for key in ("<x>", "a b", "k" * 65))
     ET.fromstring(render_stats(global_stats(SERVER), [("/m", stats)]))
+
+
+# --- the status page (fanout.protocol.status_page) -----------------------------------------
+
+SERVER_STATS = global_stats(SERVER)
+
+
+def page_of(*mounts: dict[str, str], **options) -> Element:
+    return parse_html(render_status_page("Icecast 2.4.4", list(mounts), **options))
+
+
+def public(name: str = "/live", headers=(), title: str = "", **settings) -> dict[str, str]:
+    return public_mount_stats(mount_stats(figures(name, headers, title, **settings), "h", 8000))
+
+
+MP3_HEADERS = [("ice-name", "Radio One"), ("ice-description", "All day"), ("ice-genre", "Jazz"),
+               ("ice-bitrate", "128"), ("ice-url", "https://radio.example/")]
+
+
+def test_status_page_row_shows_every_figure_of_a_mount():
+    row = page_of(public("/live.mp3", MP3_HEADERS, "Miles - So What")).find("tr", "mount")
+    shown = {cls: row.find(cls=cls).text() for cls in (
+        "server_name", "server_description", "genre", "title", "listeners", "listener_peak",
+        "codec", "bitrate", "stream_start", "listen")}
+    assert shown == {"server_name": "Radio One", "server_description": "All day",
+                     "genre": "Jazz", "title": "Miles - So What", "listeners": "3",
+                     "listener_peak": "5", "codec": "MP3", "bitrate": "128 kbit/s",
+                     "stream_start": local_date(1_700_000_000.0), "listen": "/live.mp3"}
+    assert row.find("time", "stream_start").attrs["datetime"] == iso_date(1_700_000_000.0)
+    assert row.attrs["data-mount"] == "/live.mp3" and row.attrs["data-path"] == "/live.mp3"
+
+
+def test_status_page_row_has_a_player_and_both_playlists():
+    row = page_of(public("/live.mp3")).find("tr", "mount")
+    audio = row.find("audio")
+    assert audio.attrs["src"] == "/live.mp3" and audio.attrs["preload"] == "none"
+    assert row.find("a", "m3u").attrs["href"] == "/live.mp3.m3u"
+    assert row.find("a", "xspf").attrs["href"] == "/live.mp3.xspf"
+
+
+def test_status_page_has_a_row_and_a_player_per_mount():
+    page = page_of(public("/a"), public("/b"))
+    rows = page.find_all("tr", "mount")
+    assert [r.attrs["data-mount"] for r in rows] == ["/a", "/b"]
+    assert all(len(r.find_all("audio")) == 1 for r in rows)
+    assert "hidden" in page.find("tr", "empty").attrs
+
+
+def test_status_page_without_mounts_says_so():
+    empty = page_of().find("tr", "empty")
+    assert "hidden" not in empty.attrs and empty.text() == "No mount is streaming."
+
+
+def test_status_page_names_the_server_its_start_and_fanout():
+    page = page_of(public(), server=SERVER_STATS, version="9.8.7")
+    assert page.find("title").text() == page.find("h1").text() == "Icecast 2.4.4"
+    started = page.find("time", "server_start")
+    assert started.text() == SERVER_STATS["server_start"]
+    assert started.attrs["datetime"] == SERVER_STATS["server_start_iso8601"]
+    assert "in Earth" in page.find("p", "server").text()
+    assert page.find("footer").text().startswith("fanout 9.8.7, compatible with Icecast 2.4.4.")
+
+
+def test_status_page_reloads_itself_only_without_javascript():
+    noscript = page_of(public()).find("noscript")
+    meta = noscript.find("meta")
+    assert meta.attrs == {"http-equiv": "refresh", "content": str(REFRESH_SECONDS)}
+    assert page_of(public()).find("p", id="live").find("a").attrs["href"] == ""
+
+
+def test_status_page_names_its_event_stream_only_when_given():
+    assert "data-events" not in page_of(public()).find("html").attrs
+    live = page_of(public(), events=EVENTS_PATH).find("html")
+    assert live.attrs["data-events"] == EVENTS_PATH
+
+
+def test_status_page_template_row_is_a_row_with_nothing_in_it():
+    page = page_of(public("/live.mp3", MP3_HEADERS, "x"))
+    template = page.find("template", id="mount-row")
+    empty = template.find_all("tr", "mount", into_templates=True)[0]
+    row = page.find("tr", "mount")
+    shape = lambda e: [(c.tag, tuple(c.classes)) for c in e.walk()]  # noqa: E731
+    assert shape(empty) == shape(row)
+    assert all(empty.find(cls=cls).text() == "" for cls in TEXT_FIELDS)
+
+
+def test_status_page_has_one_script_and_it_writes_no_markup():
+    page = page_of(public(headers=[("ice-name", HOSTILE)], title=HOSTILE))
+    scripts = page.find_all("script")
+    assert len(scripts) == 1
+    code = scripts[0].text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in code
+    assert json.dumps(list(TEXT_FIELDS)) in code
+
+
+def test_status_page_escapes_every_source_value():
+    stats = public("/x<y", [("ice-name", HOSTILE), ("ice-genre", HOSTILE),
+                            ("ice-description", HOSTILE)], HOSTILE)
+    body = render_status_page(HOSTILE, [stats])
+    page = parse_html(body)
+    row = page.find("tr", "mount")
+    for cls in ("server_name", "genre", "server_description", "title"):
+        assert row.find(cls=cls).text() == HOSTILE
+    assert page.find("title").text() == HOSTILE
+    assert len(page.find_all("script")) == 1  # the page's own, none from the text
+    assert row.attrs["data-mount"] == "/x<y" and row.find("audio").attrs["src"] == "/x%3Cy"
+    assert b"&lt;script&gt;" in body
+
+
+def test_status_page_links_only_http_server_urls():
+    def link(url: str) -> Element:
+        return page_of(public(headers=[("ice-url", url)])).find("a", "server_name")
+    assert link("https://radio.example/?a=1&b=2").attrs["href"] == "https://radio.example/?a=1&b=2"
+    assert link("http://radio.example/").attrs["rel"] == "nofollow noopener"
+    for hostile in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,x",
+                    "//evil.example/", " http://x/", "http://x/ y"):
+        assert "href" not in link(hostile).attrs, hostile
+
+
+def test_status_page_of_non_utf8_text_is_valid_html_linking_the_exact_mount():
+    page = parse_html(render_status_page(from_wire(b"srv\xe9"),
+                                         [public_mount_stats(non_utf8_stats())]))
+    row = page.find("tr", "mount")
+    assert row.find(cls="server_name").text() == "café"
+    assert row.find(cls="genre").text() == "a\ufffd\ufffdb\ufffd"
+    assert row.find(cls="title").text() == "x\ufffdy"
+    assert row.find("a", "listen").attrs["href"] == "/%FF%FD.mp3"
+    assert row.find("a", "m3u").attrs["href"] == "/%FF%FD.mp3.m3u"
+    assert row.attrs["data-mount"] == "/ÿý.mp3" and page.find("title").text() == "srvé"
+
+
+def test_two_mounts_that_display_alike_keep_apart_by_path():
+    latin1, utf8 = from_wire(b"/caf\xe9"), "/café"
+    rows = page_of(public(latin1), public(utf8)).find_all("tr", "mount")
+    assert [r.attrs["data-mount"] for r in rows] == ["/café", "/café"]
+    assert [r.attrs["data-path"] for r in rows] == ["/caf%E9", "/café"]
+
+
+@pytest.mark.parametrize("stats, codec", [
+    ({"server_type": "audio/mpeg"}, "MP3"),
+    ({"server_type": "audio/aacp"}, "AAC+"),
+    ({"server_type": "application/ogg", "subtype": "Vorbis"}, "Ogg Vorbis"),
+    ({"server_type": "audio/ogg", "subtype": "Opus"}, "Ogg Opus"),
+    ({"server_type": "application/ogg"}, "Ogg"),
+    ({"server_type": "Audio/MPEG; rate=44100"}, "MP3"),
+    ({"server_type": "application/x-strange"}, "application/x-strange"),
+    ({}, ""),
+])
+def test_codec_is_named_as_people_call_it(stats, codec):
+    assert codec_name(stats) == codec
+
+
+@pytest.mark.parametrize("stats, text", [
+    ({"bitrate": "128"}, "128 kbit/s"), ({"bitrate": "128k"}, "128k"),
+    ({"ice-bitrate": "80", "audio_bitrate": "80000"}, "80 kbit/s"),
+    ({"audio_bitrate": "95500"}, "96 kbit/s"), ({"audio_bitrate": "x"}, ""),
+    ({"quality": "0.5"}, "quality 0.5"), ({}, ""),
+])
+def test_bitrate_is_shown_in_kbits_from_any_stat_icecast_has_or_as_the_quality(stats, text):
+    assert bitrate_text(stats) == text
+
+
+@pytest.mark.parametrize("stats, text", [
+    ({"artist": "A", "title": "T"}, "A - T"), ({"title": "T"}, "T"), ({"artist": "A"}, "A"),
+    ({}, ""),
+])
+def test_now_playing_is_artist_dash_title_as_icecast_shows_it(stats, text):
+    assert now_playing(stats) == text
+
+
+def test_server_identity_rule():
+    assert product_name("0.1.0") == "fanout 0.1.0" and product_name("") == "fanout"
+    assert default_server_id("0.1.0") == "Icecast 2.4.4 (fanout 0.1.0)"

@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fanout: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    # Printed, not logged: the log's flood bound would hide all but the first few, and each
+    # names a different element of the operator's own file.
     for warning in config.warnings if config else ():
-        log.warning("%s", warning)
+        print(f"fanout: warning: {warning}", file=sys.stderr)
     if config is not None and not logdir_usable(config.paths.logdir):
         print(f"fanout: config error: icecast/paths/logdir: {config.paths.logdir!r} is not valid: "
               "expected a writable directory", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import Any
 
 from .converters import boolean
 from .errors import ConfigError
+from .hosting import keep_directories
 from .model import (
     DEFAULT_PORT, Authentication, Config, HttpHeader, ListenSocket, MasterConfig, MountConfig,
     RelayConfig,
@@ -83,7 +84,7 @@ def build_redirect(values: Values, path: str, ctx: ReadContext) -> tuple[str, in
 # Config fields taken from the root's values as they are; build_config makes the others.
 _DIRECT_FIELDS = frozenset(field.name for field in fields(Config)) - {
     "listen_sockets", "authentication", "mounts", "default_mount", "relays", "master",
-    "warnings", "source",
+    "warnings", "source", "directories",
 }
 # MasterConfig field ← root value, for those given (KH <master> children use the same keys).
 _MASTER_KEYS = {
@@ -102,6 +103,7 @@ def build_config(values: Values, ctx: ReadContext, source: str) -> Config:
         "default_mount": default_mount,
         "relays": _relays(values),
         "master": _master(values, ctx),
+        "directories": keep_directories(values.get("directory_blocks", ()), ctx),
     }
     sockets = _listen_sockets(values, ctx)
     if sockets:  # else Config's default socket

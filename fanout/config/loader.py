@@ -16,6 +16,7 @@ import xmltodict
 from .builders import build_config
 from .errors import ConfigError
 from .model import Config
+from .support import NOT_YET
 from .tables import ROOT
 from .tagtable import Node, ReadContext, read_children
 
@@ -41,7 +42,7 @@ def parse_config(text: str | bytes, source: str = "<string>") -> Config:
 
     Raises ``ConfigError`` for malformed XML, a root other than ``<icecast>`` or a bad value.
     """
-    ctx = ReadContext()
+    ctx = ReadContext(not_yet=NOT_YET)
     (name, attributes), children = _read_document(text, source)
     if name != ROOT_ELEMENT:
         raise ConfigError(source, f"<{name}>", f"<{ROOT_ELEMENT}> as the root element")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .hosting import Alias, Directory, Security
 from .mounts import HttpHeader, Inherited, MountConfig, ResolvedMount, resolve_mount
 
 DEFAULT_PORT = 8000
@@ -18,6 +19,7 @@ DEFAULT_RELAY_USER = "relay"  # 2.4.4: both <relay-user> and <master-username>
 DEFAULT_RELAY_SERVER = "127.0.0.1"  # 2.4.4: <relay><server> when absent
 DEFAULT_RELAY_MOUNT = "/"  # upstream path when <mount> is absent; "/" suits Shoutcast v1
 DEFAULT_UPSTREAM_PORT = 80  # 2.5 <upstream><port>; a 2.4 flat <relay> has none (§3.1)
+DEFAULT_MIME_TYPES = "/etc/mime.types"  # 2.4.4's <mime-types>: file extension → Content-Type
 
 __all__ = [
     "Authentication", "Config", "HttpHeader", "Limits", "ListenSocket", "Logging",
@@ -118,7 +120,8 @@ class Paths:
     pidfile: str | None = None
     webroot: str | None = None
     adminroot: str | None = None
-    basedir: str | None = None
+    basedir: str | None = None  # the new root when <security><chroot> is on
+    aliases: tuple[Alias, ...] = ()  # <alias> blocks, file order (the first match wins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,9 @@ class Logging:
     accesslog: str = "access.log"
     errorlog: str = "error.log"
     loglevel: int = 3  # 1 error, 2 warn, 3 info, 4 debug
+    playlistlog: str | None = None  # a line per title change; None: no playlist log
+    logsize: int | None = None  # KiB after which 2.4.4 rotates a log file; None: its default
+    logarchive: bool = False  # 2.4.4 names rotated logs by date instead of ".old"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,9 @@ class Config:
     fileserve: bool = True
     icelogin: bool = False  # also accept the deprecated ice-password header
     shoutcast_mount: str = "/stream"  # mount of Shoutcast sources on compat ports
+    mime_types: str = DEFAULT_MIME_TYPES  # mime.types file naming webroot files' types
+    security: Security = field(default_factory=Security)
+    directories: tuple[Directory, ...] = ()  # YP directories public mounts are listed in
     warnings: tuple[str, ...] = ()  # every warning raised while parsing, in the order found
     source: str = "<built-in>"  # the file this came from
 

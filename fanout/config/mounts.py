@@ -90,9 +90,13 @@ class MountConfig:
     fallback_override: bool | None = None  # [False]
     fallback_when_full: bool | None = None  # [False]
     no_mount: bool | None = None  # [False]
-    intro: str | None = None
+    intro: str | None = None  # file in the webroot sent to each new listener first
     http_headers: tuple[HttpHeader, ...] = ()
     authentication: ListenerAuth | None = None  # listener authentication [none: open]
+    dump_file: str | None = None  # strftime pattern of a file the stream is appended to
+    on_connect: str | None = None  # program run with the mount name when a source starts
+    on_disconnect: str | None = None  # … and when it ends
+    cluster_password: str | None = None  # sent to YP directories (groups relays of a stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,10 @@ class ResolvedMount:
     intro: str | None = None
     http_headers: tuple[HttpHeader, ...] = ()  # the mount's own; globals are Config.http_headers
     authentication: ListenerAuth | None = None  # None: anyone may listen
+    dump_file: str | None = None
+    on_connect: str | None = None
+    on_disconnect: str | None = None
+    cluster_password: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

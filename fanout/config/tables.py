@@ -2,8 +2,9 @@
 
 Read a table as "tag → converter → field"; the field is the tag with ``-`` → ``_`` unless
 named. Defaults are not here: they are on the dataclass fields in ``model.py``. Elements
-recognised but deliberately not acted on are listed once, in ``NOT_ACTED_ON``; anything
-else is warned about with its XML path. ``config.sample.xml`` documents every row.
+recognised but not read are listed once, in ``NOT_ACTED_ON``; anything else is warned
+about with its XML path. Whether fanout *implements* an element it reads (or why it has
+no effect) is said in ``support.py``. ``config.sample.xml`` documents every row.
 """
 
 from __future__ import annotations
@@ -14,24 +15,25 @@ from .builders import (
 )
 from .converters import (
     BYTES, COUNT, HTTP_STATUS, INHERIT_OR_BYTES, LISTENER_LIMIT, LISTEN_PORT, LOG_LEVEL, PORT, PORT_OR_OFF,
-    POSITIVE_SECONDS, SECONDS, boolean, choice, header_name, header_value, integer, mount_name,
-    no_yp_flag, public_flag, string,
+    POSITIVE_SECONDS, SECONDS, boolean, choice, header_name, header_value, http_url, integer,
+    mount_name, no_yp_flag, public_flag, string,
 )
+from .hosting import Security, build_alias, build_changeowner, build_directory
 from .listener_auth import build_auth_option, build_listener_auth
 from .model import Authentication, Limits, Logging, Paths
 from .relays import build_relay, build_relay_host, build_upstream
 from .tagtable import MERGE, Tag, TagTable, accepted, element, keywords, section, table, value
 
-# Recognised, not acted on (yet): accepted silently, children and all. By section.
+# Recognised, not read: accepted children and all (support.py says why, or warns). By section.
 NOT_ACTED_ON: dict[str, tuple[str, ...]] = {
-    "icecast": ("directory", "security", "master-ssl-port", "master-bind", "master-relay-auth"),
+    "icecast": ("master-ssl-port", "master-bind", "master-relay-auth"),
     "limits": ("threadpool", "max-listeners", "max-bandwidth", "min-queue-size", "workers",
                "inactivity-timeout"),  # threadpool: 2.4.4 ignores it too; the rest are KH
-    "paths": ("alias", "ssl-certificate", "ssl-allowed-ciphers", "allow-ip", "deny-ip",
+    "paths": ("ssl-certificate", "ssl-allowed-ciphers", "allow-ip", "deny-ip",
               "x-forwarded-for", "mime-types"),
-    "logging": ("playlistlog", "logsize", "logarchive"),
     "header": ("@type",),
-    "mount": ("dump-file", "on-connect", "on-disconnect", "cluster-password", "max-bandwidth"),
+    "directory": ("server",),  # 2.4.4 reads <server><host> but never uses it
+    "mount": ("max-bandwidth",),
     "relay": ("bind", "timeout", "interval", "http-headers"),
     "relay host": ("timeout", "bind", "ssl", "tls", "http-headers"),  # KH <host>/<master>
     "upstream": ("bind",),  # 2.5
@@ -122,6 +124,11 @@ MOUNT = table(
     value("intro", string),
     element("http-headers", section(build_headers, HTTP_HEADERS)),
     element("authentication", section(build_listener_auth, LISTENER_AUTH)),
+    # issue 11: read and checked; support.py says which are implemented
+    value("dump-file", string),
+    value("on-connect", string),
+    value("on-disconnect", string),
+    value("cluster-password", string),
     _not_acted_on("mount"),
 )
 
@@ -181,12 +188,40 @@ REDIRECT = table(  # KH static redirect target
     value("port", PORT),
 )
 
+# ---- hosting: <security>, <paths><alias>, <directory> (issue 11) ------------------------
+
+CHANGEOWNER = table(
+    value("user", string),
+    value("group", string),
+)
+
+SECURITY = table(
+    value("chroot", boolean),
+    element("changeowner", section(build_changeowner, CHANGEOWNER)),
+)
+
+ALIAS = table(
+    value("@source", mount_name),
+    value("@destination", mount_name),
+    value("@dest", mount_name, field="destination"),  # 2.4.4's other spelling
+    value("@port", PORT),
+    value("@bind-address", string),
+)
+
+DIRECTORY = table(
+    value("yp-url", http_url),
+    value("yp-url-timeout", SECONDS),
+    value("touch-interval", SECONDS),
+    _not_acted_on("directory"),
+)
+
 PATHS = table(
     value("basedir", string),
     value("logdir", string),
     value("pidfile", string),
     value("webroot", string),
     value("adminroot", string),
+    element("alias", section(build_alias, ALIAS), field="aliases", repeat=True),
     _not_acted_on("paths"),
 )
 
@@ -194,7 +229,9 @@ LOGGING = table(
     value("accesslog", string),
     value("errorlog", string),
     value("loglevel", LOG_LEVEL),
-    _not_acted_on("logging"),
+    value("playlistlog", string),
+    value("logsize", COUNT),  # KiB
+    value("logarchive", boolean),
 )
 
 ROOT = table(
@@ -226,6 +263,9 @@ ROOT = table(
     value("fileserve", boolean),
     value("icelogin", boolean),
     value("shoutcast-mount", mount_name),
+    value("mime-types", string),
+    element("security", section(keywords(Security), SECURITY)),
+    element("directory", section(build_directory, DIRECTORY), field="directory_blocks", repeat=True),
     _not_acted_on("icecast"),
 )
 
@@ -236,4 +276,5 @@ ALL_TABLES: dict[str, TagTable] = {
     "mount": MOUNT, "relay": RELAY, "relay host": RELAY_HOST, "upstream": UPSTREAM,
     "master": KH_MASTER, "redirect": REDIRECT, "paths": PATHS, "logging": LOGGING,
     "mount authentication": LISTENER_AUTH, "auth option": AUTH_OPTION,
+    "security": SECURITY, "changeowner": CHANGEOWNER, "alias": ALIAS, "directory": DIRECTORY,
 }

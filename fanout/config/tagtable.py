@@ -8,15 +8,19 @@ reader that turns the element into a value. ``read_children`` walks an element's
 children in order, looks each up in the table and collects ``field → value``; a section
 reader then builds its dataclass from those keywords, so fields absent from the XML keep
 the dataclass default. Unknown tags become a warning naming their XML path; tags
-recognised but not acted on have no field and are skipped silently; a bad value raises
-``ConfigError`` with the path, the text and what was expected.
+recognised but not acted on have no field and are skipped; a bad value raises
+``ConfigError`` with the path, the text and what was expected. Whether an element that
+is read is also *acted on* is not the engine's business: ``ReadContext.not_yet`` (the
+table in ``support.py``) names the elements fanout accepts but does not implement yet,
+and each one present in the file is warned about with its path.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+import re
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, TypeVar
 
 from .converters import BadValue, Converter
 from .errors import ConfigError
@@ -24,6 +28,17 @@ from .errors import ConfigError
 T = TypeVar("T")
 Node = Any  # one element as xmltodict gives it: None, str or dict
 Values = dict[str, Any]  # field name → value, for the tags present
+
+
+class PendingElement(Protocol):
+    """An element accepted but not implemented yet (``support.NotYet``)."""
+
+    @property
+    def reason(self) -> str:
+        """Why, for the operator."""
+
+    def applies(self, value: Any) -> bool:
+        """Whether ``value`` (as read; None for an element not read) asks for the feature."""
 
 
 @dataclass(slots=True)
@@ -34,9 +49,25 @@ class ReadContext:
     # <relays-on-demand> as read so far: 2.4.4 copies it into each <relay> when it
     # meets one, so a later global value does not apply to earlier relays (§8.24).
     relays_on_demand: bool = False
+    # Generic element path (no [n] indices) → why it is not implemented yet.
+    not_yet: Mapping[str, PendingElement] = field(default_factory=dict)
 
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{path}: {message}")
+
+    def check_implemented(self, path: str, value: Any) -> None:
+        """Warn about the element at ``path`` if it asks for something not implemented yet."""
+        pending = self.not_yet.get(generic_path(path))
+        if pending is not None and pending.applies(value):
+            self.warn(path, f"not implemented yet, ignored: {pending.reason}")
+
+
+_INDEX = re.compile(r"\[[0-9]+\]")
+
+
+def generic_path(path: str) -> str:
+    """``icecast/mount[2]/intro`` → ``icecast/mount/intro``: the path a table row has."""
+    return _INDEX.sub("", path)
 
 
 Reader = Callable[[Node, str, ReadContext], Any]
@@ -116,13 +147,31 @@ def element_text(node: Node, path: str, ctx: ReadContext) -> str:
     return str(node.get("#text") or "").strip()
 
 
-def section(build: Builder[T], rows: TagTable) -> Callable[[Node, str, ReadContext], T]:
+class Section:
+    """A reader for an element with children: reads them by ``rows``, then ``build``s.
+
+    ``rows`` stays visible so the whole tree of tables can be walked (``element_paths``).
+    """
+
+    def __init__(self, build: Builder[Any], rows: TagTable) -> None:
+        self.build = build
+        self.rows = rows
+
+    def __call__(self, node: Node, path: str, ctx: ReadContext) -> Any:
+        return self.build(read_children(children_of(node), path, self.rows, ctx), path, ctx)
+
+
+def section(build: Builder[T], rows: TagTable) -> Section:
     """Return a reader that reads an element's children by ``rows``, then ``build``s."""
+    return Section(build, rows)
 
-    def read(node: Node, path: str, ctx: ReadContext) -> T:
-        return build(read_children(children_of(node), path, rows, ctx), path, ctx)
 
-    return read
+def element_paths(rows: TagTable, path: str) -> Iterator[str]:
+    """Every element (and attribute) path the tables accept below ``path``, generic form."""
+    for name, tag in rows.items():
+        yield f"{path}/{name}"
+        if isinstance(tag.read, Section):
+            yield from element_paths(tag.read.rows, f"{path}/{name}")
 
 
 def keywords(cls: Callable[..., T]) -> Builder[T]:
@@ -160,7 +209,11 @@ def read_children(
         elif tag is None:
             ctx.warn(where, f"unknown {_kind(name)}, ignored")
         elif tag.field is not None and tag.read is not None:
-            _store(values, tag.field, tag.repeat, tag.read(node, where, ctx), where, ctx)
+            result = tag.read(node, where, ctx)
+            _store(values, tag.field, tag.repeat, result, where, ctx)
+            ctx.check_implemented(where, result)
+        else:
+            ctx.check_implemented(where, None)
     return values
 
 

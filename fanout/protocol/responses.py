@@ -20,11 +20,13 @@ from fanout.protocol.text import display, to_wire
 
 REASONS = {
     200: "OK",
+    206: "Partial Content",
     302: "Found",
     400: "Bad Request",
     401: "Authentication Required",
     403: "Forbidden",
     404: "File Not Found",
+    416: "Request Range Not Satisfiable",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -83,6 +85,15 @@ def _common_headers(server_id: str, now: float, content_type: str, *extra: Heade
         *extra,
         *_NO_CACHE_HEADERS,
     ]
+
+
+def render_head(
+    status: int, content_type: str, *, server_id: str, now: float,
+    headers: Sequence[Header] = (), version: str = "1.0",
+) -> bytes:
+    """Return a head with the common headers, then ``headers`` in order (no body)."""
+    common = _common_headers(server_id, now, content_type)
+    return _head(_status_line(status, version), _lines([*common, *headers]))
 
 
 # --- errors (§5.8) -------------------------------------------------------------------

@@ -201,7 +201,9 @@ def test_kh_master_block_sets_the_master() -> None:
                    "<interval>60</interval><on-demand>1</on-demand><redirect>1</redirect>"
                    "<run-on>5</run-on></master>")
     assert config.master == MasterConfig("m", 8001, "u", "p", 60, on_demand=True, redirect=True)
-    assert config.master_redirect is True and config.warnings == ()
+    assert config.master_redirect is True
+    assert config.warnings == ("icecast/master/run-on: not implemented yet, ignored: "
+                               "an Icecast-KH element fanout does not implement",)
 
 
 def test_kh_redirect_elements_parse() -> None:
@@ -230,11 +232,17 @@ def test_every_mount_element_parses() -> None:
                    "<stream-url>http://u</stream-url><genre>g</genre><bitrate>128</bitrate><type>audio/mpeg</type>"
                    "<subtype>mp3</subtype><fallback-mount>/f</fallback-mount><fallback-override>1</fallback-override>"
                    "<fallback-when-full>1</fallback-when-full><no-mount>1</no-mount><intro>/i.mp3</intro>"
-                   '<http-headers><header name="X" value="y"/></http-headers></mount>')
+                   '<http-headers><header name="X" value="y"/></http-headers>'
+                   "<dump-file>/d-%F.mp3</dump-file><on-connect>/bin/up</on-connect>"
+                   "<on-disconnect>/bin/down</on-disconnect><cluster-password>c</cluster-password></mount>")
     assert config.mounts[0] == MountConfig(
         "/m", False, "u", "p", 5, 60, True, 1, 100, 200, 3, 8192, "UTF-8", "n", "d", "http://u", "g", "128",
-        "audio/mpeg", "mp3", "/f", True, True, True, "/i.mp3", (HttpHeader("X", "y"),))
-    assert config.warnings == ()
+        "audio/mpeg", "mp3", "/f", True, True, True, "/i.mp3", (HttpHeader("X", "y"),),
+        dump_file="/d-%F.mp3", on_connect="/bin/up", on_disconnect="/bin/down", cluster_password="c")
+    # Each not implemented yet: read, checked, and warned about by path.
+    assert [warning.split(":")[0] for warning in config.warnings] == [
+        "icecast/mount[1]/intro", "icecast/mount[1]/dump-file", "icecast/mount[1]/on-connect",
+        "icecast/mount[1]/on-disconnect", "icecast/mount[1]/cluster-password"]
 
 
 def test_legacy_no_yp_means_not_public() -> None:
@@ -497,7 +505,8 @@ def test_kh_relay_hosts_are_tried_by_priority() -> None:
     assert (relay.server, relay.port, relay.mount, relay.local_mount) == ("a", 1, "/m", "/l")
     assert relay.backups == (("b", 2, "/"), ("c", 3, "/"))
     assert (relay.retry_delay, relay.run_on, relay.enabled, relay.relay_shoutcast_metadata) == (30, 10, False, False)
-    assert config.warnings == ()
+    assert config.warnings == ("icecast/relay[1]/host[2]/timeout: not implemented yet, ignored: "
+                               "an Icecast-KH element fanout does not implement",)
 
 
 def test_kh_host_without_port_is_an_error() -> None:
@@ -625,13 +634,25 @@ def test_unknown_attribute_is_warned_with_its_path() -> None:
     )
 
 
-def test_elements_recognised_but_not_acted_on_are_silent() -> None:
-    config = parse("<directory><yp-url>http://y</yp-url></directory><security><chroot>0</chroot></security>"
-                   "<limits><threadpool>4</threadpool></limits><paths><alias source='/' destination='/s'/></paths>"
-                   "<logging><logsize>1</logsize><logarchive>1</logarchive><playlistlog>p</playlistlog></logging>"
-                   "<mount><mount-name>/a</mount-name>"
-                   "<dump-file>/tmp/d</dump-file><on-connect>/bin/x</on-connect></mount>")
-    assert config.warnings == ()
+def test_elements_without_effect_in_icecast_either_are_silent() -> None:
+    config = parse("<security><chroot>0</chroot></security><limits><threadpool>4</threadpool>"
+                   "<client-timeout>5</client-timeout></limits><paths><basedir>/b</basedir></paths>"
+                   "<directory><yp-url>http://y/</yp-url><server><host>h</host></server></directory>"
+                   '<http-headers><header name="a" value="b" type="static"/></http-headers>'
+                   "<fileserve>0</fileserve><logging><accesslog>a.log</accesslog></logging>")
+    assert config.warnings == ("icecast/directory[1]: not implemented yet, ignored: "
+                               "streams are not listed in YP directories",)
+
+
+def test_elements_not_implemented_yet_are_warned_with_their_paths() -> None:
+    config = parse("<security><chroot>1</chroot><changeowner><user>u</user><group>g</group></changeowner>"
+                   "</security><paths><alias source='/' destination='/s'/><pidfile>/p</pidfile></paths>"
+                   "<logging><logsize>1</logsize><playlistlog>p</playlistlog><accesslog>-</accesslog></logging>"
+                   "<limits><workers>2</workers></limits><fileserve>1</fileserve>")
+    assert [warning.split(": not implemented yet, ignored: ")[0] for warning in config.warnings] == [
+        "icecast/security/chroot", "icecast/security/changeowner", "icecast/paths/alias[1]",
+        "icecast/paths/pidfile", "icecast/logging/logsize", "icecast/logging/playlistlog",
+        "icecast/logging/accesslog", "icecast/limits/workers", "icecast/fileserve"]
 
 
 def test_repeated_single_element_warns_and_the_last_one_wins() -> None:

@@ -8,6 +8,7 @@ else is warned about with its XML path. ``config.sample.xml`` documents every ro
 
 from __future__ import annotations
 
+from . import fleet
 from .builders import (
     as_is, build_header, build_headers, build_listen_socket, build_mount, build_redirect,
     read_relays_on_demand,
@@ -24,18 +25,17 @@ from .tagtable import MERGE, Tag, TagTable, accepted, element, keywords, section
 
 # Recognised, not acted on (yet): accepted silently, children and all. By section.
 NOT_ACTED_ON: dict[str, tuple[str, ...]] = {
-    "icecast": ("directory", "security", "master-ssl-port", "master-bind", "master-relay-auth"),
+    "icecast": ("directory", "security", "master-bind", "master-relay-auth"),
     "limits": ("threadpool", "max-listeners", "max-bandwidth", "min-queue-size", "workers",
                "inactivity-timeout"),  # threadpool: 2.4.4 ignores it too; the rest are KH
-    "paths": ("alias", "ssl-certificate", "ssl-allowed-ciphers", "allow-ip", "deny-ip",
-              "x-forwarded-for", "mime-types"),
+    "paths": ("alias", "allow-ip", "deny-ip", "mime-types"),
     "logging": ("playlistlog", "logsize", "logarchive"),
     "header": ("@type",),
     "mount": ("dump-file", "on-connect", "on-disconnect", "cluster-password", "max-bandwidth"),
     "relay": ("bind", "timeout", "interval", "http-headers"),
     "relay host": ("timeout", "bind", "ssl", "tls", "http-headers"),  # KH <host>/<master>
     "upstream": ("bind",),  # 2.5
-    "master": ("ssl-port", "bind", "relay-auth", "retry-delay", "run-on"),  # KH root <master>
+    "master": ("bind", "relay-auth", "retry-delay", "run-on"),  # KH root <master>
 }
 
 
@@ -69,7 +69,7 @@ LISTEN_SOCKET = table(
     value("shoutcast-compat", boolean),
     value("shoutcast-mount", mount_name),
     value("so-sndbuf", BYTES),
-    value("ssl", boolean),  # only warned about: we serve no TLS
+    fleet.LISTEN_SOCKET_TAGS,  # <ssl>, <proxy-protocol>
 )
 
 HEADER = table(
@@ -173,6 +173,7 @@ KH_MASTER = table(  # KH root <master>: another spelling of the master-* element
     value("interval", POSITIVE_SECONDS, field="master_update_interval"),
     value("redirect", boolean, field="master_redirect"),
     value("on-demand", boolean, field="master_on_demand"),
+    fleet.KH_MASTER_TAGS,  # <ssl-port>
     _not_acted_on("master"),
 )
 
@@ -187,6 +188,7 @@ PATHS = table(
     value("pidfile", string),
     value("webroot", string),
     value("adminroot", string),
+    fleet.PATHS_TAGS,  # TLS files and ciphers, upstream verification, <x-forwarded-for>
     _not_acted_on("paths"),
 )
 
@@ -221,6 +223,7 @@ ROOT = table(
     value("master-redirect", boolean),  # KH
     element("master", section(as_is, KH_MASTER), field=MERGE),  # KH
     element("redirect", section(build_redirect, REDIRECT), field="redirects", repeat=True),  # KH
+    fleet.ROOT_TAGS,  # <redirect-mode>, <master-redirect-capacity>, <master-ssl-port>
     element("paths", section(keywords(Paths), PATHS)),
     element("logging", section(keywords(Logging), LOGGING)),
     value("fileserve", boolean),

@@ -125,8 +125,8 @@ class Paths:
     adminroot: str | None = None
     basedir: str | None = None
     # issue 12 (fleet.py). TLS: the PEM certificate chain, with the key unless
-    # ssl_private_key names its own file; OpenSSL's cipher list (None: Python's defaults,
-    # not 2.4.4's list, which still allows 3DES).
+    # ssl_private_key names its own file; OpenSSL's cipher list for TLS 1.2 (None: Python's
+    # defaults, not 2.4.4's list, which still allows 3DES; TLS 1.3 suites are all AEAD).
     ssl_certificate: str | None = None
     ssl_private_key: str | None = None  # KH
     ssl_allowed_ciphers: str | None = None

@@ -296,6 +296,34 @@ def test_a_plain_http_client_on_a_tls_port_is_refused_with_one_line(listener, se
     client.communicate(timeout=CLIENT_TIMEOUT)
 
 
+def test_allowed_ciphers_decide_a_tls_1_2_handshake(listener, ca, server_cert):
+    # Like Icecast's SSL_CTX_set_cipher_list: TLS 1.2 and below (TLS 1.3 suites are all AEAD).
+    settings = Paths(ssl_certificate=str(server_cert.combined),
+                     ssl_allowed_ciphers="ECDHE-ECDSA-CHACHA20-POLY1305")
+    client = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{listener.getsockname()[1]}",
+                               "-tls1_2", "-CAfile", str(ca.certificate)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    conn, _ = listener.accept()
+    tls = ServerTls(settings).accept(conn, timeout=CLIENT_TIMEOUT)
+    assert tls.cipher()[0] == "ECDHE-ECDSA-CHACHA20-POLY1305"  # type: ignore[index]
+    close_tls(tls)
+    assert "Cipher is ECDHE-ECDSA-CHACHA20-POLY1305" in client.communicate(timeout=CLIENT_TIMEOUT)[0].decode()
+
+
+def test_a_tls_1_1_client_is_refused(listener, server_cert):
+    # MINIMUM_VERSION: the client is made to offer only TLS 1.1 (its own security level
+    # lowered so that it may); the server refuses rather than fall back.
+    client = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{listener.getsockname()[1]}",
+                               "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conn, _ = listener.accept()
+    with pytest.raises(TlsError, match="UNSUPPORTED_PROTOCOL"):
+        ServerTls(paths(server_cert)).accept(conn, timeout=CLIENT_TIMEOUT)
+    conn.close()
+    client.communicate(timeout=CLIENT_TIMEOUT)
+    assert client.returncode != 0
+
+
 # ---- https upstreams --------------------------------------------------------------------
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from fanout.protocol.cluster import (
     CLUSTER_LISTENERS, ClusterTotals, NodeListeners, cluster_families, cluster_totals,
     cluster_xml, global_cluster_stats, mount_cluster_stats, node_name, with_cluster_keys,
@@ -92,3 +94,13 @@ def test_metrics_have_listeners_per_mount_and_node():
     assert 'fanout_cluster_listeners{mount="/talk.ogg",node="master:8000"} 1' in text
     assert 'fanout_cluster_node_listeners{node="[::1]:8001"} 7' in text
     assert "# TYPE fanout_cluster_listeners gauge" in text
+
+
+def test_metrics_parse_with_prometheus_client():
+    hostile = cluster_totals(NodeListeners('n"\\\n:1', 2, (('/a"b\\', 2),)), SLAVES)
+    families = {f.name: f for f in text_string_to_metric_families(
+        render_metrics(cluster_families(hostile)).decode())}
+    samples = {(s.labels["mount"], s.labels["node"]): s.value
+               for s in families["fanout_cluster_listeners"].samples}
+    assert samples[("/live.mp3", "relay1:8000")] == 30
+    assert sum(s.value for s in families["fanout_cluster_node_listeners"].samples) == 49

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
+from . import fleet
 from .converters import boolean
 from .errors import ConfigError
 from .hosting import keep_directories
@@ -42,8 +43,6 @@ def read_relays_on_demand(node: Node, path: str, ctx: ReadContext) -> bool:
 
 def build_listen_socket(values: Values, path: str, ctx: ReadContext) -> tuple[ListenSocket, ...]:
     """One ``<listen-socket>``, plus the port+1 Shoutcast socket its shoutcast-mount implies."""
-    if values.pop("ssl", False):
-        ctx.warn(f"{path}/ssl", "TLS is not supported: this port serves plain HTTP")
     socket = ListenSocket(**values)
     if socket.shoutcast_mount is None or socket.shoutcast_compat:
         return (socket,)
@@ -90,7 +89,7 @@ _DIRECT_FIELDS = frozenset(field.name for field in fields(Config)) - {
 _MASTER_KEYS = {
     "server": "master_server", "port": "master_server_port", "username": "master_username",
     "password": "master_password", "update_interval": "master_update_interval",
-    "redirect": "master_redirect",
+    "redirect": "master_redirect", "ssl_port": "master_ssl_port",
 }
 
 
@@ -109,7 +108,9 @@ def build_config(values: Values, ctx: ReadContext, source: str) -> Config:
     if sockets:  # else Config's default socket
         built["listen_sockets"] = sockets
     direct = {key: value for key, value in values.items() if key in _DIRECT_FIELDS}
-    return Config(**direct, **built, warnings=tuple(ctx.warnings), source=source)
+    config = Config(**direct, **built, warnings=tuple(ctx.warnings), source=source)
+    fleet.check_tls(config)
+    return config
 
 
 def _authentication(values: Values) -> Authentication:

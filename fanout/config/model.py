@@ -36,6 +36,10 @@ class ListenSocket:
     shoutcast_compat: bool = False  # this port speaks the Shoutcast source protocol
     shoutcast_mount: str | None = None  # mount a Shoutcast source on this port feeds
     so_sndbuf: int = 0  # SO_SNDBUF for accepted sockets; 0 leaves the kernel's
+    # issue 12 (fleet.py): TLS on this port (needs <paths><ssl-certificate>); every
+    # connection opens with a PROXY v1/v2 header from a load balancer.
+    ssl: bool = False
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class MasterConfig:
     update_interval: int = DEFAULT_MASTER_UPDATE_INTERVAL
     on_demand: bool = False  # <relays-on-demand> (final value) or KH <master><on-demand>
     redirect: bool = False  # KH <master-redirect>: register for listener redirects
+    ssl_port: int = 0  # KH <master-ssl-port>: poll and relay the master over TLS there; 0: plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,17 @@ class Paths:
     adminroot: str | None = None
     basedir: str | None = None  # the new root when <security><chroot> is on
     aliases: tuple[Alias, ...] = ()  # <alias> blocks, file order (the first match wins)
+    # issue 12 (fleet.py). TLS: the PEM certificate chain, with the key unless
+    # ssl_private_key names its own file; OpenSSL's cipher list for TLS 1.2 (None: Python's
+    # defaults, not 2.4.4's list, which still allows 3DES; TLS 1.3 suites are all AEAD).
+    ssl_certificate: str | None = None
+    ssl_private_key: str | None = None  # KH
+    ssl_allowed_ciphers: str | None = None
+    # Upstreams (master, relays) over TLS: verify their certificate (against these CAs
+    # instead of the system's, to pin a private CA or a self-signed certificate).
+    ssl_upstream_verify: bool = True
+    ssl_upstream_cafile: str | None = None
+    x_forwarded_for: tuple[str, ...] = ()  # KH: proxies whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +172,10 @@ class Config:
     max_redirect_slaves: int = 0  # KH: slaves that may register for redirects (0: none)
     master_redirect: bool = False  # KH: as a slave, register with the master for redirects
     redirects: tuple[tuple[str, int], ...] = ()  # KH <redirect>: static (host, port) targets
+    # issue 12 (fleet.py): "when-full" redirects would-be refusals (KH), "always" every
+    # listener; the listeners this server offers its master's redirects (0: <clients>).
+    redirect_mode: str = "when-full"
+    master_redirect_capacity: int = 0
     paths: Paths = field(default_factory=Paths)
     logging: Logging = field(default_factory=Logging)
     fileserve: bool = True

@@ -9,6 +9,7 @@ no effect) is said in ``support.py``. ``config.sample.xml`` documents every row.
 
 from __future__ import annotations
 
+from . import fleet
 from .builders import (
     as_is, build_header, build_headers, build_listen_socket, build_mount, build_redirect,
     read_relays_on_demand,
@@ -26,18 +27,17 @@ from .tagtable import MERGE, Tag, TagTable, accepted, element, keywords, section
 
 # Recognised, not read: accepted children and all (support.py says why, or warns). By section.
 NOT_ACTED_ON: dict[str, tuple[str, ...]] = {
-    "icecast": ("master-ssl-port", "master-bind", "master-relay-auth"),
+    "icecast": ("master-bind", "master-relay-auth"),
     "limits": ("threadpool", "max-listeners", "max-bandwidth", "min-queue-size", "workers",
                "inactivity-timeout"),  # threadpool: 2.4.4 ignores it too; the rest are KH
-    "paths": ("ssl-certificate", "ssl-allowed-ciphers", "allow-ip", "deny-ip",
-              "x-forwarded-for", "mime-types"),
+    "paths": ("allow-ip", "deny-ip", "mime-types"),
     "header": ("@type",),
     "directory": ("server",),  # 2.4.4 reads <server><host> but never uses it
     "mount": ("max-bandwidth",),
     "relay": ("bind", "timeout", "interval", "http-headers"),
     "relay host": ("timeout", "bind", "ssl", "tls", "http-headers"),  # KH <host>/<master>
     "upstream": ("bind",),  # 2.5
-    "master": ("ssl-port", "bind", "relay-auth", "retry-delay", "run-on"),  # KH root <master>
+    "master": ("bind", "relay-auth", "retry-delay", "run-on"),  # KH root <master>
 }
 
 
@@ -71,7 +71,7 @@ LISTEN_SOCKET = table(
     value("shoutcast-compat", boolean),
     value("shoutcast-mount", mount_name),
     value("so-sndbuf", BYTES),
-    value("ssl", boolean),  # only warned about: we serve no TLS
+    fleet.LISTEN_SOCKET_TAGS,  # <ssl>, <proxy-protocol>
 )
 
 HEADER = table(
@@ -180,6 +180,7 @@ KH_MASTER = table(  # KH root <master>: another spelling of the master-* element
     value("interval", POSITIVE_SECONDS, field="master_update_interval"),
     value("redirect", boolean, field="master_redirect"),
     value("on-demand", boolean, field="master_on_demand"),
+    fleet.KH_MASTER_TAGS,  # <ssl-port>
     _not_acted_on("master"),
 )
 
@@ -222,6 +223,7 @@ PATHS = table(
     value("webroot", string),
     value("adminroot", string),
     element("alias", section(build_alias, ALIAS), field="aliases", repeat=True),
+    fleet.PATHS_TAGS,  # TLS files and ciphers, upstream verification, <x-forwarded-for>
     _not_acted_on("paths"),
 )
 
@@ -258,6 +260,7 @@ ROOT = table(
     value("master-redirect", boolean),  # KH
     element("master", section(as_is, KH_MASTER), field=MERGE),  # KH
     element("redirect", section(build_redirect, REDIRECT), field="redirects", repeat=True),  # KH
+    fleet.ROOT_TAGS,  # <redirect-mode>, <master-redirect-capacity>, <master-ssl-port>
     element("paths", section(keywords(Paths), PATHS)),
     element("logging", section(keywords(Logging), LOGGING)),
     value("fileserve", boolean),

@@ -6,11 +6,24 @@ caller's job) and later sends a listener it would refuse to one of those slaves 
 `302` to `redirect_location`. The Location follows §2.10 rather than KH's letter: a
 lowercase `http` scheme (a 2.4.4 relay follows only that), path and userinfo
 percent-encoded, the original query kept.
+
+fanout's extension (issue 12). A fanout slave also reports its load in the same query,
+as parameters a KH or 2.4.4 master ignores (both look up `rserver`, `rport`, `interval`
+by name and nothing else; 2.4.4 reads no registration at all):
+`&fanout-listeners=N&fanout-capacity=C&fanout-health=ok[&fanout-refresh=S]` and one
+`&fanout-mount=<mount>:<listeners>` per mount (the largest first, bounded so the whole
+request head stays well inside the 4 KiB an Icecast master reads). A fanout master that
+got a load answers with `X-Fanout-Refresh: S`; the slave then re-registers every S
+seconds (the fast schedule) and says so with `fanout-refresh`, which lets the master
+expire it within a few S of its last registration instead of KH's interval + 10 s.
+The master marks each Location with `fanout-redirected=1`, so a listener sent on is
+served or refused where it lands, never redirected again (no loop).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 from urllib.parse import quote
 
 from fanout.protocol.numbers import saturated_int
@@ -18,37 +31,147 @@ from fanout.protocol.numbers import saturated_int
 # A registration with a shorter poll interval is ignored, as KH does.
 MIN_INTERVAL = 5
 
+# -- fanout's load report (see the module doc) ---------------------------------------------
+LISTENERS_KEY = "fanout-listeners"
+CAPACITY_KEY = "fanout-capacity"
+HEALTH_KEY = "fanout-health"
+REFRESH_KEY = "fanout-refresh"
+MOUNT_KEY = "fanout-mount"  # repeated, one per mount: "<mount>:<listeners>"
+HEALTHY = "ok"  # any other health (a slave says "draining" while it stops) takes no listener
+DRAINING = "draining"
+# The master's answer header that asks a reporting slave to re-register every S seconds.
+REFRESH_HEADER = "X-Fanout-Refresh"
+# Seconds between a fanout slave's registrations on the fast schedule: the master expires
+# it after MISSED_REFRESHES of them, so a vanished slave is out within 1.5 s (issue: 2 s).
+FAST_REFRESH = 0.5
+# Refresh periods outside these bounds (seconds) are refused: faster would be a poll
+# flood, slower is what the KH interval already does.
+MIN_REFRESH = 0.1
+MAX_REFRESH = 60.0
+# The registration query's length in bytes at most: Icecast masters read a request head
+# into 4 KiB (2.4.4 and KH), which the path, Authorization, Host and User-Agent share.
+MAX_REGISTRATION_QUERY = 2048
+# Mounts reported per registration at most (also the most the master reads).
+MAX_REPORTED_MOUNTS = 64
+# The query parameter a master adds to a Location; a request carrying it is never
+# redirected again.
+REDIRECT_MARKER = "fanout-redirected"
+
+# <redirect-mode>: KH's redirect of would-be refusals only, or every listener (a director).
+WHEN_FULL = "when-full"
+ALWAYS = "always"
+
+_REFRESH = re.compile(r"[0-9]{1,4}(\.[0-9]{1,3})?")
+
+
+@dataclass(frozen=True, slots=True)
+class SlaveLoad:
+    """What a fanout slave reports of itself on each registration."""
+
+    listeners: int  # its listeners now, relay pulls not counted
+    capacity: int  # listeners it offers: <master-redirect-capacity>, else <limits><clients>
+    healthy: bool  # False: it is stopping (or said something else): send nobody there
+    refresh: float | None = None  # seconds between its registrations; None: KH's interval
+    mounts: tuple[tuple[str, int], ...] = ()  # (mount, listeners), largest first, bounded
+
 
 @dataclass(frozen=True, slots=True)
 class Registration:
     host: str  # the slave's <hostname>, as it advertises it
     port: int
     interval: int  # seconds between its polls
+    load: SlaveLoad | None = None  # None: a KH or older slave, which reports no load
 
 
-def registration_query(hostname: str, port: int, interval: int) -> str:
-    """What a slave appends to its poll path: KH's parameters, in KH's order."""
-    return f"?rserver={quote(hostname, safe='.:-[]')}&rport={port}&interval={interval}"
+def registration_query(hostname: str, port: int, interval: int,
+                       load: SlaveLoad | None = None) -> str:
+    """What a slave appends to its poll path: KH's parameters, in KH's order, then the
+    load report (if any), at most MAX_REGISTRATION_QUERY bytes in all."""
+    query = f"?rserver={quote(hostname, safe='.:-[]')}&rport={port}&interval={interval}"
+    return query if load is None else query + _load_query(load, MAX_REGISTRATION_QUERY - len(query))
+
+
+def _load_query(load: SlaveLoad, room: int) -> str:
+    text = (f"&{LISTENERS_KEY}={load.listeners}&{CAPACITY_KEY}={load.capacity}"
+            f"&{HEALTH_KEY}={HEALTHY if load.healthy else DRAINING}")
+    if load.refresh is not None:
+        text += f"&{REFRESH_KEY}={load.refresh:g}"
+    ranked = sorted(load.mounts, key=lambda item: (-item[1], item[0]))[:MAX_REPORTED_MOUNTS]
+    for mount, count in ranked:
+        piece = f"&{MOUNT_KEY}={quote(mount, safe='/')}:{count}"
+        if len(text) + len(piece) > room:
+            break  # the totals stay exact; only per-mount detail is cut
+        text += piece
+    return text
 
 
 def parse_registration(query: Iterable[tuple[str, str]]) -> Registration | None:
     """The slave's registration in a poll's query, or None if it is absent or invalid
-    (no `rserver`, `rport` not in 1–65535, `interval` under MIN_INTERVAL)."""
-    values = dict(reversed(list(query)))  # the first of repeated keys wins
+    (no `rserver`, `rport` not in 1–65535, `interval` under MIN_INTERVAL). A load report
+    that does not parse leaves `load` None; parameters nobody knows are ignored."""
+    pairs = list(query)
+    values = dict(reversed(pairs))  # the first of repeated keys wins
     host = values.get("rserver", "")
     port, interval = _integer(values.get("rport")), _integer(values.get("interval"))
     if not host or port is None or not 0 < port < 65536 or interval is None:
         return None
     if interval < MIN_INTERVAL:
         return None
-    return Registration(host, port, interval)
+    return Registration(host, port, interval, parse_load(pairs))
+
+
+def parse_load(query: Sequence[tuple[str, str]]) -> SlaveLoad | None:
+    """The load report in a registration query, or None if there is none or it is bad
+    (the registration then counts as a KH slave's: load unknown)."""
+    values = dict(reversed(query))
+    listeners = _integer(values.get(LISTENERS_KEY))
+    capacity = _integer(values.get(CAPACITY_KEY))
+    if listeners is None or capacity is None:
+        return None
+    refresh = parse_refresh(values.get(REFRESH_KEY))
+    if REFRESH_KEY in values and refresh is None:
+        return None  # a schedule we cannot hold it to: trust none of the report
+    return SlaveLoad(listeners, capacity, values.get(HEALTH_KEY) == HEALTHY, refresh,
+                     _mounts(query))
+
+
+def _mounts(query: Sequence[tuple[str, str]]) -> tuple[tuple[str, int], ...]:
+    seen: dict[str, int] = {}
+    for key, value in query:
+        if key != MOUNT_KEY or len(seen) >= MAX_REPORTED_MOUNTS:
+            continue
+        mount, _, count_text = value.rpartition(":")  # a mount may hold ":", the count not
+        count = _integer(count_text)
+        if mount.startswith("/") and count is not None:
+            seen.setdefault(mount, count)
+    return tuple(seen.items())
+
+
+def parse_refresh(text: str | None) -> float | None:
+    """A refresh period in seconds (decimal, within MIN_REFRESH..MAX_REFRESH), else None."""
+    if text is None or not _REFRESH.fullmatch(text.strip()):
+        return None
+    period = float(text)
+    return period if MIN_REFRESH <= period <= MAX_REFRESH else None
+
+
+def refresh_header(period: float = FAST_REFRESH) -> tuple[str, str]:
+    """The header a master adds to its answer to a load-reporting poll."""
+    return REFRESH_HEADER, f"{period:g}"
+
+
+def advertised_capacity(configured: int, clients_limit: int) -> int:
+    """The capacity a slave reports: <master-redirect-capacity> if set (> 0), else its
+    <limits><clients>, the most connections it takes at all."""
+    return configured if configured > 0 else clients_limit
 
 
 def redirect_location(host: str, port: int, path: str, raw_query: str,
                       credentials: tuple[str, str] | None = None) -> str:
     """`http://[user:pass@]host:port/path[?query]` for a listener sent to a slave.
 
-    `raw_query` is the request's query as sent, without the `?`; `credentials` the
+    `raw_query` is the request's query as sent, without the `?` (pass it through
+    `marked_query` to stop the listener being redirected again); `credentials` the
     listener's own Basic credentials, repeated so the slave can check them too.
     """
     userinfo = ""
@@ -57,6 +180,34 @@ def redirect_location(host: str, port: int, path: str, raw_query: str,
     authority = f"[{host}]" if ":" in host and not host.startswith("[") else host
     location = f"http://{userinfo}{authority}:{port}{quote(path, safe='/')}"
     return f"{location}?{raw_query}" if raw_query else location
+
+
+def marked_query(raw_query: str) -> str:
+    """`raw_query` (without `?`) with the redirect marker added, unless it has one."""
+    if is_redirected(_raw_pairs(raw_query)):
+        return raw_query
+    marker = f"{REDIRECT_MARKER}=1"
+    return f"{raw_query}&{marker}" if raw_query else marker
+
+
+def is_redirected(query: Iterable[tuple[str, str]]) -> bool:
+    """Whether a request's (decoded) query carries the redirect marker: it came from a
+    master's 302, and must be served or refused here, not sent on."""
+    return any(key == REDIRECT_MARKER for key, _ in query)
+
+
+def redirect_wanted(mode: str, *, refused: bool, relay: bool, redirected: bool) -> bool:
+    """Whether a listener request gets a 302 to a slave (if one is usable) instead of
+    being served or refused here. Relay pulls and already redirected listeners never
+    are; otherwise KH's `when-full` redirects would-be refusals, `always` everyone."""
+    if relay or redirected:
+        return False
+    return refused or mode == ALWAYS
+
+
+def _raw_pairs(raw_query: str) -> list[tuple[str, str]]:
+    pairs = (item.partition("=") for item in raw_query.split("&") if item)
+    return [(key, value) for key, _, value in pairs]
 
 
 def _integer(text: str | None) -> int | None:

@@ -53,10 +53,12 @@ def _source(mount: str, inner: str) -> str:
     return f"<source mount={quoteattr(display(mount))}>{inner}</source>"
 
 
-def render_stats(global_values: Stats, mounts: Iterable[tuple[str, Stats]]) -> bytes:
-    """/admin/stats: the global stats, then one `<source>` per mount."""
+def render_stats(global_values: Stats, mounts: Iterable[tuple[str, Stats]],
+                 extra_xml: str = "") -> bytes:
+    """/admin/stats: the global stats, then one `<source>` per mount. `extra_xml`: fanout's
+    own elements after the global ones (`cluster.cluster_xml`, already escaped)."""
     sources = "".join(_source(name, _elements(values)) for name, values in mounts)
-    return _document(f"<icestats>{_elements(global_values)}{sources}</icestats>")
+    return _document(f"<icestats>{_elements(global_values)}{extra_xml}{sources}</icestats>")
 
 
 def render_listmounts(mounts: Sequence[ListedMount], current: str | None = None) -> bytes:

@@ -31,9 +31,14 @@ def json_value(text: str) -> Any:
     return text
 
 
-def render_status_json(global_values: Stats, mounts: Sequence[Stats]) -> bytes:
-    """The whole document; `mounts` are public mount stats (see stats.public_mount_stats)."""
+def render_status_json(global_values: Stats, mounts: Sequence[Stats],
+                       extra_global: Stats | None = None) -> bytes:
+    """The whole document; `mounts` are public mount stats (see stats.public_mount_stats).
+    `extra_global`: fanout's own keys (cluster totals), after Icecast's, which they never
+    replace."""
     icestats: dict[str, Any] = {k: json_value(global_values[k]) for k in PUBLIC_GLOBAL_KEYS}
+    for key, value in (extra_global or {}).items():
+        icestats.setdefault(display(key), json_value(value))
     sources = [{**{display(k): json_value(v) for k, v in m.items()}, "dummy": None}
                for m in mounts]
     if len(sources) == 1:

@@ -143,9 +143,15 @@ def test_legacy_port_and_bind_address_make_the_first_socket() -> None:
     assert config.listen_sockets == (ListenSocket(8500, "10.0.0.1"), ListenSocket(9000))
 
 
-def test_ssl_listen_socket_is_warned_about() -> None:
-    config = parse("<listen-socket><port>8443</port><ssl>1</ssl></listen-socket>")
-    assert config.warnings == ("icecast/listen-socket[1]/ssl: TLS is not supported: this port serves plain HTTP",)
+def test_ssl_listen_socket_is_read_and_warned_about_until_tls_is_served() -> None:
+    # tests/unit/test_config_fleet.py has the rest of the TLS elements.
+    config = parse("<listen-socket><port>8443</port><ssl>1</ssl></listen-socket>"
+                   "<paths><ssl-certificate>/etc/fanout/cert.pem</ssl-certificate></paths>")
+    assert config.listen_sockets[0].ssl
+    assert config.warnings == (
+        "icecast/listen-socket[1]/ssl: not implemented yet, ignored: TLS is not served yet: "
+        "this port serves plain HTTP",
+        "icecast/paths/ssl-certificate: not implemented yet, ignored: TLS is not supported")
 
 
 def test_global_http_headers_parse_with_optional_status() -> None:

@@ -339,25 +339,27 @@ cdef class Ring:
 
     def start_point(self, burst_size):
         """(position, header pages) for a new listener: where it starts and what it must be
-        sent first. Generic rings: (start_position(burst_size), b"").
+        sent first.
 
-        Ogg rings: the stored header set and the position come from one consistent view, and
+        The position is never before the `link_start` of the last `set_stream_header`. Ogg
+        rings: the stored header set and the position come from one consistent view, so
         the position is never before the first data page of the link that header set
         belongs to (a chained stream's earlier links need other headers). Before any header
         set was published, a listener starts at sequence 0 while it is still in the ring:
-        the header pages are there, in the stream itself.
+        the header pages are there, in the stream itself. Generic rings: an empty header
+        set marks a seam (a relay that reconnected to another stream): newcomers start
+        after it, never with a burst that runs across it.
         """
         cdef uint64_t gen = 0, link_start = 0, pos
         cdef bytes pages
+        cdef bint ogg = self._fmt == RING_FORMAT_OGG
         self.check_open()
         if burst_size < 0:
             raise ValueError("burst_size must be >= 0")
-        if self._fmt != RING_FORMAT_OGG:
-            return self.start_from(burst_size, 0, False), b""
         while True:
             pages = self.seqlock_read(OFF_HDR_GEN, OFF_HDR_LEN, OFF_STREAM_HEADER,
                                       STREAM_HEADER_MAX, &gen, OFF_HDR_START, &link_start)
-            if gen == 0 and not self.is_lapped(0, self.load_write_seq()):
+            if ogg and gen == 0 and not self.is_lapped(0, self.load_write_seq()):
                 pos = 0
             else:
                 pos = self.start_from(burst_size, link_start, gen != 0)

@@ -282,24 +282,19 @@ class Ring:
 
     def start_point(self, burst_size: int) -> tuple[int, bytes]:
         """(position, header pages) for a new listener: where it starts and what it must be
-        sent first. Generic rings: (start_position(burst_size), b"").
-
-        Ogg rings: the stored header set and the position come from one consistent view, and
-        the position is never before the first data page of the link that header set
-        belongs to (a chained stream's earlier links need other headers). Before any header
-        set was published, a listener starts at sequence 0 while it is still in the ring:
-        the header pages are there, in the stream itself.
+        sent first. Same rules as the compiled core's (see there): never before the
+        link_start of the last set_stream_header; for generic rings an empty header set
+        marks a seam newcomers start after.
         """
         self._mmap()
         if burst_size < 0:
             raise ValueError("burst_size must be >= 0")
-        if self._fmt != FORMAT_OGG:
-            return self._start_from(burst_size, None), b""
+        ogg = self._fmt == FORMAT_OGG
         while True:
             gen, pages, link_start = self._seqlock_read(_U64_HDR_GEN, _U32_HDR_LEN,
                                                         _OFF_STREAM_HEADER, MAX_STREAM_HEADER,
                                                         _U64_HDR_START)
-            if gen == 0 and not self._is_lapped(0, self.write_seq):
+            if ogg and gen == 0 and not self._is_lapped(0, self.write_seq):
                 pos = 0
             else:
                 pos = self._start_from(burst_size, link_start if gen else None)

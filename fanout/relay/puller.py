@@ -305,6 +305,10 @@ class RelayPull:
         """Copy the upstream into the ring until it ends (return "ended"), the connection
         is lost ("lost"), it stays silent too long ("silent"), a preferred upstream is
         back ("switched") or it is no longer wanted."""
+        if record.info["format"] != OGG and record.ring.write_seq > 0:
+            # Another connection's stream follows what is in the ring: a seam. Listeners
+            # already playing pass it; newcomers start after it (Ring.start_point).
+            record.ring.set_stream_header(b"", record.ring.write_seq)
         feed = RingFeed(record.ring, record.info["format"], label=f"relay {self.spec.mount}",
                         icy_metaint=head.metaint, on_title=self.reserve_title)
         timeout = self.host.config.resolve_mount(self.spec.mount).source_timeout

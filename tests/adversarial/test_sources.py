@@ -275,6 +275,9 @@ def test_bad_chunk_framing_ends_that_source_with_one_log_line(server, logdir, by
     line = (f"127.0.0.1: source on {mount} sent bad chunked framing "
             f"(bad chunk size line b'zz'); disconnected")
     wait_for(lambda: messages(logdir, "fanout.source").count(line) == 1, 5, "one log line")
+    # The worker logs first, then tells the supervisor: the mount is free once it says so.
+    wait_for(lambda: f"source on {mount} ended" in messages(logdir, "fanout.supervisor"), 5,
+             "the supervisor to release the mount")
     again = Source(server.host, server.port, mount)  # the mount was released
     assert again.accepted, again.response
     again.close()

@@ -394,3 +394,17 @@ def test_counters_reject_bad_slot_or_negative_value(ring, worker, n):
         ring.set_listener_count(worker, n)
     with pytest.raises(ValueError):
         ring.add_bytes_sent(worker, n)
+
+
+def test_a_seam_in_a_generic_ring_keeps_newcomers_after_it(ring):
+    """A relay that reconnected to another stream marks a seam with an empty header set:
+    a newcomer's burst never runs across it into the earlier stream."""
+    ring.write(b"a" * 8192)
+    ring.add_sync_point(0)
+    ring.add_sync_point(4096)
+    seam = ring.write_seq
+    ring.set_stream_header(b"", seam)
+    ring.write(b"b" * 1000)
+    assert ring.start_point(64 * 1024) == (seam, b"")  # not 0 or 4096: the old stream
+    ring.add_sync_point(seam + 500)
+    assert ring.start_point(64 * 1024) == (seam + 500, b"")

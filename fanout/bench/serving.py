@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 READY_TIMEOUT = 20.0  # s for a server to answer after its start
 POLL_INTERVAL = 0.05  # s between two readiness probes
 STOP_TIMEOUT = 10.0  # s after SIGTERM before SIGKILL
@@ -111,7 +113,9 @@ class ServerProcess:
     def wait_until_serving(self, timeout: float = READY_TIMEOUT) -> None:
         """Return once the server answers HTTP; raise ServerStartError if it dies or never does."""
         deadline = time.monotonic() + timeout
-        while http_status(self.host, self.port) is None:
+        # Its own socket must be the one answering: a port found free may have been taken
+        # by another server meanwhile, and then this one cannot bind it.
+        while not self.listens() or http_status(self.host, self.port) is None:
             if self.process.poll() is not None:
                 raise ServerStartError(
                     f"{self.kind} exited with status {self.process.returncode} before serving"
@@ -120,6 +124,18 @@ class ServerProcess:
                 raise ServerStartError(f"{self.kind} did not answer on {self.host}:{self.port} "
                                        f"within {timeout:.0f} s\n{self.log_tail()}")
             time.sleep(POLL_INTERVAL)  # polling a condition with a deadline
+
+    def listens(self) -> bool:
+        """Whether this server's process (or a child of it) listens on its port."""
+        try:
+            root = psutil.Process(self.process.pid)
+            for process in (root, *root.children(recursive=True)):
+                for conn in process.net_connections(kind="tcp"):
+                    if conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port:
+                        return True
+        except psutil.Error:
+            pass
+        return False
 
     def stop(self, keep_workdir: bool = False) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and remove its temp dir."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fanout.bench.icecast import ICECAST_SHARE, ICECAST_USER, icecast_binary, raise_nofile_limit
-from fanout.bench.serving import ServerProcess, free_port
+from fanout.bench.serving import ServerProcess, ServerStartError, free_port
 from tests.support.server import ADMIN_PASSWORD, RELAY_PASSWORD, SOURCE_PASSWORD
 
 needs_icecast2 = pytest.mark.skipif(shutil.which("icecast2", path="/usr/bin:/usr/sbin") is None,
@@ -45,8 +45,23 @@ def icecast2_xml(port: int, workdir: Path, mounts: str = "", extra: str = "") ->
 """
 
 
+# Attempts with a fresh port when the one found free was taken before icecast2 bound it
+# (tests run in parallel, each starting servers).
+PORT_ATTEMPTS = 3
+
+
 def start_icecast2(mounts: str = "", extra: str = "", port: int = 0) -> ServerProcess:
     """Start icecast2 on `port` (0: a free one) and return it once it answers HTTP."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            return _start_icecast2(mounts, extra, port)
+        except ServerStartError:
+            if port or attempt == PORT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_icecast2(mounts: str, extra: str, port: int) -> ServerProcess:
     user = pwd.getpwnam(ICECAST_USER) if os.geteuid() == 0 else None
     workdir = Path(tempfile.mkdtemp(prefix="fanout-test-icecast-"))
     port = port or free_port()

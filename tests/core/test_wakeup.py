@@ -83,25 +83,26 @@ class Child:
 
 
 @pytest.fixture
-def setup(request) -> Iterator[Callable[..., tuple]]:
-    """setup(impl, slots) -> (doorbells, ring) made by the supervisor's side (`impl`);
-    children started with spawn(...) are closed after the test."""
-    made: list = []
+def made() -> Iterator[Callable[..., tuple]]:
+    """made(impl, slots=2) -> (doorbells, ring) as the supervisor makes them, on `impl`;
+    closed after the test."""
+    objects: list = []
 
     def make(impl: str, slots: int = 2):
         core = load(impl)
         bells = core.Doorbells.create(slots)
         ring = core.Ring.create(SMALL_CAPACITY, core.FORMAT_GENERIC)
-        made.extend((ring, bells))
+        objects.extend((ring, bells))
         return bells, ring
 
     yield make
-    for obj in made:
+    for obj in objects:
         obj.close()
 
 
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., Child]]:
+    """spawn(impl, role, doorbells, ring, slot=0) -> a Child, which must exit cleanly."""
     children: list[Child] = []
 
     def start(*args, **kwargs) -> Child:
@@ -125,8 +126,8 @@ def done_seq(answer: str) -> int:
 @pytest.mark.parametrize("role", ["writer", "ingest-writer"])
 @pytest.mark.parametrize(("writer_impl", "reader_impl"), PAIRS)
 def test_armed_reader_is_rung_once_when_the_ring_advanced_a_wake_batch(
-        setup, spawn, writer_impl, reader_impl, role):
-    bells, ring = setup(writer_impl)
+        made, spawn, writer_impl, reader_impl, role):
+    bells, ring = made(writer_impl)
     reader = spawn(reader_impl, "reader", bells, ring, 1)
     writer = spawn(writer_impl, role, bells, ring)
     for round_ in range(3):
@@ -146,8 +147,8 @@ def test_armed_reader_is_rung_once_when_the_ring_advanced_a_wake_batch(
 
 @pytest.mark.parametrize(("writer_impl", "reader_impl"), PAIRS)
 def test_reader_that_armed_and_rechecked_is_woken_by_the_next_wake_batch(
-        setup, spawn, writer_impl, reader_impl):
-    bells, ring = setup(writer_impl)
+        made, spawn, writer_impl, reader_impl):
+    bells, ring = made(writer_impl)
     reader = spawn(reader_impl, "reader", bells, ring, 0)
     writer = spawn(writer_impl, "writer", bells, ring)
     assert reader.ask("arm") == "due"
@@ -161,8 +162,8 @@ def test_reader_that_armed_and_rechecked_is_woken_by_the_next_wake_batch(
 
 @pytest.mark.parametrize(("writer_impl", "reader_impl"), PAIRS)
 def test_advance_before_arming_is_found_by_the_recheck_without_a_syscall(
-        setup, spawn, writer_impl, reader_impl):
-    bells, ring = setup(writer_impl)
+        made, spawn, writer_impl, reader_impl):
+    bells, ring = made(writer_impl)
     reader = spawn(reader_impl, "reader", bells, ring, 0)
     writer = spawn(writer_impl, "writer", bells, ring)
     done_seq(writer.ask(f"write {3 * BATCH} 4096"))              # nobody armed
@@ -174,8 +175,8 @@ def test_advance_before_arming_is_found_by_the_recheck_without_a_syscall(
 
 @pytest.mark.parametrize(("writer_impl", "reader_impl"), PAIRS)
 def test_no_eventfd_write_while_no_reader_of_the_ring_is_armed(
-        setup, spawn, writer_impl, reader_impl):
-    bells, ring = setup(writer_impl)
+        made, spawn, writer_impl, reader_impl):
+    bells, ring = made(writer_impl)
     watching = spawn(reader_impl, "reader", bells, ring, 0)    # reads the ring, never armed
     elsewhere = spawn(reader_impl, "reader", bells, ring, 1)   # armed, reads another ring
     assert elsewhere.ask("unwatch") == "ok"
@@ -190,8 +191,8 @@ def test_no_eventfd_write_while_no_reader_of_the_ring_is_armed(
 
 @pytest.mark.parametrize(("writer_impl", "reader_impl"), PAIRS)
 def test_writer_rings_an_armed_reader_at_most_once_per_wake_batch(
-        setup, spawn, writer_impl, reader_impl):
-    bells, ring = setup(writer_impl)
+        made, spawn, writer_impl, reader_impl):
+    bells, ring = made(writer_impl)
     reader = spawn(reader_impl, "reader", bells, ring, 0)
     writer = spawn(writer_impl, "writer", bells, ring)
     assert reader.ask("arm") == "due"
@@ -201,12 +202,12 @@ def test_writer_rings_an_armed_reader_at_most_once_per_wake_batch(
 
 
 @pytest.mark.parametrize(("writer_impl", "reader_impl"), PAIRS)
-def test_no_lost_wake_up_against_a_racing_writer(setup, writer_impl, reader_impl):
+def test_no_lost_wake_up_against_a_racing_writer(made, writer_impl, reader_impl):
     """Two workers arm, re-check and wait CYCLES times each, each on a ring whose writer
     races its arming; a lost wake-up leaves a reader waiting, as its writer is held back
     until it ticks again."""
     core = load(writer_impl)
-    bells, first = setup(writer_impl)
+    bells, first = made(writer_impl)
     second = core.Ring.create(SMALL_CAPACITY, core.FORMAT_GENERIC)
     rings = [first, second]
     for ring in rings:
@@ -382,23 +383,23 @@ def test_closed_doorbells_refuse_use(core):
 
 @pytest.mark.parametrize(("maker", "user"), [("compiled", "python"), ("python", "compiled")])
 def test_a_table_made_by_one_implementation_is_used_by_the_other(maker, user):
-    made = load(maker).Doorbells.create(3)
-    used = load(user).Doorbells.attach(made.table_fd, made.eventfds)
+    table = load(maker).Doorbells.create(3)
+    used = load(user).Doorbells.attach(table.table_fd, table.eventfds)
     ring = load(user).Ring.create(SMALL_CAPACITY, 0, doorbells=used)
     try:
         assert used.slots == 3
-        waiter = load(maker).Waiter(made, 2)
+        waiter = load(maker).Waiter(table, 2)
         other_view = load(maker).Ring.attach(ring.fd)
         waiter.watch(other_view, "ring", 0)
         assert waiter.arm() == [] and used.armed(2)
         ring.write(bytes(BATCH))
-        assert made.rang(2) == used.rang(2) == 1
+        assert table.rang(2) == used.rang(2) == 1
         assert waiter.disarm() == 1 and not used.armed(2)
         other_view.close()
     finally:
         ring.close()
         used.close()
-        made.close()
+        table.close()
 
 
 def test_compiled_ingest_refuses_the_twins_doorbells():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import select
+import socket
 import struct
 import subprocess
 import sys
@@ -400,6 +401,32 @@ def test_a_table_made_by_one_implementation_is_used_by_the_other(maker, user):
         ring.close()
         used.close()
         table.close()
+
+
+@pytest.mark.parametrize("impl", sorted(IMPLEMENTATIONS))
+def test_ingest_reading_a_socket_rings_once_per_wake_batch(impl):
+    core = load(impl)
+    ingest = importlib.import_module({"compiled": "fanout._ingest",
+                                      "python": "fanout.ingestref"}[impl])
+    bells = core.Doorbells.create(1)
+    ring = core.Ring.create(SMALL_CAPACITY, core.FORMAT_GENERIC, doorbells=bells)
+    rx, tx = socket.socketpair()
+    try:
+        rx.setblocking(False)
+        feeder = ingest.Ingest(ring, "generic")
+        waiter = core.Waiter(bells, 0)
+        waiter.watch(ring, "ring", 0)
+        assert waiter.arm() == []
+        for _ in range(5):
+            tx.sendall(bytes(BATCH // 2))
+            assert feeder.feed_fd(rx.fileno()) == BATCH // 2
+        assert ring.write_seq == 5 * BATCH // 2 and bells.rang(0) == 2
+        assert waiter.disarm() == 2 and waiter.due() == ["ring"]
+    finally:
+        rx.close()
+        tx.close()
+        ring.close()
+        bells.close()
 
 
 def test_compiled_ingest_refuses_the_twins_doorbells():

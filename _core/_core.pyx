@@ -921,7 +921,10 @@ cdef class Waiter:
         while serving:
             ready = waiter.arm()           # armed, then re-checked: nothing is missed
             if not ready:
-                gevent.socket.wait_read(waiter.fd, timeout=until_next_deadline)
+                try:
+                    gevent.socket.wait_read(waiter.fd, timeout=until_next_deadline)
+                except socket.timeout:     # a latency deadline came first: see due(1)
+                    pass
                 waiter.disarm()            # flag cleared, eventfd drained
                 ready = waiter.due()
             for tag in ready: ...a pass over its ring; waiter.passed(ring, seq)

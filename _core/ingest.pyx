@@ -24,12 +24,18 @@ module follows exactly (fanout/ingestref.py applies that oracle to a ring; the t
 both the same chunkings and compare the rings). What Python must act on is queued as
 events: an upstream ICY title, a new link's header set, a link whose header set was
 skipped because it broke a bound. The steady state makes no Python call per piece.
+
+Every publication goes through ring_publish (_core/_core.pxd): the release store of
+write_seq, the fence that keeps the next piece's bytes - copied, or read(2) straight into
+the data area - from becoming visible before it, and the doorbells of the workers waiting
+for this ring (the ring's Doorbells, if it has any: fanout._core, "Wake-ups").
 """
 import os
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -226,6 +232,8 @@ cdef class Ingest:
     cdef uint64_t origin           # write_seq when this ingest began
     cdef uint64_t published        # the write_seq this ingest last published
     cdef uint64_t end              # bytes placed in the data area up to here
+    cdef object doorbells          # the ring's Doorbells (kept alive for `bells`), or None
+    cdef Bells *bells              # their C view, or NULL
     cdef int fmt
     cdef list events
     # sync points of mpeg/adts/generic
@@ -264,6 +272,7 @@ cdef class Ingest:
         self.base = NULL
         self.hdr = NULL
         self.scratch = NULL
+        self.bells = NULL
 
     def __init__(self, ring, str fmt, *, min_sync_gap=DEFAULT_MIN_SYNC_GAP_C, icy_metaint=0):
         if fmt not in _FORMATS:
@@ -274,6 +283,7 @@ cdef class Ingest:
         if min_sync_gap < 0:
             raise ValueError("min_sync_gap must be >= 0")
         self.map_ring(ring.fd, ring.capacity)
+        self.use_doorbells(getattr(ring, "doorbells", None))
         self.fmt = _FORMATS[fmt]
         self.events = []
         self.min_gap = min_sync_gap
@@ -287,6 +297,18 @@ cdef class Ingest:
             self.scratch = <unsigned char *>malloc(GUARD_BYTES)
             if self.scratch == NULL:
                 raise MemoryError()
+
+    cdef int use_doorbells(self, doorbells) except -1:
+        """Ring what the ring's writes ring. TypeError for the twin's Doorbells: this
+        module reaches the C view of fanout._core's only."""
+        if doorbells is None:
+            return 0
+        capsule = getattr(doorbells, "_capsule", None)
+        if capsule is None:
+            raise TypeError("the compiled ingest rings fanout._core Doorbells only")
+        self.bells = <Bells *>PyCapsule_GetPointer(capsule(), b"fanout._core.Bells")
+        self.doorbells = doorbells
+        return 0
 
     cdef int map_ring(self, int fd, uint64_t cap) except -1:
         if os.fstat(fd).st_size < HEADER_BYTES + cap:
@@ -316,6 +338,8 @@ cdef class Ingest:
         self.hdr = NULL
         free(self.scratch)
         self.scratch = NULL
+        self.bells = NULL
+        self.doorbells = None
 
     def close(self):
         """Unmap this ingest's view of the ring. Idempotent; later feeds raise ValueError."""
@@ -405,7 +429,7 @@ cdef class Ingest:
                 self.strip_icy(self.scratch, n)
         else:
             # Straight into the data area, in two pieces if it wraps.
-            off = self.end & (self.cap - 1)
+            off = self.end % self.cap
             first = self.cap - off
             if first > <uint64_t>size:
                 first = size
@@ -473,7 +497,7 @@ cdef class Ingest:
 
     cdef void publish(self, uint64_t seq) noexcept nogil:
         if seq != self.published:
-            fo_store_release_u64(u64_at(self.base, OFF_WRITE_SEQ), seq)
+            ring_publish(self.base, seq, self.bells)
             self.published = seq
 
     cdef void gated_sync(self, uint64_t seq) noexcept nogil:
@@ -486,11 +510,11 @@ cdef class Ingest:
     # -- bytes in the ring --------------------------------------------------------------
 
     cdef inline unsigned char byte_at(self, uint64_t seq) noexcept nogil:
-        return <unsigned char>self.data[seq & (self.cap - 1)]
+        return <unsigned char>self.data[seq % self.cap]
 
     cdef void peek(self, uint64_t seq, size_t n, unsigned char *dst) noexcept nogil:
         """Copy n bytes at `seq` out of the data area (wrapping)."""
-        cdef uint64_t off = seq & (self.cap - 1)
+        cdef uint64_t off = seq % self.cap
         cdef size_t first = self.cap - off
         if first > n:
             first = n
@@ -502,7 +526,7 @@ cdef class Ingest:
         cdef uint64_t off, span
         cdef const char *hit
         while frm < to:
-            off = frm & (self.cap - 1)
+            off = frm % self.cap
             span = self.cap - off
             if span > to - frm:
                 span = to - frm
@@ -513,7 +537,7 @@ cdef class Ingest:
         return NOT_FOUND
 
     cdef uint32_t crc_at(self, uint32_t crc, uint64_t seq, size_t n) noexcept nogil:
-        cdef uint64_t off = seq & (self.cap - 1)
+        cdef uint64_t off = seq % self.cap
         cdef size_t first = self.cap - off
         if first > n:
             first = n

@@ -17,11 +17,12 @@ import os
 from typing import TYPE_CHECKING, Literal
 
 RING_NAMES = [
-    "HEADER_SIZE", "GUARD", "MAX_WORKERS", "SYNC_SLOTS", "SYNC_MIN_GAP",
-    "FORMAT_GENERIC", "FORMAT_OGG", "FLAG_LIVE", "FLAG_ENDED",
+    "HEADER_SIZE", "GUARD", "PAGE", "MIN_CAPACITY", "WAKE_BATCH", "MAX_WORKERS",
+    "SYNC_SLOTS", "SYNC_MIN_GAP", "FORMAT_GENERIC", "FORMAT_OGG", "FLAG_LIVE", "FLAG_ENDED",
     "OK", "WOULD_BLOCK", "LAPPED", "ERROR",
     "MAX_META_BLOCK", "MAX_STREAM_HEADER", "INITIAL_METADATA",
     "LappedError", "Ring", "Listener", "ring_capacity_for", "send_many",
+    "Doorbells", "Waiter",
 ]
 INGEST_NAMES = [
     "Ingest", "READ_EOF", "READ_AGAIN", "FEED_FD_MAX",
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
     # have the same names.
     from fanout._core import (
         ERROR, FLAG_ENDED, FLAG_LIVE, FORMAT_GENERIC, FORMAT_OGG, GUARD, HEADER_SIZE,
-        INITIAL_METADATA, LAPPED, MAX_META_BLOCK, MAX_STREAM_HEADER, MAX_WORKERS, OK,
-        SYNC_MIN_GAP, SYNC_SLOTS, WOULD_BLOCK, LappedError, Listener, Ring,
-        ring_capacity_for, send_many,
+        INITIAL_METADATA, LAPPED, MAX_META_BLOCK, MAX_STREAM_HEADER, MAX_WORKERS,
+        MIN_CAPACITY, OK, PAGE, SYNC_MIN_GAP, SYNC_SLOTS, WAKE_BATCH, WOULD_BLOCK,
+        Doorbells, LappedError, Listener, Ring, Waiter, ring_capacity_for, send_many,
     )
     from fanout._ingest import (
         EVENT_HEADERS, EVENT_SKIPPED, EVENT_TITLE, FEED_FD_MAX, READ_AGAIN, READ_EOF, Ingest,

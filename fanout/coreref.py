@@ -6,15 +6,21 @@ by the other: both map the same memfd with the layout of docs/ARCHITECTURE.md.
 
 Memory ordering: header fields are read and written through memoryview casts ("Q"/"I"),
 which CPython performs as single aligned 8/4-byte loads and stores, so no value is ever
-torn. CPython emits no fences; on x86-64 (total store order) plain loads and stores
-already give the acquire/release order the ring rules need. Good enough for a reference;
-the compiled core uses explicit __atomic builtins.
+torn. CPython emits no fences, so this twin runs on x86-64 only (checked at import; the
+compiled core has the same list in _core/atomics.h, with aarch64 added by its fences):
+there, total store order already gives what the ring rules need - stores become visible
+in program order (the release store of write_seq, and the writer's next copy only after
+it: ring_publish's fence in _core/_core.pxd) and loads are not reordered with loads (the
+readers' acquire loads and fences). The one order TSO does not give, a store before a
+later load (the doorbell handshake), is made by _store_load_fence.
 """
 from __future__ import annotations
 
+import _thread
 import errno
 import mmap
 import os
+import platform
 import struct
 import sys
 from _socket import MSG_DONTWAIT, MSG_NOSIGNAL
@@ -22,9 +28,15 @@ from _socket import socket as _RawSocket  # not socket.socket: gevent may patch 
 
 if sys.byteorder != "little":  # pragma: no cover - the layout is little-endian
     raise ImportError("fanout.coreref: the ring layout needs a little-endian host")
+if platform.machine() not in ("x86_64", "AMD64"):  # pragma: no cover - see the docstring
+    raise ImportError("fanout.coreref: without fences this twin is correct on x86-64 only")
 
 HEADER_SIZE = 131072
 GUARD = 65536
+PAGE = 4096                  # capacities are whole pages
+MIN_CAPACITY = 2 * GUARD     # a reader's window (capacity - GUARD) holds what the writer may
+                             # hold back (GUARD)
+WAKE_BATCH = 8192            # bytes between two doorbell checks of a new ring
 MAX_WORKERS = 64
 SYNC_SLOTS = 256
 SYNC_MIN_GAP = 4096          # MP3: at most one sync point per this many bytes (ingest's rule)
@@ -44,7 +56,8 @@ MAX_STREAM_HEADER = HEADER_SIZE - 8208   # the Ogg header area: from its offset 
 INITIAL_METADATA = b"\x01StreamTitle='';\x00"
 
 _MAGIC = 0x474E5246           # "FRNG" as a little-endian u32
-_VERSION = 2                   # 2: the Ogg header block carries its link's start
+_VERSION = 3                   # 2: the Ogg header block carries its link's start;
+                               # 3: any capacity in pages, wake-up fields
 _HEAD = struct.Struct("<IIQ")  # magic, version, capacity
 
 # Header offsets (docs/ARCHITECTURE.md), as indexes into u32 / u64 views of the header.
@@ -55,6 +68,9 @@ _U64_SYNC_TABLE = 72 // 8
 _U64_LISTENERS = 2120 // 8
 _U64_BYTES_SENT = 2632 // 8
 _U64_HDR_START = 3144 // 8     # under the hdr seqlock: where the header's link begins
+_U64_WAKE_SEQ = 3152 // 8      # write_seq at the writer's last doorbell check
+_U64_WAKE_BATCH = 3160 // 8    # bytes between two doorbell checks
+_U64_READERS = 3200 // 8       # [64]: worker k serves readers of this ring (0/1)
 _OFF_META_BLOCK = 4096
 _META_AREA = 4112
 _OFF_STREAM_HEADER = 8208
@@ -70,24 +86,194 @@ class LappedError(Exception):
 
 
 def ring_capacity_for(queue_size: int, burst_size: int) -> int:
-    """Smallest power of two >= queue_size + burst_size + 2*GUARD (and >= 4*GUARD)."""
+    """The data area a mount needs, rounded up to whole pages: max(queue_size, burst_size)
+    + 2*GUARD. A listener may lag queue_size bytes, its burst included (Icecast's queue
+    holds the burst too); one GUARD is what the writer may hold unpublished, the other lets
+    the writer move on while a listener's send is in the kernel. The larger of the two
+    sizes: a burst over queue-size still starts inside the ring."""
     if queue_size < 0 or burst_size < 0:
         raise ValueError("queue_size and burst_size must be >= 0")
-    need = max(queue_size + burst_size + 2 * GUARD, 4 * GUARD)
-    return 1 << (need - 1).bit_length()
+    need = max(queue_size, burst_size) + 2 * GUARD
+    return -(-need // PAGE) * PAGE
 
 
 def _check_capacity(capacity: int) -> None:
-    if capacity < 4 * GUARD or capacity & (capacity - 1):
-        raise ValueError(f"ring capacity must be a power of two >= {4 * GUARD}, got {capacity}")
+    # Whole pages: memory comes by the page, so a capacity between two would cost the
+    # next one anyway.
+    if capacity < MIN_CAPACITY or capacity % PAGE:
+        raise ValueError(f"ring capacity must be a multiple of {PAGE} bytes and "
+                         f">= {MIN_CAPACITY}, got {capacity}")
+
+
+# The doorbell table (_core/_core.pxd, "doorbell table"): slot k's block at
+# _BELL_SLOT_BASE + _BELL_SLOT_STRIDE * k holds u64 armed, u64 rang.
+_BELL_MAGIC = 0x4C454246       # "FBEL" as a little-endian u32
+_BELL_VERSION = 1
+_BELL_TABLE_BYTES = 8192
+_BELL_HEAD = struct.Struct("<III")   # magic, version, slots
+_BELL_SLOT_BASE = 64
+_BELL_SLOT_STRIDE = 64
+# A lock round trip is a store-load fence: CPython has none, but an uncontended
+# acquire/release of a real lock runs locked read-modify-writes (sem_trywait/sem_post),
+# which drain the store buffer on x86-64. (fanout never monkey-patches: a gevent lock is
+# pure Python and would not fence.)
+_FENCE_LOCK = _thread.allocate_lock()
+
+
+def _store_load_fence() -> None:
+    """fo_fence_seq_cst of _core/atomics.h: earlier stores visible before later loads."""
+    with _FENCE_LOCK:
+        pass
+
+
+class Doorbells:
+    """The workers' doorbells (fanout._core's theory of operation, "Wake-ups"): a shared
+    table and one eventfd per worker slot. Build with Doorbells.create() (the supervisor,
+    before it starts workers) or Doorbells.attach() (a worker, from the inherited fds)."""
+
+    __slots__ = ("_fd", "_mm", "_u64", "_slots", "_fds")
+
+    def __init__(self, fd: int, slots: int) -> None:
+        """Private: map the table memfd `fd` (which this object then owns)."""
+        try:
+            self._mm: mmap.mmap | None = mmap.mmap(fd, _BELL_TABLE_BYTES, mmap.MAP_SHARED,
+                                                   mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._u64 = memoryview(self._mm).cast("Q")
+        self._slots = slots
+        self._fds = [-1] * MAX_WORKERS
+
+    @staticmethod
+    def create(slots: int) -> Doorbells:
+        """A zeroed table in a fresh memfd and `slots` eventfds, all close-on-exec (pass
+        them with pass_fds) and the eventfds non-blocking. Raises ValueError unless
+        1 <= slots <= MAX_WORKERS, OSError if the kernel refuses an fd."""
+        if not 1 <= slots <= MAX_WORKERS:
+            raise ValueError(f"doorbell slots must be 1..{MAX_WORKERS}, got {slots}")
+        fd = os.memfd_create("fanout-doorbells", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, _BELL_TABLE_BYTES)
+            os.pwrite(fd, _BELL_HEAD.pack(_BELL_MAGIC, _BELL_VERSION, slots), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        bells = Doorbells(fd, slots)
+        for k in range(slots):
+            bells._fds[k] = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        return bells
+
+    @staticmethod
+    def attach(table_fd: int, eventfds: list[int]) -> Doorbells:
+        """Map an existing table; eventfds[k] is slot k's eventfd in this process (-1: not
+        known here, e.g. a slot added later: set_eventfd). Every fd is dup'ed: the caller
+        keeps (and closes) its own. Raises ValueError if it is not a doorbell table."""
+        fds = list(eventfds)
+        head = os.pread(table_fd, _BELL_HEAD.size, 0)
+        if len(head) < _BELL_HEAD.size or os.fstat(table_fd).st_size < _BELL_TABLE_BYTES:
+            raise ValueError("not a fanout doorbell table: file too short")
+        magic, version, slots = _BELL_HEAD.unpack(head)
+        if magic != _BELL_MAGIC or version != _BELL_VERSION:
+            raise ValueError(f"not a fanout doorbell table of version {_BELL_VERSION}")
+        if not 1 <= slots <= MAX_WORKERS or len(fds) > slots:
+            raise ValueError(f"{len(fds)} eventfds for a table of {slots} slots")
+        bells = Doorbells(os.dup(table_fd), slots)
+        for k, fd in enumerate(fds):
+            if fd >= 0:
+                bells._fds[k] = os.dup(fd)
+        return bells
+
+    def close(self) -> None:
+        """Unmap the table and close every fd. Idempotent; later use raises ValueError,
+        and rings and ingests that rang these doorbells ring nobody from then on."""
+        if self._mm is None:
+            return
+        self._u64.release()
+        self._mm.close()
+        self._mm = None
+        os.close(self._fd)
+        for fd in self._fds:
+            if fd >= 0:
+                os.close(fd)
+        self._fds = [-1] * MAX_WORKERS
+
+    def __del__(self) -> None:
+        if getattr(self, "_mm", None) is not None:
+            self.close()
+
+    def _check_slot(self, slot: int) -> None:
+        if self._mm is None:
+            raise ValueError("doorbells are closed")
+        if not 0 <= slot < self._slots:
+            raise ValueError(f"doorbell slot {slot} out of range 0..{self._slots - 1}")
+
+    def _index(self, slot: int, field: int) -> int:
+        return (_BELL_SLOT_BASE + _BELL_SLOT_STRIDE * slot + field) // 8
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
+    def table_fd(self) -> int:
+        """The table's memfd (for a child's pass_fds)."""
+        self._check_slot(0)
+        return self._fd
+
+    @property
+    def eventfds(self) -> list[int]:
+        """Slot k's eventfd in this process at index k (-1: not known here)."""
+        self._check_slot(0)
+        return self._fds[:self._slots]
+
+    def set_eventfd(self, slot: int, fd: int) -> None:
+        """Learn slot `slot`'s eventfd (dup'ed; the caller keeps its own)."""
+        self._check_slot(slot)
+        own = os.dup(fd)
+        if self._fds[slot] >= 0:
+            os.close(self._fds[slot])
+        self._fds[slot] = own
+
+    def armed(self, slot: int) -> bool:
+        """True while slot `slot`'s worker waits (between Waiter.arm and Waiter.disarm)."""
+        self._check_slot(slot)
+        return bool(self._u64[self._index(slot, 0)])
+
+    def rang(self, slot: int) -> int:
+        """How many times any writer wrote slot `slot`'s eventfd (a syscall each). The twin
+        adds without an atomic instruction: two writers ringing one slot at once may count
+        one; the compiled core counts exactly."""
+        self._check_slot(slot)
+        return int(self._u64[self._index(slot, 8)])
+
+    def _set_armed(self, slot: int, armed: bool) -> None:
+        self._check_slot(slot)
+        self._u64[self._index(slot, 0)] = 1 if armed else 0
+
+    def _ring_for(self, ring_u64: memoryview, seq: int) -> None:
+        """ring_doorbells of _core/_core.pxd, for the ring whose header is `ring_u64`, just
+        published at `seq`."""
+        if seq - ring_u64[_U64_WAKE_SEQ] < ring_u64[_U64_WAKE_BATCH] or self._mm is None:
+            return
+        ring_u64[_U64_WAKE_SEQ] = seq
+        # Store-load: write_seq above before the armed flags below (see _core.pxd).
+        _store_load_fence()
+        for k in range(self._slots):
+            if (self._u64[self._index(k, 0)] and ring_u64[_U64_READERS + k]
+                    and self._fds[k] >= 0):
+                os.eventfd_write(self._fds[k], 1)
+                rang = self._index(k, 8)
+                self._u64[rang] = (self._u64[rang] + 1) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 class Ring:
     """One mount's ring, mapped from a memfd. Build with Ring.create() or Ring.attach()."""
 
-    __slots__ = ("_fd", "_mm", "_view", "_u32", "_u64", "_cap", "_fmt")
+    __slots__ = ("_fd", "_mm", "_view", "_u32", "_u64", "_cap", "_fmt", "_bells")
 
-    def __init__(self, fd: int, capacity: int) -> None:
+    def __init__(self, fd: int, capacity: int, doorbells: Doorbells | None = None) -> None:
         """Private: map `fd` (which this Ring then owns). Use create() or attach()."""
         self._mm: mmap.mmap | None = mmap.mmap(fd, HEADER_SIZE + capacity, mmap.MAP_SHARED,
                                                mmap.PROT_READ | mmap.PROT_WRITE)
@@ -97,10 +283,13 @@ class Ring:
         self._u32 = self._view[:HEADER_SIZE].cast("I")
         self._u64 = self._view[:HEADER_SIZE].cast("Q")
         self._fmt = self._u32[_U32_FORMAT]
+        self._bells = doorbells
 
     @staticmethod
-    def create(capacity: int, fmt: int, name: str = "fanout-ring") -> Ring:
+    def create(capacity: int, fmt: int, name: str = "fanout-ring", *,
+               doorbells: Doorbells | None = None) -> Ring:
         """A new zeroed ring in a fresh memfd (close-on-exec; pass it with pass_fds/SCM_RIGHTS).
+        Writes through this object ring `doorbells` (if given).
 
         Raises ValueError for a bad capacity or format, OSError if the memfd cannot be made.
         """
@@ -110,7 +299,7 @@ class Ring:
         fd = os.memfd_create(name, os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, HEADER_SIZE + capacity)
-            ring = Ring(fd, capacity)
+            ring = Ring(fd, capacity, doorbells)
         except BaseException:
             os.close(fd)
             raise
@@ -118,13 +307,15 @@ class Ring:
         ring._u32[_U32_VERSION] = _VERSION
         ring._u64[_U64_CAPACITY] = capacity
         ring._u32[_U32_FORMAT] = fmt
+        ring._u64[_U64_WAKE_BATCH] = WAKE_BATCH
         ring._fmt = fmt
         ring.set_metadata(INITIAL_METADATA)
         return ring
 
     @staticmethod
-    def attach(fd: int) -> Ring:
+    def attach(fd: int, *, doorbells: Doorbells | None = None) -> Ring:
         """Map an existing ring. The fd is dup'ed: the caller keeps (and closes) its own.
+        Writes through this object ring `doorbells` (if given).
 
         Raises ValueError if the fd does not hold a ring of this layout version.
         """
@@ -141,7 +332,7 @@ class Ring:
             raise ValueError("ring file shorter than its header says")
         own = os.dup(fd)
         try:
-            return Ring(own, capacity)
+            return Ring(own, capacity, doorbells)
         except BaseException:
             os.close(own)
             raise
@@ -161,6 +352,7 @@ class Ring:
         self._mm = None
         os.close(self._fd)
         self._fd = -1
+        self._bells = None
 
     def __del__(self) -> None:
         if getattr(self, "_mm", None) is not None:
@@ -198,6 +390,36 @@ class Ring:
     def _is_lapped(self, pos: int, wseq: int) -> bool:
         return pos < wseq + GUARD - self._cap
 
+    # -- wake-ups -----------------------------------------------------------------------
+
+    @property
+    def doorbells(self) -> Doorbells | None:
+        """The Doorbells this object's writes ring, or None."""
+        return self._bells
+
+    @property
+    def wake_batch(self) -> int:
+        """Bytes between two doorbell checks of the writer (WAKE_BATCH for a new ring)."""
+        self._mmap()
+        return int(self._u64[_U64_WAKE_BATCH])
+
+    def set_wake_batch(self, batch: int) -> None:
+        """Ring readers at most once per `batch` (>= 1) bytes written."""
+        self._mmap()
+        if batch < 1:
+            raise ValueError("wake batch must be >= 1")
+        self._u64[_U64_WAKE_BATCH] = batch
+
+    def set_reader(self, worker: int, reading: bool) -> None:
+        """Whether worker `worker` serves readers of this ring, i.e. wants its doorbell rung
+        when the ring advances (Waiter.watch sets it; a dead worker's is cleared with it)."""
+        self._u64[self._counter_index(_U64_READERS, worker)] = 1 if reading else 0
+
+    def readers(self) -> list[int]:
+        """The worker slots that serve readers of this ring."""
+        self._mmap()
+        return [k for k in range(MAX_WORKERS) if self._u64[_U64_READERS + k]]
+
     # -- audio --------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -207,12 +429,25 @@ class Ring:
         seq = int(self._u64[_U64_WRITE_SEQ])
         done = 0
         while done < len(src):
+            chunk = min(len(src) - done, GUARD)
             off = seq % self._cap
-            chunk = min(len(src) - done, GUARD, self._cap - off)
-            mm[HEADER_SIZE + off:HEADER_SIZE + off + chunk] = src[done:done + chunk]
+            first = min(chunk, self._cap - off)
+            mm[HEADER_SIZE + off:HEADER_SIZE + off + first] = src[done:done + first]
+            mm[HEADER_SIZE:HEADER_SIZE + chunk - first] = src[done + first:done + chunk]
             done += chunk
             seq += chunk
-            self._u64[_U64_WRITE_SEQ] = seq
+            self._publish(seq)
+
+    def _publish(self, seq: int) -> None:
+        """ring_publish of _core/_core.pxd: write_seq, then the doorbells that are due.
+
+        The compiled writer fences after this store so that the next piece's bytes, which
+        overwrite what a reader may still be sending, never become visible before it (the
+        guard rule's other half). CPython emits no fence, and needs none here: on x86-64,
+        the only CPU this twin runs on, stores become visible in program order."""
+        self._u64[_U64_WRITE_SEQ] = seq
+        if self._bells is not None:
+            self._bells._ring_for(self._u64, seq)
 
     def read(self, seq: int, n: int) -> bytes:
         """Copy of [seq, seq+n) clipped to write_seq (b"" if seq is at or past it).
@@ -554,6 +789,9 @@ def send_many(ring: Ring, listeners: list[Listener], budget: int) -> list[tuple[
             continue
         total = sum(len(buf) for _, buf in pieces)
         try:
+            # A copying sendmsg, never sendfile, splice or MSG_ZEROCOPY: the guard check
+            # below needs the kernel to have copied the bytes before the writer may
+            # overwrite them (the compiled send_many says more).
             sent = _sendmsg(lis.fd, [buf for _, buf in pieces])
         except BlockingIOError:
             problems.append((lis, WOULD_BLOCK, errno.EAGAIN))
@@ -569,3 +807,85 @@ def send_many(ring: Ring, listeners: list[Listener], budget: int) -> list[tuple[
         if sent < total:
             problems.append((lis, WOULD_BLOCK, errno.EAGAIN))
     return problems
+
+
+# -- wake-ups: the reader side ------------------------------------------------------------
+
+class Waiter:
+    """Worker `slot`'s one waiting point for all the rings it serves (fanout._core's theory
+    of operation, "Wake-ups"; the compiled Waiter's docstring shows the loop).
+
+    Raises ValueError if `slot` is not a slot of `doorbells` with an eventfd here.
+    """
+
+    __slots__ = ("_bells", "_slot", "_watched")
+
+    def __init__(self, doorbells: Doorbells, slot: int) -> None:
+        doorbells._check_slot(slot)
+        if doorbells._fds[slot] < 0:
+            raise ValueError(f"no eventfd for doorbell slot {slot} in this process")
+        self._bells = doorbells
+        self._slot = slot
+        # Ring -> (tag, write_seq of its last pass). due() lists tags in no promised order.
+        self._watched: dict[Ring, tuple[object, int]] = {}
+        self.disarm()              # a dead worker of this slot may have left it armed
+
+    @property
+    def fd(self) -> int:
+        """The eventfd to wait on (readable once rung); owned by the Doorbells."""
+        self._bells._check_slot(self._slot)
+        return self._bells._fds[self._slot]
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def watch(self, ring: Ring, tag: object, passed: int) -> None:
+        """Serve `ring` (due() lists it as `tag`), last passed at write_seq `passed`; its
+        writer rings this worker from now on. Watching it again updates tag and pass."""
+        ring.set_reader(self._slot, True)
+        self._watched[ring] = (tag, passed)
+
+    def unwatch(self, ring: Ring) -> None:
+        """Stop serving `ring` (no-op if not watched); its writer stops ringing us for it."""
+        if self._watched.pop(ring, None) is not None and ring._mm is not None:
+            ring.set_reader(self._slot, False)
+
+    def passed(self, ring: Ring, seq: int) -> None:
+        """Record a pass over `ring` that sent up to write_seq `seq`. KeyError if not
+        watched."""
+        self._watched[ring] = (self._watched[ring][0], seq)
+
+    def due(self, minimum: int | None = None) -> list[object]:
+        """Tags of the watched rings whose write_seq is at least `minimum` bytes past their
+        last pass (None: the ring's own wake_batch; 1: any unsent byte). Closed rings are
+        never due."""
+        if minimum is not None and minimum < 1:
+            raise ValueError("minimum must be >= 1")
+        out = []
+        for ring, (tag, seq) in self._watched.items():
+            if ring._mm is None:
+                continue
+            need = minimum or int(ring._u64[_U64_WAKE_BATCH])
+            if ring.write_seq - seq >= need:
+                out.append(tag)
+        return out
+
+    def arm(self) -> list[object]:
+        """Arm the doorbell, then re-check: the tags due now. If there are any, the doorbell
+        is disarmed again and the caller serves them instead of waiting; if none, every
+        advance of wake_batch from here on rings the eventfd."""
+        self._bells._set_armed(self._slot, True)
+        # Store-load: the armed flag above before the write_seq loads of due().
+        _store_load_fence()
+        ready = self.due()
+        if ready:
+            self._bells._set_armed(self._slot, False)
+        return ready
+
+    def disarm(self) -> int:
+        """Stop being rung and drain the eventfd; returns how many rings it had counted."""
+        self._bells._set_armed(self._slot, False)
+        try:
+            return os.eventfd_read(self._bells._fds[self._slot])
+        except BlockingIOError:
+            return 0

@@ -9,6 +9,13 @@ a feed is processed in pieces of at most GUARD minus the bytes held back (an inc
 Ogg page, already in the ring's data area but not yet published), because the writer may
 never run more than GUARD bytes ahead of the write_seq it published; `feed_fd` reads one
 such piece per read(2).
+
+Publication is the ring's: `Ring.write` publishes write_seq after each piece of at most
+GUARD bytes (fanout/coreref.py's `_publish`, the twin of ring_publish in _core/_core.pxd,
+whose comment gives the ordering argument: the release store, then a fence before the next
+piece's bytes) and rings the doorbells of the workers waiting for the ring, if it has any.
+This twin writes only whole published pieces; the compiled ingest places bytes in the data
+area before publishing them, so there the fence also covers its read(2) into the ring.
 """
 from __future__ import annotations
 

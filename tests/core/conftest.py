@@ -12,7 +12,9 @@ import pytest
 # fails (it is never skipped).
 IMPLEMENTATIONS = {"compiled": "fanout._core", "python": "fanout.coreref"}
 
-SMALL_CAPACITY = 4 * 65536   # the smallest legal ring: wrap-around comes quickly
+# A small ring, so wrap-around comes quickly, and not a power of two, so every test goes
+# through the modulo that places sequence s at data[s % capacity].
+SMALL_CAPACITY = 4 * 65536 + 3 * 4096
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

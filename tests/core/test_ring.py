@@ -12,6 +12,7 @@ from .streams import icy_block
 
 GUARD = 65536
 HEADER_SIZE = 131072
+PAGE = 4096
 OFF_STREAM_HEADER = 8208
 OFF_HDR_START = 3144
 
@@ -27,18 +28,29 @@ def raw_data(ring, index: int, n: int) -> bytes:
 # -- capacity and layout ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("queue", "burst", "expected"), [
-    (0, 0, 4 * GUARD),
-    (4 * GUARD - 2 * GUARD, 0, 4 * GUARD),
-    (4 * GUARD - 2 * GUARD, 1, 8 * GUARD),
-    (524288, 65536, 1 << 20),
-    (10_000_000, 1_000_000, 1 << 24),
+    (512000, 65536, 512000 + 2 * GUARD),        # the defaults: 157 pages, not 1 MiB
+    (512000, 0, 512000 + 2 * GUARD),            # the burst lags inside the queue
+    (0, 0, 2 * GUARD),                          # the smallest ring
+    (1, 0, 2 * GUARD + PAGE),                   # rounded up to a whole page
+    (100_000, 200_000, 81 * PAGE),              # a burst over the queue still fits
+    (10_000_000, 1_000_000, 2474 * PAGE),
 ])
-def test_capacity_for_covers_queue_burst_and_two_guards(core, queue, burst, expected):
+def test_capacity_for_is_the_larger_of_queue_and_burst_and_two_guards_in_pages(
+        core, queue, burst, expected):
     assert core.ring_capacity_for(queue, burst) == expected
+    assert expected % PAGE == 0 and expected - PAGE < max(queue, burst) + 2 * GUARD
+
+
+def test_capacity_for_rejects_negative_sizes(core):
+    with pytest.raises(ValueError):
+        core.ring_capacity_for(-1, 0)
+    with pytest.raises(ValueError):
+        core.ring_capacity_for(0, -1)
 
 
 def test_constants_match_the_architecture(core):
     assert (core.HEADER_SIZE, core.GUARD, core.MAX_WORKERS) == (HEADER_SIZE, GUARD, 64)
+    assert (core.PAGE, core.MIN_CAPACITY, core.WAKE_BATCH) == (PAGE, 2 * GUARD, 8192)
     assert core.MAX_STREAM_HEADER == HEADER_SIZE - OFF_STREAM_HEADER
     assert (core.SYNC_SLOTS, core.SYNC_MIN_GAP, core.MAX_META_BLOCK) == (256, 4096, 4081)
     assert core.INITIAL_METADATA == b"\x01StreamTitle='';\x00"
@@ -48,7 +60,7 @@ def test_constants_match_the_architecture(core):
 def test_create_initialises_the_header(core, make_ring):
     ring = make_ring(SMALL_CAPACITY, core.FORMAT_OGG)
     magic, version, capacity = struct.unpack("<IIQ", os.pread(ring.fd, 16, 0))
-    assert (magic, version, capacity) == (0x474E5246, 2, SMALL_CAPACITY)
+    assert (magic, version, capacity) == (0x474E5246, 3, SMALL_CAPACITY)
     assert (ring.capacity, ring.fmt, ring.write_seq, ring.flags) == (SMALL_CAPACITY, 1, 0, 0)
     assert ring.metadata() == (2, core.INITIAL_METADATA)
     assert os.pread(ring.fd, 17, 4096) == core.INITIAL_METADATA
@@ -57,10 +69,16 @@ def test_create_initialises_the_header(core, make_ring):
     assert os.fstat(ring.fd).st_size == HEADER_SIZE + SMALL_CAPACITY
 
 
-@pytest.mark.parametrize("capacity", [0, 2 * GUARD, 4 * GUARD + 4096, 3 * 4 * GUARD])
-def test_create_rejects_capacity_not_power_of_two_of_four_guards(core, capacity):
+@pytest.mark.parametrize("capacity", [0, 2 * GUARD - PAGE, 4 * GUARD + 1, 3 * GUARD + 100])
+def test_create_rejects_capacity_below_two_guards_or_not_in_whole_pages(core, capacity):
     with pytest.raises(ValueError):
         core.Ring.create(capacity, core.FORMAT_GENERIC)
+
+
+def test_smallest_ring_is_two_guards(core, make_ring):
+    ring = make_ring(2 * GUARD)
+    ring.write(bytes(range(256)) * 1024)            # two laps of it
+    assert ring.read(ring.write_seq - GUARD, GUARD) == (bytes(range(256)) * 256)
 
 
 def test_create_rejects_unknown_format(core):
@@ -114,7 +132,7 @@ def test_attach_rejects_bad_magic(core):
         os.close(fd)
 
 
-@pytest.mark.parametrize("version", [1, 3])
+@pytest.mark.parametrize("version", [2, 4])
 def test_attach_rejects_other_layout_version(core, ring, version):
     os.pwrite(ring.fd, struct.pack("<I", version), 4)
     with pytest.raises(ValueError):

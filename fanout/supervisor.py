@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Callable
 
 import gevent
 from gevent.queue import Queue
@@ -40,7 +40,13 @@ import fanout
 from fanout import control, logs, sdnotify, supervised
 from fanout.config import Config, ConfigError, load_config
 from fanout.counters import SUPERVISOR_ROW, Counters
-from fanout.gathers import NO_GATHER, Gather, Gathers
+from fanout.gathers import NO_GATHER, Gathers, OpenGather
+from fanout.messages import (
+    MOVE_CLIENTS, Answer, Booted, Claim, ClaimResult, Dispatch, Gather, Gathered, Metadata,
+    MountChanged, MountDown, MountUp, NewConfig, Query, Redirects, Release, Remount,
+    SlaveRegister,
+)
+from fanout.mountinfo import MountInfo
 from fanout.protocol.redirect import registration_query
 from fanout.redirects import ADDED, FULL, RedirectTable
 from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
@@ -108,7 +114,16 @@ class Supervisor:
         self.registry = MountRegistry()
         self.workers: dict[int, WorkerHandle] = {}
         self.signals: Queue[int] = Queue()
-        self.gathers = Gathers()
+        self.gathers: Gathers[WorkerHandle] = Gathers()
+        self.handlers: Dispatch[WorkerHandle] = Dispatch("supervisor")
+        self.handlers.on(Booted, self.on_booted)
+        self.handlers.on(Claim, self.on_claim)
+        self.handlers.on(Release, self.on_release)
+        self.handlers.on(Remount, self.on_remount)
+        self.handlers.on(Gather, self.on_gather)
+        self.handlers.on(Answer, self.on_answer)
+        self.handlers.on(Metadata, self.on_metadata)
+        self.handlers.on(SlaveRegister, self.on_slave_register)
         self.exit_status: int | None = None
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
@@ -223,7 +238,7 @@ class Supervisor:
             self.open_log_files()
         except StartupError as exc:  # not at start-up: keep logging where we did
             log.error("SIGHUP: %s; log files unchanged", exc.message)
-        self.broadcast("config", config=config)
+        self.broadcast(NewConfig(config))
         self.redirects.reconfigure(config.max_redirect_slaves, config.redirects)
         self.broadcast_redirects()
         self.registry.reserved = self.relays.apply(config.relays)
@@ -276,11 +291,10 @@ class Supervisor:
         handle = WorkerHandle(index, proc, control.Channel(parent))
         self.workers[index] = handle
         try:
-            handle.channel.send("config", config=self.config)
-            handle.channel.send("redirects", targets=self.redirects.targets())
+            handle.channel.send(NewConfig(self.config))
+            handle.channel.send(Redirects(self.redirects.targets()))
             for record in self.registry.mounts.values():
-                handle.channel.send("mount_up", fds=[record.ring.fd], mount=record.name,
-                                    info=record.info)
+                handle.channel.send(MountUp(record.name, record.info), fds=[record.ring.fd])
         except OSError as exc:
             log.warning("worker %d unreachable at start (%s)", index, exc)  # its reader sees EOF
         # Restarted (a bad message is skipped inside); given up, the worker is killed and
@@ -289,7 +303,7 @@ class Supervisor:
                          give_up=lambda: self.abandon_worker(handle))
 
     def read_worker(self, handle: WorkerHandle) -> None:
-        control.read_loop(handle.channel, lambda message: self.dispatch(handle, message),
+        control.read_loop(handle.channel, lambda delivery: self.dispatch(handle, delivery.message),
                           "supervisor.control")
         self.worker_exited(handle)
 
@@ -369,28 +383,24 @@ class Supervisor:
         for sock in self.listeners:
             sock.close()
 
-    def broadcast(self, op: str, fds: list[int] | None = None, **fields: Any) -> None:
+    def broadcast(self, message: object, fds: list[int] | None = None) -> None:
         for handle in list(self.workers.values()):
             try:
-                handle.channel.send(op, fds=fds or [], **fields)
+                handle.channel.send(message, fds=fds or [])
             except OSError as exc:
                 log.warning("worker %d unreachable (%s)", handle.index, exc)
 
     # -- control messages --------------------------------------------------------------------
 
-    def dispatch(self, handle: WorkerHandle, message: control.Message) -> None:
-        method = getattr(self, f"on_{message.op}", None)
-        if method is None:
-            log.error("worker %d sent unknown control op %r", handle.index, message.op)
-            return
+    def dispatch(self, handle: WorkerHandle, message: object) -> None:
         try:
-            method(handle, message)
+            self.handlers.dispatch(message, handle)
         except Exception:
-            if message.op == "claim":
+            if isinstance(message, Claim):
                 self.fail_claim(handle, message)
             raise  # reported by control.read_loop
 
-    def on_booted(self, handle: WorkerHandle, message: control.Message) -> None:
+    def on_booted(self, message: Booted, handle: WorkerHandle) -> None:
         handle.booted = True
         if not self.ready and len(self.workers) == self.worker_count and all(
                 h.booted for h in self.workers.values()):
@@ -398,43 +408,42 @@ class Supervisor:
             self.notifier.ready()
             if self.on_ready is not None:
                 self.on_ready()  # before the last "booted" line, which callers wait for
-        log.info("worker %d booted (pid %d)", handle.index, message["pid"])
+        log.info("worker %d booted (pid %d)", handle.index, message.pid)
 
-    def on_claim(self, handle: WorkerHandle, message: control.Message) -> None:
-        name = message["mount"]
+    def on_claim(self, message: Claim, handle: WorkerHandle) -> None:
+        name = message.mount
         try:
-            record = self.registry.claim(self.config, name, handle.index, message["info"])
+            record = self.registry.claim(self.config, name, handle.index, message.info)
         except ClaimRefused as refused:
-            handle.channel.send("claim_result", id=message["id"], mount=name, ok=False,
-                                status=refused.status, reason=refused.reason)
+            handle.channel.send(ClaimResult(message.id, name, False, refused.status,
+                                            refused.reason))
             return
-        self.broadcast("mount_up", fds=[record.ring.fd], mount=name, info=record.info)
-        handle.channel.send("claim_result", id=message["id"], mount=name, ok=True, status=200,
-                            reason="")
-        log.info("source on %s (worker %d, %s)", name, handle.index, record.info.get("content_type"))
+        self.broadcast(MountUp(name, record.info), fds=[record.ring.fd])
+        handle.channel.send(ClaimResult(message.id, name, True, 200, ""))
+        log.info("source on %s (worker %d, %s)", name, handle.index, record.info.content_type)
         self.override_fallback(name)
 
-    def fail_claim(self, handle: WorkerHandle, message: control.Message) -> None:
+    def fail_claim(self, handle: WorkerHandle, message: Claim) -> None:
         """A claim raised: its source gets 500 at once and the mount is not left held."""
         try:
-            self.release_mount(message["mount"], handle.index)
+            self.release_mount(message.mount, handle.index)
         finally:
             try:
-                handle.channel.send("claim_result", id=message["id"], mount=message["mount"],
-                                    ok=False, status=500, reason="Internal Server Error")
+                handle.channel.send(ClaimResult(message.id, message.mount, False, 500,
+                                                "Internal Server Error"))
             except OSError:
                 pass  # the worker died meanwhile
 
-    def on_remount(self, handle: WorkerHandle, message: control.Message) -> None:
-        """The worker got these mounts' `mount_up` without the ring's fd: send it again."""
-        for name in message["mounts"]:
+    def on_remount(self, message: Remount, handle: WorkerHandle) -> None:
+        """The worker got these mounts' MountUp without the ring's fd: send it again."""
+        for name in message.mounts:
             record = self.registry.mounts.get(name)
             if record is not None:
-                handle.channel.send("mount_up", fds=[record.ring.fd], mount=name,
-                                    info=record.info, resent=True)
+                handle.channel.send(MountUp(name, record.info, resent=True),
+                                    fds=[record.ring.fd])
 
-    def on_release(self, handle: WorkerHandle, message: control.Message) -> None:
-        self.release_mount(message["mount"], handle.index)
+    def on_release(self, message: Release, handle: WorkerHandle) -> None:
+        self.release_mount(message.mount, handle.index)
 
     def release_mount(self, name: str, owner: int) -> None:
         """End a mount `owner` holds; its listeners move to the first live mount of its
@@ -448,19 +457,19 @@ class Supervisor:
             # the mount_down below (one channel per worker keeps the order).
             self.move_listeners(name, fallback)
         if self.registry.release(name, owner) is not None:
-            self.broadcast("mount_down", mount=name)
+            self.broadcast(MountDown(name))
             log.info("source on %s ended", name)
             if owner != SUPERVISOR_OWNER and self.poller is not None:
                 self.poller.trigger()  # a master mount this source shadowed may be free now
 
-    def on_gather(self, handle: WorkerHandle, message: control.Message) -> None:
-        """Ask every worker `query`; the requester gets all answers in one `gathered`."""
-        gather_id = self.gathers.open(handle, message["id"], self.workers)
-        self.broadcast("query", gather=gather_id, query=message["query"], args=message["args"])
+    def on_gather(self, message: Gather, handle: WorkerHandle) -> None:
+        """Ask every worker `query`; the requester gets all answers in one Gathered."""
+        gather_id = self.gathers.open(handle, message.id, self.workers)
+        self.broadcast(Query(gather_id, message.query, message.args))
         supervised.spawn_later(GATHER_TIMEOUT, "supervisor.gather", self.gather_timed_out, gather_id)
 
-    def on_answer(self, handle: WorkerHandle, message: control.Message) -> None:
-        gather = self.gathers.answer(message["gather"], handle.index, message["result"])
+    def on_answer(self, message: Answer, handle: WorkerHandle) -> None:
+        gather = self.gathers.answer(message.gather, handle.index, message.result)
         if gather is not None:
             self.send_gathered(gather)
 
@@ -469,37 +478,41 @@ class Supervisor:
         if gather is not None:
             self.send_gathered(gather)
 
-    def send_gathered(self, gather: Gather) -> None:
+    def send_gathered(self, gather: OpenGather[WorkerHandle]) -> None:
         try:
-            gather.requester.channel.send("gathered", id=gather.request_id, answers=gather.answers)
+            gather.requester.channel.send(Gathered(gather.request_id, tuple(gather.answers)))
         except OSError:
             pass  # the requester died meanwhile
 
-    def on_metadata(self, handle: WorkerHandle, message: control.Message) -> None:
-        self.set_mount_metadata(message["mount"], message["block"], message["title"])
+    def on_metadata(self, message: Metadata, handle: WorkerHandle) -> None:
+        self.set_mount_metadata(message.mount, message.block, message.title)
 
     def set_mount_metadata(self, name: str, block: bytes, title: str) -> None:
         record = self.registry.mounts.get(name)
         if record is None:
             return
         record.ring.set_metadata(block)
-        self.update_mount_info(name, title=title)
+        self.change_mount_info(record, replace(record.info, title=title))
 
-    def update_mount_info(self, name: str, **fields: Any) -> None:
+    def change_mount_info(self, record: MountRecord, info: MountInfo) -> None:
+        record.info = info
+        self.broadcast(MountChanged(record.name, info))
+
+    def update_relay_info(self, name: str, change: Callable[[MountInfo], MountInfo]) -> None:
+        """A relay pull changes the info of the mount it holds (never a source's)."""
         record = self.registry.mounts.get(name)
-        if record is not None:
-            record.info.update(fields)
-            self.broadcast("mount_info", mount=record.name, info=record.info)
+        if record is not None and record.owner == SUPERVISOR_OWNER:
+            self.change_mount_info(record, change(record.info))
 
     # -- slave redirect (KH, PROTOCOL.md §2) ---------------------------------------------------
 
-    def on_slave_register(self, handle: WorkerHandle, message: control.Message) -> None:
+    def on_slave_register(self, message: SlaveRegister, handle: WorkerHandle) -> None:
         """A slave's authenticated poll carried its redirect registration."""
-        host, port = message["host"], message["port"]
+        host, port = message.host, message.port
         now = time.monotonic()
         for target in self.redirects.purge(now):
             log.info("redirect slave %s:%d expired", target.host, target.port)
-        outcome = self.redirects.register(host, port, message["interval"], now)
+        outcome = self.redirects.register(host, port, message.interval, now)
         if outcome == FULL:
             log.warning("redirect to slave limit reached (%d); %s:%d not added",
                         self.redirects.limit, host, port)
@@ -509,7 +522,7 @@ class Supervisor:
         self.broadcast_redirects()
 
     def broadcast_redirects(self) -> None:
-        self.broadcast("redirects", targets=self.redirects.targets())
+        self.broadcast(Redirects(self.redirects.targets()))
 
     def redirect_registration(self) -> str:
         """What this server, as a slave with <master-redirect>, appends to its polls."""
@@ -538,11 +551,11 @@ class Supervisor:
         held = {name for name, rec in self.registry.mounts.items() if rec.owner != SUPERVISOR_OWNER}
         return held | self.registry.reserved
 
-    def claim_relay_mount(self, name: str, info: dict[str, Any]) -> MountRecord:
+    def claim_relay_mount(self, name: str, info: MountInfo) -> MountRecord:
         """Claim `name` for a relay pull and announce it; raises ClaimRefused."""
         record = self.registry.claim(self.config, name, SUPERVISOR_OWNER, info)
-        self.broadcast("mount_up", fds=[record.ring.fd], mount=name, info=record.info)
-        if info.get("connected", True):  # not an idle on-demand relay: it has a stream
+        self.broadcast(MountUp(name, record.info), fds=[record.ring.fd])
+        if info.connected:  # not an idle on-demand relay: it has a stream
             self.override_fallback(name)
         return record
 
@@ -568,8 +581,7 @@ class Supervisor:
 
     def move_listeners(self, mount: str, destination: str) -> None:
         """Every worker moves its listeners of `mount` (same format family only)."""
-        self.broadcast("query", gather=NO_GATHER, query="move_clients",
-                       args={"mount": mount, "destination": destination})
+        self.broadcast(Query(NO_GATHER, MOVE_CLIENTS, {"mount": mount, "destination": destination}))
 
 
 def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:

@@ -18,6 +18,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fanout.messages import Metadata
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request
@@ -88,7 +89,7 @@ def command_metadata(worker: Any, conn: Connection, request: Request) -> None:
         raise ProtocolError("Source does not exist", 400)
     if query["mode"] != b"updinfo":
         return send_iceresponse(worker, conn, "No such action", 0)
-    if not is_admin and conn.ip != mount.info.get("source_ip"):
+    if not is_admin and conn.ip != mount.info.source_ip:
         log.warning("%s: metadata for %s refused: not the source's address", conn.ip, mount_name)
         return send_iceresponse(worker, conn, "Mountpoint will not accept URL updates", 1)
     fields = title_fields(query, mount.resolved.charset)
@@ -107,7 +108,7 @@ def update_title(worker: Any, conn: Connection, mount_name: str,
                     conn.ip, mount_name, len(text), MAX_META_TEXT)
         return
     title = decode_title(shown_title(fields["song"], fields["artist"], fields["title"]), charset)
-    worker.channel.send("metadata", mount=mount_name, block=encode_block(text), title=title)
+    worker.channel.send(Metadata(mount_name, encode_block(text), title))
     log.info("%s: metadata on %s: %s", conn.ip, mount_name, title)
 
 
@@ -166,7 +167,7 @@ def listed_mounts(worker: Any, excluded: str | None = None) -> list[ListedMount]
     """Every live mount, hidden ones included (2.4.4 lists them to admins)."""
     now = time.time()
     return [ListedMount(m.name, m.ring.listener_count(),
-                        int(now - m.info.get("stream_start", now)), m.info["content_type"],
+                        int(now - m.info.stream_start), m.info.content_type,
                         m.resolved.fallback_mount or "")
             for m in stats.live_mounts(worker) if m.name != excluded]
 

@@ -137,7 +137,7 @@ def move_listeners(worker: Any, mount: str, destination: str, chosen: set[int],
 
 def same_format(src: Any, dst: Any) -> bool:
     return bool(src.ring.fmt == dst.ring.fmt
-                and src.info["content_type"] == dst.info["content_type"])
+                and src.info.content_type == dst.info.content_type)
 
 
 def _page_tail(src: Any, listener: Any) -> bytes | None:

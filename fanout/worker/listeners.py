@@ -26,6 +26,7 @@ from typing import Any
 import gevent
 
 from fanout import core, supervised
+from fanout.lifecycle import MountState, RelayState
 from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
@@ -105,13 +106,12 @@ def serve_let_in(worker: Any, conn: Connection, request: Request,
         if mount is None:
             refusal = ProtocolError("max listeners reached", listener_auth.full_status(login))
             return refuse_or_redirect(worker, conn, request, refusal)
-    if mount.info.get("on_demand") and not mount.info.get("connected"):
+    if not mount.info.connected:  # an on-demand relay waiting for listeners
         mount = await_upstream(worker, mount)
     metaint = 0
     if wants_icy_metadata(request) and not mount.is_ogg:
         # A relayed mount serves with its upstream's interval unless configured (§3.5).
-        metaint = (mount.resolved.metadata_interval or mount.info.get("icy_metaint")
-                   or DEFAULT_METAINT)
+        metaint = mount.resolved.metadata_interval or mount.info.icy_metaint or DEFAULT_METAINT
     head = listener_head(worker, mount, request, metaint)
     if request.method == "HEAD":
         conn.send(head)
@@ -125,8 +125,8 @@ def live_mount(worker: Any, path: str) -> LocalMount | None:
     <fallback-mount> chain (§5.1), so listeners can wait on a fallback for a live show."""
     for name in (path, *worker.cfg.fallback_chain(path)):
         mount = worker.mounts.get(name)
-        # A relay holding its listeners while it reconnects takes no newcomers.
-        if mount is not None and not mount.ended and mount.info.get("relay_state") != "reconnecting":
+        # A relay holding its listeners while it reconnects (HELD) takes no newcomers.
+        if mount is not None and mount.state is MountState.LIVE:
             return mount
     return None
 
@@ -175,8 +175,8 @@ def await_upstream(worker: Any, mount: LocalMount) -> LocalMount:
     publish_count(worker, mount)
     try:
         deadline = time.monotonic() + ON_DEMAND_WAIT
-        while not mount.info.get("connected"):
-            if (mount.ended or mount.info.get("relay_state") == "retrying"
+        while not mount.info.connected:
+            if (mount.ended or relay_state(mount) is RelayState.RETRYING
                     or time.monotonic() > deadline):
                 raise ProtocolError("Mount unavailable", 404)
             gevent.sleep(PENDING_CHECK)
@@ -189,15 +189,19 @@ def await_upstream(worker: Any, mount: LocalMount) -> LocalMount:
     return current
 
 
+def relay_state(mount: LocalMount) -> RelayState | None:
+    return None if mount.info.relay is None else mount.info.relay.state
+
+
 def listener_head(worker: Any, mount: LocalMount, request: Request, metaint: int) -> bytes:
     config = worker.cfg
     extra = [(h.name, h.value) for h in config.http_headers if h.status in (None, 200)]
     extra += [(h.name, h.value) for h in mount.resolved.http_headers if h.status in (None, 200)]
     user_agent = request.header("user-agent") or ""
     return render_listener_head(
-        server_id=config.server_id, now=time.time(), content_type=mount.info["content_type"],
+        server_id=config.server_id, now=time.time(), content_type=mount.info.content_type,
         extra_headers=extra,
-        icy_headers=listener_icy_headers(mount.info["headers"], mount.resolved.stream_name),
+        icy_headers=listener_icy_headers(mount.info.headers, mount.resolved.stream_name),
         metaint=metaint, user_agent=user_agent,
         flash=request.header("x-flash-version") is not None or "MSIE" in user_agent)
 

@@ -28,6 +28,7 @@ from typing import Any
 import gevent
 
 from fanout.config import Config, ListenSocket
+from fanout.messages import Metadata
 from fanout.protocol.errors import CLOSE_SILENTLY, ProtocolError
 from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS, Request
 from fanout.protocol.icy import encode_block, stream_title_text
@@ -38,7 +39,7 @@ from fanout.protocol.shoutcast import (
 from fanout.protocol.text import decode_title
 from fanout.worker import admin
 from fanout.worker.connection import HEAD_READ_SIZE, Connection, HeaderTimeout
-from fanout.worker.source import DEFAULT_CONTENT_TYPE, source_info, stream_source
+from fanout.worker.source import source_info, stream_source
 from fanout.worker.worker import LocalMount
 
 log = logging.getLogger("fanout.shoutcast")
@@ -65,8 +66,7 @@ def serve_shoutcast_source(worker: Any, conn: Connection) -> None:
     mount = shoutcast_mount(worker.cfg, conn.server.spec)
     request, leftover = read_handshake(worker, conn, mount)
     conn.request, conn.status = request, 200  # the access log line, as 2.4.4 writes it
-    info = source_info(conn, request, request.header("content-type") or DEFAULT_CONTENT_TYPE)
-    info["shoutcast_compat"] = True
+    info = source_info(conn, request, request.header("content-type"), shoutcast_compat=True)
     try:
         stream_source(worker, conn, mount, info, b"", leftover)
     except ProtocolError as refused:  # the claim: the peer reads no HTTP error
@@ -111,7 +111,7 @@ def serve_admin_cgi(worker: Any, conn: Connection, request: Request, leftover: b
         raise ProtocolError("Missing parameter", 400)
     if query["mode"] != b"updinfo":
         raise ProtocolError("No such action", 400)
-    if not by_admin and conn.ip != mount.info.get("source_ip"):
+    if not by_admin and conn.ip != mount.info.source_ip:
         raise ProtocolError("mountpoint will not accept URL updates", 400)
     publish_song(worker, conn, name, query["song"], mount.resolved.charset)
     conn.send(render_text(200, ADMIN_CGI_DONE, HTML_TYPE, server_id=worker.cfg.server_id,
@@ -129,7 +129,7 @@ def admin_cgi_mount(worker: Any, conn: Connection,
     mount = worker.mounts.get(name)
     if mount is None or mount.ended:
         raise ProtocolError("Source does not exist", 400)
-    if not mount.info.get("shoutcast_compat"):  # 2.4.4: only Shoutcast sources take it
+    if not mount.info.shoutcast_compat:  # 2.4.4: only Shoutcast sources take it
         raise ProtocolError("illegal metadata call", 400)
     return name, mount, by_admin
 
@@ -151,5 +151,5 @@ def publish_song(worker: Any, conn: Connection, mount: str, song: bytes, charset
     except ValueError:
         raise ProtocolError("Metadata too long", 400) from None
     title = decode_title(song, charset)
-    worker.channel.send("metadata", mount=mount, block=block, title=title)
+    worker.channel.send(Metadata(mount, block, title))
     log.info("%s: metadata on %s: %s", conn.ip, mount, title)

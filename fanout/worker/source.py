@@ -19,7 +19,7 @@ from typing import Any
 
 import gevent
 
-from fanout.model.ingest import format_for_content_type
+from fanout.mountinfo import MountInfo, stream_info
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.chunked import ChunkedDecoder, body_decoder
 from fanout.protocol.errors import ProtocolError
@@ -34,8 +34,6 @@ log = logging.getLogger("fanout.source")
 
 # Bytes read per recv from a source; sources send far less than this per event-loop turn.
 SOURCE_READ_SIZE = 65536
-# Content type Icecast assumes for a SOURCE request without one.
-DEFAULT_CONTENT_TYPE = "audio/mpeg"
 
 
 def serve_source(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
@@ -46,12 +44,12 @@ def serve_source(worker: Any, conn: Connection, request: Request, leftover: byte
     if request.method == "PUT" and not content_type:
         raise ProtocolError("No Content-type given", 403)
     chunks = body_decoder([v for k, v in request.headers if k == "transfer-encoding"])
-    info = source_info(conn, request, content_type or DEFAULT_CONTENT_TYPE)
+    info = source_info(conn, request, content_type)
     greeting = render_continue() if wants_continue(request) else b""
     stream_source(worker, conn, path, info, greeting + render_source_ok(), leftover, chunks)
 
 
-def stream_source(worker: Any, conn: Connection, path: str, info: dict[str, Any],
+def stream_source(worker: Any, conn: Connection, path: str, info: MountInfo,
                   greeting: bytes, leftover: bytes, chunks: ChunkedDecoder | None = None) -> None:
     """Claim `path` for an authenticated source, send it `greeting` (if any), then read
     its stream (through `chunks` if it is chunked) into the ring until it leaves, and
@@ -67,7 +65,7 @@ def stream_source(worker: Any, conn: Connection, path: str, info: dict[str, Any]
     try:
         if greeting:
             conn.send(greeting)
-        log.info("%s: source connected on %s (%s)", conn.ip, path, info["content_type"])
+        log.info("%s: source connected on %s (%s)", conn.ip, path, info.content_type)
         with admin_queries.source_registered(path, conn):
             stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks)
             pump_source(worker, path, stream, leftover)
@@ -91,22 +89,20 @@ def check_source_auth(worker: Any, request: Request, resolved: Any) -> None:
     raise ProtocolError("You need to authenticate", 401)
 
 
-def source_info(conn: Connection, request: Request, content_type: str) -> dict[str, Any]:
-    """What listeners, stats and the registry need to know about this source."""
-    return {
-        "content_type": content_type,
-        "format": format_for_content_type(content_type),
-        "headers": [(k, v) for k, v in request.headers if k.startswith(("ice-", "icy-"))],
-        "source_ip": conn.ip,
-        "user_agent": request.header("user-agent") or "",
-        "title": "",
-    }
+def source_info(conn: Connection, request: Request, content_type: str | None,
+                shoutcast_compat: bool = False) -> MountInfo:
+    """What listeners, stats and the registry need to know about this source's stream
+    (no Content-Type: Icecast's DEFAULT_CONTENT_TYPE)."""
+    return stream_info(content_type, conn.ip,
+                       headers=[(k, v) for k, v in request.headers if k.startswith(("ice-", "icy-"))],
+                       user_agent=request.header("user-agent") or "",
+                       shoutcast_compat=shoutcast_compat)
 
 
 def pump_source(worker: Any, path: str, stream: "SourceStream", leftover: bytes) -> None:
     """Copy the source's stream into the mount's ring until the stream is over."""
     mount = worker.mounts[path]
-    feed = RingFeed(mount.ring, mount.info["format"], label=f"{stream.conn.ip}: source on {path}")
+    feed = RingFeed(mount.ring, mount.info.format, label=f"{stream.conn.ip}: source on {path}")
     pace = SourcePace(mount.resolved.queue_size)
     data = stream.unframe(leftover)
     count = None if data is None else feed.feed(data)

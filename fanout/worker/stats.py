@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from fanout.mountinfo import MountInfo
 from fanout.protocol.stats import (
     MountFigures, MountSettings, RelayFigures, ServerFigures, Stats, mount_stats,
 )
@@ -34,7 +35,7 @@ def observe_listener_count(mount: LocalMount) -> None:
     them) hides a peak that lasted those nanoseconds; a peak that lasts longer than that
     is always seen.
     """
-    start = mount.info.get("stream_start", 0.0)
+    start = mount.info.stream_start
     seen_start, peak = _peaks.get(mount.name, (start, 0))
     if seen_start != start:  # a new source: a new stream, a new peak
         peak = 0
@@ -43,7 +44,7 @@ def observe_listener_count(mount: LocalMount) -> None:
 
 def local_peak(mount: LocalMount) -> int:
     start, peak = _peaks.get(mount.name, (0.0, 0))
-    return peak if start == mount.info.get("stream_start", 0.0) else 0
+    return peak if start == mount.info.stream_start else 0
 
 
 @query("mount_figures")
@@ -70,9 +71,9 @@ def collect_mounts(worker: Any) -> list[MountFigures]:
 def _figures(mount: LocalMount, per_worker: list[tuple[int, int, int]]) -> MountFigures:
     info, ring = mount.info, mount.ring
     return MountFigures(
-        name=mount.name, content_type=info["content_type"], headers=info["headers"],
-        source_ip=info.get("source_ip", ""), user_agent=info.get("user_agent", ""),
-        title=info.get("title", ""), stream_start=info.get("stream_start", 0.0),
+        name=mount.name, content_type=info.content_type, headers=info.headers,
+        source_ip=info.source_ip, user_agent=info.user_agent,
+        title=info.title, stream_start=info.stream_start,
         listeners=ring.listener_count(),
         listener_peak=max([ring.listener_count()] + [f[0] for f in per_worker]),
         slow_listeners=sum(f[1] for f in per_worker),
@@ -81,13 +82,13 @@ def _figures(mount: LocalMount, per_worker: list[tuple[int, int, int]]) -> Mount
         settings=mount_settings(mount), relay=relay_figures(info))
 
 
-def relay_figures(info: dict[str, Any]) -> RelayFigures | None:
+def relay_figures(info: MountInfo) -> RelayFigures | None:
     """The upstream side of a relayed mount, from the info its pull keeps current."""
-    if "upstream" not in info:
+    relay = info.relay
+    if relay is None:
         return None
-    return RelayFigures(upstream=info["upstream"], state=info.get("relay_state", ""),
-                        reconnects=int(info.get("reconnects", 0)),
-                        bytes_read=int(info.get("relay_bytes", 0)))
+    return RelayFigures(upstream=relay.upstream, state=relay.state.value,
+                        reconnects=relay.reconnects, bytes_read=relay.bytes_read)
 
 
 def mount_settings(mount: LocalMount) -> MountSettings:

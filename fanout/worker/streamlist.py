@@ -14,6 +14,7 @@ import dataclasses
 import time
 from typing import Any
 
+from fanout.messages import SlaveRegister
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request
@@ -74,8 +75,8 @@ def register_slave(worker: Any, request: Request) -> None:
     registration = parse_registration(request.query)
     if registration is None or worker.cfg.max_redirect_slaves <= 0:
         return
-    worker.channel.send("slave_register", host=registration.host, port=registration.port,
-                        interval=registration.interval)
+    worker.channel.send(SlaveRegister(registration.host, registration.port,
+                                      registration.interval))
 
 
 def send_list(worker: Any, conn: Connection, body: bytes) -> None:

@@ -35,6 +35,12 @@ from gevent.socket import socket as GeventSocket
 from fanout import control, core, logs, supervised
 from fanout.config import Config, ListenSocket, ResolvedMount
 from fanout.counters import Counters
+from fanout.lifecycle import MountEvent, MountState, next_mount_state
+from fanout.messages import (
+    Answer, Booted, Claim, ClaimResult, Dispatch, Gather, Gathered, MountChanged,
+    MountDown, MountUp, NewConfig, Query, Redirects, Release, Remount, Stop,
+)
+from fanout.mountinfo import MountInfo
 from fanout.worker.fdlimit import FdGuard
 
 log = logging.getLogger("fanout.worker")
@@ -88,11 +94,11 @@ class LocalMount:
 
     name: str
     ring: Any  # core.Ring
-    info: dict[str, Any]
+    info: MountInfo
     resolved: ResolvedMount
     listeners: list[Any] = field(default_factory=list)  # core.Listener
     pump: gevent.Greenlet | None = None
-    ended: bool = False
+    state: MountState = MountState.LIVE  # moved only by `advance` (fanout.lifecycle's table)
     slow_listeners: int = 0
     urgent: bool = False  # a full pass is due at the next tick (e.g. listeners moved in)
     fresh: list[Any] = field(default_factory=list)  # arrived since the last tick: served alone
@@ -101,6 +107,22 @@ class LocalMount:
     @property
     def is_ogg(self) -> bool:
         return bool(self.ring.fmt == core.FORMAT_OGG)
+
+    @property
+    def ended(self) -> bool:
+        """mount_down came: it drains (or is gone); no listener is added to it."""
+        return self.state in (MountState.ENDED, MountState.GONE)
+
+    def advance(self, event: MountEvent) -> None:
+        self.state = next_mount_state(self.state, event)
+
+    def set_info(self, info: MountInfo) -> None:
+        """A new info; a relay reconnecting holds the mount, streaming again resumes it."""
+        self.info = info
+        if self.state is MountState.LIVE and info.held:
+            self.advance(MountEvent.HOLD)
+        elif self.state is MountState.HELD and not info.held:
+            self.advance(MountEvent.RESUME)
 
 
 def spec_of_listener(specs: tuple[ListenSocket, ...], index: int, bound_port: int) -> ListenSocket:
@@ -186,6 +208,16 @@ class Worker:
         self.fd_guard = FdGuard()
         self.lost_rings: set[str] = set()  # mounts whose mount_up came without its fd
         self.remounter: gevent.Greenlet | None = None
+        self.handlers: Dispatch[control.Delivery] = Dispatch(f"worker {index}")
+        self.handlers.on(NewConfig, self.on_config)
+        self.handlers.on(Redirects, self.on_redirects)
+        self.handlers.on(MountUp, self.on_mount_up)
+        self.handlers.on(MountDown, self.on_mount_down)
+        self.handlers.on(MountChanged, self.on_mount_info)
+        self.handlers.on(ClaimResult, self.on_claim_result)
+        self.handlers.on(Stop, self.on_stop)
+        self.handlers.on(Query, self.on_query)
+        self.handlers.on(Gathered, self.on_gathered)
 
     def run(self) -> int:
         supervised.count_into(self.counters, self.index)
@@ -208,7 +240,7 @@ class Worker:
             return BOOT_FAILED
         self.start_servers()
         try:
-            self.channel.send("booted", worker=self.index, pid=os.getpid())
+            self.channel.send(Booted(self.index, os.getpid()))
         except OSError:
             return BOOT_FAILED  # the supervisor is gone already
         self.stopping.wait()
@@ -266,15 +298,11 @@ class Worker:
             log.warning("supervisor went away; stopping")
         self.stopping.set()
 
-    def dispatch(self, message: control.Message) -> None:
-        handler = getattr(self, f"on_{message.op}", None)
-        if handler is None:
-            log.error("unknown control op %r", message.op)
-            return
-        handler(message)
+    def dispatch(self, delivery: control.Delivery) -> None:
+        self.handlers.dispatch(delivery.message, delivery)
 
-    def on_config(self, message: control.Message) -> None:
-        self.config = message["config"]
+    def on_config(self, message: NewConfig, delivery: control.Delivery) -> None:
+        self.config = message.config
         paths, logging_ = self.cfg.paths, self.cfg.logging
         logs.configure_files(paths.logdir, logging_.errorlog, logging_.accesslog,
                              logging_.loglevel, f"worker{self.index}")
@@ -282,14 +310,14 @@ class Worker:
             mount.resolved = self.cfg.resolve_mount(mount.name)
         self.configured.set()
 
-    def on_redirects(self, message: control.Message) -> None:
-        self.redirect_targets = message["targets"]
+    def on_redirects(self, message: Redirects, delivery: control.Delivery) -> None:
+        self.redirect_targets = message.targets
 
-    def on_mount_up(self, message: control.Message) -> None:
-        name = message["mount"]
-        if message.get("resent") and name not in self.lost_rings:
+    def on_mount_up(self, message: MountUp, delivery: control.Delivery) -> None:
+        name = message.mount
+        if message.resent and name not in self.lost_rings:
             return  # a newer mount_up brought the ring meanwhile
-        fd = message.take_fd()
+        fd = delivery.take_fd()
         if fd is None:
             self.ring_lost(name)
             return
@@ -310,28 +338,30 @@ class Worker:
             from fanout.worker.listeners import close_all_listeners
 
             close_all_listeners(self, old)
-        self.mounts[name] = LocalMount(name, ring, message["info"], self.cfg.resolve_mount(name))
+        mount = LocalMount(name, ring, message.info, self.cfg.resolve_mount(name))
+        mount.set_info(message.info)  # a relay reconnecting right now: held from the start
+        self.mounts[name] = mount
 
-    def on_mount_down(self, message: control.Message) -> None:
-        self.lost_rings.discard(message["mount"])
-        mount = self.mounts.get(message["mount"])
+    def on_mount_down(self, message: MountDown, delivery: control.Delivery) -> None:
+        self.lost_rings.discard(message.mount)
+        mount = self.mounts.get(message.mount)
         if mount is None:
             return
-        mount.ended = True
+        mount.advance(MountEvent.END)
         if not mount.listeners:
             self.forget_mount(mount)
 
-    def on_mount_info(self, message: control.Message) -> None:
-        mount = self.mounts.get(message["mount"])
+    def on_mount_info(self, message: MountChanged, delivery: control.Delivery) -> None:
+        mount = self.mounts.get(message.mount)
         if mount is not None:
-            mount.info = message["info"]
+            mount.set_info(message.info)
 
-    def on_claim_result(self, message: control.Message) -> None:
-        mount, result = self.claims.pop(message["id"], ("", None))
+    def on_claim_result(self, message: ClaimResult, delivery: control.Delivery) -> None:
+        mount, result = self.claims.pop(message.id, ("", None))
         if result is not None:
-            result.set(ClaimAnswer(message["ok"], message["status"], message["reason"]))
-        elif message["ok"]:  # granted after its source gave up waiting: give it back
-            self.release(message["mount"])
+            result.set(ClaimAnswer(message.ok, message.status, message.reason))
+        elif message.ok:  # granted after its source gave up waiting: give it back
+            self.release(message.mount)
 
     # -- rings that arrived without their fd -------------------------------------------------
 
@@ -351,35 +381,35 @@ class Worker:
         while self.lost_rings:
             gevent.sleep(REMOUNT_RETRY)
             if self.lost_rings and fds_free(FDS_PER_RING):
-                self.channel.send("remount", mounts=sorted(self.lost_rings))
+                self.channel.send(Remount(tuple(sorted(self.lost_rings))))
 
-    def on_stop(self, message: control.Message) -> None:
+    def on_stop(self, message: Stop, delivery: control.Delivery) -> None:
         self.stopping.set()
 
-    def on_query(self, message: control.Message) -> None:
-        handler = QUERIES.get(message["query"])
+    def on_query(self, message: Query, delivery: control.Delivery) -> None:
+        handler = QUERIES.get(message.query)
         try:
-            result = handler(self, **message["args"]) if handler else None
+            result = handler(self, **message.args) if handler else None
         except Exception:
-            supervised.report("worker.control", f"query {message['query']!r}")
+            supervised.report("worker.control", f"query {message.query!r}")
             result = None
-        self.channel.send("answer", gather=message["gather"], result=result)
+        self.channel.send(Answer(message.gather, result))
 
-    def on_gathered(self, message: control.Message) -> None:
-        result = self.gathers.pop(message["id"], None)
+    def on_gathered(self, message: Gathered, delivery: control.Delivery) -> None:
+        result = self.gathers.pop(message.id, None)
         if result is not None:
-            result.set(message["answers"])
+            result.set(list(message.answers))
 
     # -- requests to the supervisor ----------------------------------------------------------
 
-    def claim(self, mount: str, info: dict[str, Any]) -> ClaimAnswer:
+    def claim(self, mount: str, info: MountInfo) -> ClaimAnswer:
         """Ask the supervisor for a mount; the mount is in self.mounts when this says ok.
         503 when the supervisor does not answer within CLAIM_WAIT s or the ring could not
         be received (out of file descriptors)."""
         claim_id = next(self.claim_ids)
         result: AsyncResult = AsyncResult()
         self.claims[claim_id] = (mount, result)
-        self.channel.send("claim", id=claim_id, mount=mount, info=info)
+        self.channel.send(Claim(claim_id, mount, info))
         try:
             answer: ClaimAnswer = result.get(timeout=CLAIM_WAIT)
         except gevent.Timeout:
@@ -397,7 +427,7 @@ class Worker:
         gather_id = next(self.claim_ids)
         result: AsyncResult = AsyncResult()
         self.gathers[gather_id] = result
-        self.channel.send("gather", id=gather_id, query=name, args=args)
+        self.channel.send(Gather(gather_id, name, args))
         try:
             answers: list[Any] = result.get(timeout=GATHER_WAIT)
         except gevent.Timeout:
@@ -407,11 +437,13 @@ class Worker:
 
     def release(self, mount: str) -> None:
         try:
-            self.channel.send("release", mount=mount)
+            self.channel.send(Release(mount))
         except OSError:
             pass  # the supervisor is gone; it will not need to hear of it
 
     def forget_mount(self, mount: LocalMount) -> None:
+        if mount.state is MountState.ENDED:
+            mount.advance(MountEvent.FORGET)
         if self.mounts.get(mount.name) is mount:
             del self.mounts[mount.name]
         mount.ring.close()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import gevent
 
@@ -38,9 +37,9 @@ from fanout.protocol.shoutcast import (
 )
 from fanout.protocol.text import decode_title
 from fanout.worker import admin
-from fanout.worker.connection import HEAD_READ_SIZE, Connection, HeaderTimeout
+from fanout.worker.client import HEAD_READ_SIZE, Connection, HeaderTimeout
 from fanout.worker.source import source_info, stream_source
-from fanout.worker.worker import LocalMount
+from fanout.worker.state import LocalMount, Worker
 
 log = logging.getLogger("fanout.shoutcast")
 
@@ -57,7 +56,7 @@ def shoutcast_mount(config: Config, spec: ListenSocket) -> str:
 
 # -- sources ---------------------------------------------------------------------------------
 
-def serve_shoutcast_source(worker: Any, conn: Connection) -> None:
+def serve_shoutcast_source(worker: Worker, conn: Connection) -> None:
     """Serve a connection on a shoutcast-compat socket as a Shoutcast source.
 
     Raises ProtocolError (CLOSE_SILENTLY) for a wrong password, bad or oversized input
@@ -74,7 +73,7 @@ def serve_shoutcast_source(worker: Any, conn: Connection) -> None:
                             CLOSE_SILENTLY) from None
 
 
-def read_handshake(worker: Any, conn: Connection, mount: str) -> tuple[Request, bytes]:
+def read_handshake(worker: Worker, conn: Connection, mount: str) -> tuple[Request, bytes]:
     """Check the password line, answer OK2, read the header block; the block as a
     Request for `mount`, and the stream bytes that came with it."""
     parser = HandshakeParser(mount)
@@ -101,7 +100,7 @@ def next_event(conn: Connection, parser: HandshakeParser) -> Event:
 
 # -- /admin.cgi --------------------------------------------------------------------------
 
-def serve_admin_cgi(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_admin_cgi(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     """`/admin.cgi?mode=updinfo&pass=…&song=…`: set the title of this port's shoutcast
     mount. `pass` is the admin password or the mount's source password; checks and
     answers in 2.4.4's order (§6.1, §6.3)."""
@@ -118,7 +117,7 @@ def serve_admin_cgi(worker: Any, conn: Connection, request: Request, leftover: b
                           now=time.time()))
 
 
-def admin_cgi_mount(worker: Any, conn: Connection,
+def admin_cgi_mount(worker: Worker, conn: Connection,
                     query: dict[str, bytes]) -> tuple[str, LocalMount, bool]:
     """The shoutcast mount of the socket admin.cgi came in on, if `pass` may update it and
     a Shoutcast source feeds it; with whether `pass` was the admin's. Else 400 or 401."""
@@ -134,7 +133,7 @@ def admin_cgi_mount(worker: Any, conn: Connection,
     return name, mount, by_admin
 
 
-def authorize_icy(worker: Any, password: bytes, mount: str) -> bool:
+def authorize_icy(worker: Worker, password: bytes, mount: str) -> bool:
     """True for the admin password, False for the mount's source password; else 401."""
     given = Password(password.decode(TEXT_ENCODING, TEXT_ERRORS))
     if password_matches(given, worker.cfg.authentication.admin_password):
@@ -144,12 +143,12 @@ def authorize_icy(worker: Any, password: bytes, mount: str) -> bool:
     raise ProtocolError("You need to authenticate", 401)
 
 
-def publish_song(worker: Any, conn: Connection, mount: str, song: bytes, charset: str) -> None:
+def publish_song(worker: Worker, conn: Connection, mount: str, song: bytes, charset: str) -> None:
     """Hand the new title's ICY block to the supervisor, the one writer of metadata."""
     try:
         block = encode_block(stream_title_text(song=song))
     except ValueError:
         raise ProtocolError("Metadata too long", 400) from None
     title = decode_title(song, charset)
-    worker.channel.send(Metadata(mount, block, title))
+    worker.link.send(Metadata(mount, block, title))
     log.info("%s: metadata on %s: %s", conn.ip, mount, title)

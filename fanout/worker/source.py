@@ -15,20 +15,23 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Iterator
 
 import gevent
+from gevent.socket import socket as GeventSocket
 
 from fanout.mountinfo import MountInfo, stream_info
-from fanout.protocol.auth import basic_credentials, credentials_match
+from fanout.config import ResolvedMount
+from fanout.protocol.auth import Credentials, basic_credentials, credentials_match
 from fanout.protocol.chunked import ChunkedDecoder, body_decoder
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
 from fanout.ringio import RingFeed
-from fanout.worker import admin_queries
-from fanout.worker.connection import Connection
-from fanout.worker.listeners import TICK
+from fanout.worker.client import Connection
+from fanout.worker.pump import TICK
+from fanout.worker.state import Worker
 
 log = logging.getLogger("fanout.source")
 
@@ -36,7 +39,7 @@ log = logging.getLogger("fanout.source")
 SOURCE_READ_SIZE = 65536
 
 
-def serve_source(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_source(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     path = validate_mount_path(request.path)
     resolved = worker.cfg.resolve_mount(path)
     check_source_auth(worker, request, resolved)
@@ -49,7 +52,7 @@ def serve_source(worker: Any, conn: Connection, request: Request, leftover: byte
     stream_source(worker, conn, path, info, greeting + render_source_ok(), leftover, chunks)
 
 
-def stream_source(worker: Any, conn: Connection, path: str, info: MountInfo,
+def stream_source(worker: Worker, conn: Connection, path: str, info: MountInfo,
                   greeting: bytes, leftover: bytes, chunks: ChunkedDecoder | None = None) -> None:
     """Claim `path` for an authenticated source, send it `greeting` (if any), then read
     its stream (through `chunks` if it is chunked) into the ring until it leaves, and
@@ -66,23 +69,32 @@ def stream_source(worker: Any, conn: Connection, path: str, info: MountInfo,
         if greeting:
             conn.send(greeting)
         log.info("%s: source connected on %s (%s)", conn.ip, path, info.content_type)
-        with admin_queries.source_registered(path, conn):
+        with source_registered(worker, path, conn):
             stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks)
             pump_source(worker, path, stream, leftover)
     finally:
         worker.counters.add(worker.index, "sources", -1)
-        worker.release(path)
+        worker.link.release(path)
 
 
-def check_source_auth(worker: Any, request: Request, resolved: Any) -> None:
+@contextmanager
+def source_registered(worker: Worker, mount: str, conn: Connection) -> Iterator[None]:
+    """Make the source on `mount` reachable for /admin/killsource while it streams."""
+    worker.sources[mount] = conn
+    try:
+        yield
+    finally:
+        if worker.sources.get(mount) is conn:
+            del worker.sources[mount]
+
+
+def check_source_auth(worker: Worker, request: Request, resolved: ResolvedMount) -> None:
     """Basic `source:<password>` (or the mount's user/password); ice-password with icelogin."""
     given = basic_credentials(request)
     if credentials_match(given, resolved.username, resolved.password):
         return
     ice_password = request.header("ice-password")
     if worker.cfg.icelogin and ice_password is not None and resolved.password is not None:
-        from fanout.protocol.auth import Credentials
-
         if credentials_match(Credentials(resolved.username, ice_password), resolved.username,
                              resolved.password):
             return
@@ -99,7 +111,7 @@ def source_info(conn: Connection, request: Request, content_type: str | None,
                        shoutcast_compat=shoutcast_compat)
 
 
-def pump_source(worker: Any, path: str, stream: "SourceStream", leftover: bytes) -> None:
+def pump_source(worker: Worker, path: str, stream: "SourceStream", leftover: bytes) -> None:
     """Copy the source's stream into the mount's ring until the stream is over."""
     mount = worker.mounts[path]
     feed = RingFeed(mount.ring, mount.info.format, label=f"{stream.conn.ip}: source on {path}")
@@ -170,7 +182,7 @@ class SourceStream:
         return None
 
 
-def receive_or_idle(sock: Any) -> bytes | None:
+def receive_or_idle(sock: GeventSocket) -> bytes | None:
     """The next bytes from a source socket (b"" once it closed), or None if it had nothing
     to read for its timeout.
 

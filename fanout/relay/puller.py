@@ -34,7 +34,7 @@ from fanout.protocol.icy import block_from_payload, parse_block_text
 from fanout.protocol.text import decode_title
 from fanout.protocol.upstream import (MAX_REDIRECTS, ResponseHead, parse_location,
                                       render_relay_request)
-from fanout.registry import ClaimRefused, MountRecord
+from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord
 from fanout.relay.fetch import FetchError, connect, request_head
 from fanout.relay.plan import RelaySpec
 from fanout.ringio import RingFeed
@@ -64,6 +64,9 @@ class RelayHost(Protocol):
     def update_relay_info(self, name: str, change: Callable[[MountInfo], MountInfo]) -> None:
         """Replace the info of `name` (if a relay pull holds it) with `change(info)`."""
     def live_fallback(self, name: str) -> str | None: ...
+    def assign_relay(self, mount: str) -> int | None:
+        """Who runs relay `mount`'s pull (SUPERVISOR_OWNER: the host's own hub)."""
+    def unassign_relay(self, mount: str) -> None: ...
 
 
 def backoff_delay(failures: int, longest: float = BACKOFF_MAX) -> float:
@@ -105,6 +108,10 @@ class RelayPull:
         return backoff_delay(failures, self.spec.retry_max or BACKOFF_MAX)
 
     def start(self) -> None:
+        """Run the pull where the host says: today always in its own hub (the ownership
+        seam, `fanout/supervisor/ownership.py`, is where pulls will move to workers)."""
+        owner = self.host.assign_relay(self.spec.mount)
+        assert owner == SUPERVISOR_OWNER, f"relay pulls run in the supervisor, not {owner}"
         self.greenlet = supervised.spawn(self.unit, self.run, restart=True)
 
     def stop(self) -> None:
@@ -112,6 +119,7 @@ class RelayPull:
         if self.greenlet is not None:
             self.greenlet.kill()
             self.greenlet = None
+        self.host.unassign_relay(self.spec.mount)
 
     def retry_now(self) -> None:
         """Cut a backoff wait short (the poller saw the master answer again)."""

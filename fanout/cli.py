@@ -19,9 +19,9 @@ from typing import NoReturn
 
 from fanout import __version__, logs
 from fanout import supervisor as supervisor_package
-from fanout.config import Config, ConfigError, default_config, load_config
+from fanout.config import Config, ConfigError, default_config
 from fanout.counters import MAX_WORKERS
-from fanout.startup import EXIT_CONFIG, StartupError
+from fanout.startup import EXIT_CONFIG, StartupError, load_config
 from fanout.supervisor import DEFAULT_TIMEOUT, Supervisor
 
 log = logging.getLogger("fanout")

@@ -20,7 +20,7 @@ from fanout.lifecycle import RelayEvent, RelayState
 from fanout.model.ingest import GENERIC, OGG
 from fanout.mountinfo import RelayInfo, renewed, stream_info, with_relay
 from fanout.registry import ClaimRefused, MountRecord
-from fanout.relay.fetch import FetchError
+from fanout.httpclient import FetchError
 from fanout.relay.puller import RelayPull
 
 log = logging.getLogger("fanout.relay")

@@ -35,7 +35,7 @@ from fanout.protocol.text import decode_title
 from fanout.protocol.upstream import (MAX_REDIRECTS, ResponseHead, parse_location,
                                       render_relay_request)
 from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord
-from fanout.relay.fetch import FetchError, connect, request_head
+from fanout.httpclient import FetchError, connect, request_head
 from fanout.relay.plan import RelaySpec
 from fanout.ringio import RingFeed
 

@@ -30,7 +30,7 @@ import gevent
 from gevent.queue import Queue
 
 from fanout import logs, sdnotify, supervised
-from fanout.config import Config, ConfigError, load_config
+from fanout.config import Config, ConfigError
 from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.messages import Booted, MountUp, NewConfig
 from fanout.mountinfo import MountInfo
@@ -38,7 +38,7 @@ from fanout.protocol.redirect import registration_query
 from fanout.registry import SUPERVISOR_OWNER, MountRecord
 from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.poller import MasterPoller
-from fanout.startup import (EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners,
+from fanout.startup import (EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners, load_config,
                             open_log_files, raise_open_file_limit)
 from fanout.supervisor.dispatch import worker_messages
 from fanout.supervisor.gathering import Gathering

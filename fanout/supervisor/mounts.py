@@ -63,9 +63,6 @@ class Mounts:
             if owner != SUPERVISOR_OWNER:
                 self.on_source_ended()
 
-    def owned_by(self, owner: int) -> list[str]:
-        return self.registry.owned_by(owner)
-
     def worker_died(self, index: int) -> None:
         """End the mounts worker `index` fed and forget its listener counts."""
         for name in self.registry.owned_by(index):

@@ -34,18 +34,17 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import gevent
-from gevent import socket as gsocket
-from gevent import ssl as gssl
 
 from fanout import supervised
+from fanout.httpclient import FetchError, exchange
 from fanout.config import HtpasswdAuth, UrlAuth
 from fanout.protocol.auth import Credentials, basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.htpasswd import password_matches
 from fanout.protocol.http import Request
 from fanout.protocol.listener_auth import (
-    ListenerFacts, head_length, listener_add_form, listener_remove_form, parse_target,
-    read_verdict, render_post,
+    ListenerFacts, listener_add_form, listener_remove_form, parse_target, read_verdict,
+    render_post,
 )
 from fanout.worker.client import Connection
 from fanout.worker.credentials import is_relay_client
@@ -60,9 +59,6 @@ log = logging.getLogger("fanout.auth")
 MAX_PENDING = 100
 # Seconds between two looks for sessions whose listener has left.
 SESSION_CHECK = 0.5
-# Bytes of an auth server's response head read at most, and per recv.
-MAX_ANSWER_HEAD = 16384
-READ_SIZE = 4096
 
 
 @contextmanager
@@ -143,9 +139,9 @@ def post(worker: Worker, auth: UrlAuth, url: str, form: bytes, current: Login) -
     credentials = target.credentials or server_credentials(auth, current.credentials)
     request = render_post(target, form, worker.cfg.server_id, credentials)
     try:
-        with gevent.Timeout(auth.timeout, TimeoutError(f"no answer within {auth.timeout}s")):
-            return exchange(target.host, target.port, target.tls, request)
-    except OSError as exc:  # refused, unreachable, timed out, TLS failure
+        with gevent.Timeout(auth.timeout, FetchError(f"no answer within {auth.timeout}s")):
+            return exchange(target.host, target.port, request, tls=target.tls)
+    except FetchError as exc:  # refused, unreachable, timed out, TLS failure
         log.warning("auth server %s failed: %s", url, exc)
         return None
 
@@ -156,25 +152,6 @@ def server_credentials(auth: UrlAuth, given: Credentials | None) -> tuple[str, s
     if auth.username is not None and auth.password is not None:
         return auth.username, auth.password
     return None if given is None else (given.user, given.password)
-
-
-def exchange(host: str, port: int, tls: bool, request: bytes) -> bytes:
-    """Send `request`; return the response head (what came, if the peer closed early)."""
-    sock = gsocket.create_connection((host, port))
-    try:
-        if tls:
-            sock = gssl.create_default_context().wrap_socket(sock, server_hostname=host)
-        sock.sendall(request)
-        data = b""
-        while head_length(data) < 0 and len(data) < MAX_ANSWER_HEAD:
-            chunk = sock.recv(READ_SIZE)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
-    end = head_length(data)
-    return data if end < 0 else data[:end]
 
 
 # ---- while it listens ------------------------------------------------------------------

@@ -17,15 +17,18 @@ message never leaks one.
 from __future__ import annotations
 
 import array
+import logging
 import os
 import pickle
 import socket as stdsocket
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Generic, Sequence, TypeVar, cast
 
 from gevent import socket as gsocket
 
 from fanout import supervised
+
+log = logging.getLogger("fanout.control")
 
 # Largest message we accept; configs and mount snapshots are far below this.
 MAX_MESSAGE = 1 << 20
@@ -120,6 +123,33 @@ def read_loop(channel: Channel, dispatch: Callable[[Delivery], None], where: str
             supervised.report(where, f"control message {type(delivery.message).__name__}")
         finally:
             delivery.close_fds()
+
+
+M = TypeVar("M")
+C = TypeVar("C")
+
+
+class Dispatch(Generic[C]):
+    """A message type -> handler table. Each handler gets the message and a context `C`
+    (the supervisor: which worker sent it; a worker: the fds that came with it)."""
+
+    def __init__(self, side: str) -> None:
+        self.side = side  # who dispatches, for the log line about an unknown type
+        self._handlers: dict[type, Callable[[object, C], None]] = {}
+        self._unknown: set[type] = set()
+
+    def on(self, kind: type[M], handler: Callable[[M, C], None]) -> None:
+        # Safe: `dispatch` looks the handler up by the message's exact type.
+        self._handlers[kind] = cast(Callable[[object, C], None], handler)
+
+    def dispatch(self, message: object, context: C) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is not None:
+            handler(message, context)
+        elif type(message) not in self._unknown:
+            self._unknown.add(type(message))
+            log.error("%s: no handler for control message %s; ignored (told once)",
+                      self.side, type(message).__name__)
 
 
 def _collect_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

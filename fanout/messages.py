@@ -2,24 +2,21 @@
 
 Theory of operation: each message is a frozen, slotted dataclass; `fanout.control`
 pickles it whole into one SEQPACKET datagram (a ring's fd rides beside it as SCM_RIGHTS),
-and each end dispatches by the message's type through one table (`Dispatch`). Both ends
-are our own processes, started from the same code, so a type is its own schema. An end
-that gets a type it has no handler for logs it once and goes on (`Dispatch.dispatch`).
+and each end dispatches by the message's type through one table (`control.Dispatch`).
+Both ends are our own processes, started from the same code, so a type is its own
+schema. An end that gets a type it has no handler for logs it once and goes on.
 
 The tables in docs/ARCHITECTURE.md are checked against TO_SUPERVISOR and TO_WORKER
 (tests/unit/test_messages.py).
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Mapping, TypeVar, cast
+from typing import Mapping
 
 from fanout.config import Config
 from fanout.mountinfo import MountInfo
 from fanout.redirects import Target
-
-log = logging.getLogger("fanout.control")
 
 # The query a worker runs to move its listeners of one mount to another (its handler is
 # registered under this name in fanout/worker/admin_queries.py; the supervisor sends it
@@ -175,29 +172,3 @@ class Gathered:
 TO_SUPERVISOR = (Booted, Claim, Release, Metadata, SlaveRegister, Gather, Answer, Remount)
 TO_WORKER = (NewConfig, Redirects, MountUp, MountDown, MountChanged, ClaimResult, Stop,
              Query, Gathered)
-
-M = TypeVar("M")
-C = TypeVar("C")
-
-
-class Dispatch(Generic[C]):
-    """A message type -> handler table. Each handler gets the message and a context `C`
-    (the supervisor: which worker sent it; a worker: the fds that came with it)."""
-
-    def __init__(self, side: str) -> None:
-        self.side = side  # who dispatches, for the log line about an unknown type
-        self._handlers: dict[type, Callable[[object, C], None]] = {}
-        self._unknown: set[type] = set()
-
-    def on(self, kind: type[M], handler: Callable[[M, C], None]) -> None:
-        # Safe: `dispatch` looks the handler up by the message's exact type.
-        self._handlers[kind] = cast(Callable[[object, C], None], handler)
-
-    def dispatch(self, message: object, context: C) -> None:
-        handler = self._handlers.get(type(message))
-        if handler is not None:
-            handler(message, context)
-        elif type(message) not in self._unknown:
-            self._unknown.add(type(message))
-            log.error("%s: no handler for control message %s; ignored (told once)",
-                      self.side, type(message).__name__)

@@ -69,7 +69,7 @@ class Supervisor:
         self.mounts.on_source_ended = self.source_ended
         self.gathering = Gathering(self.pool)
         self.slaves = SlaveRedirects(config, self.pool)
-        self.ownership = RelayOwnership()
+        self.ownership = RelayOwnership([SUPERVISOR_OWNER])  # workers: issue 13
         self.handlers = worker_messages(self.mounts, self.gathering, self.slaves, self.on_booted)
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+from fanout.control import Dispatch
 from fanout.messages import (
-    Answer, Booted, Claim, Dispatch, Gather, Metadata, Release, Remount, SlaveRegister,
+    Answer, Booted, Claim, Gather, Metadata, Release, Remount, SlaveRegister,
 )
 from fanout.supervisor.gathering import Gathering
 from fanout.supervisor.mounts import Mounts

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from fanout.registry import SUPERVISOR_OWNER
-
 
 class RelayOwnership:
-    def __init__(self, candidates: Iterable[int] = (SUPERVISOR_OWNER,)) -> None:
+    """`candidates`: the processes that may run pulls (worker indexes, or
+    registry.SUPERVISOR_OWNER for the supervisor's own hub)."""
+
+    def __init__(self, candidates: Iterable[int]) -> None:
         self.candidates: list[int] = list(candidates)
         self.owners: dict[str, int] = {}  # relay mount -> its owner
         self.orphans: set[str] = set()  # relays whose owner left with nobody to take them

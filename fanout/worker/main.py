@@ -37,7 +37,7 @@ from fanout import control, core, logs, supervised
 from fanout.counters import Counters
 from fanout.lifecycle import MountEvent
 from fanout.messages import (
-    Answer, Booted, ClaimResult, Dispatch, Gathered, MountChanged, MountDown, MountUp,
+    Answer, Booted, ClaimResult, Gathered, MountChanged, MountDown, MountUp,
     NewConfig, Query, Redirects, Remount, Stop,
 )
 from fanout.worker.fdlimit import FdGuard
@@ -78,7 +78,7 @@ class WorkerProcess:
         self.fd_guard = FdGuard(self.worker.tallies.count_refusal)
         self.remounter: gevent.Greenlet | None = None
         # What each message from the supervisor does here.
-        self.handlers: Dispatch[control.Delivery] = Dispatch(f"worker {index}")
+        self.handlers: control.Dispatch[control.Delivery] = control.Dispatch(f"worker {index}")
         self.handlers.on(NewConfig, self.on_config)
         self.handlers.on(Redirects, self.on_redirects)
         self.handlers.on(MountUp, self.on_mount_up)

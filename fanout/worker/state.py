@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar, cast
+from typing import Callable, Concatenate, Mapping, ParamSpec, TypeVar, cast
 
 import gevent
 from gevent.event import Event
@@ -46,6 +46,7 @@ REFUSAL_REASONS = {0: "closed", 400: "bad_request", 401: "unauthorized", 403: "f
                    404: "not_found", 503: "unavailable"}
 
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 @dataclass(slots=True)
@@ -210,12 +211,15 @@ class Worker:
             return ClaimAnswer(False, 503, BUSY)
         return answer
 
-    def gather(self, query: Callable[..., R], **args: object) -> list[R | None]:
-        """Run `query` (a @query handler) on every worker, this one included; their
-        answers, in any order (None from a worker whose handler failed). A worker that
-        does not answer in time is left out."""
+    def gather(self, query: Callable[Concatenate[Worker, P], R], *args: P.args,
+               **kwargs: P.kwargs) -> list[R | None]:
+        """Run `query` (a @query handler) with `kwargs` on every worker, this one
+        included; their answers, in any order (None from a worker whose handler failed).
+        A worker that does not answer in time is left out."""
+        assert not args, "query arguments cross the channel by name"
+        sent: Mapping[str, object] = kwargs
         # Every worker runs the same code: the answers are what `query` returns.
-        return cast("list[R | None]", self.link.gather(query.__name__, args))
+        return cast("list[R | None]", self.link.gather(query.__name__, sent))
 
     def forget_mount(self, mount: LocalMount) -> None:
         """Close a drained mount's ring and drop it (idempotent)."""

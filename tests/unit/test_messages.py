@@ -11,10 +11,11 @@ import os
 import pytest
 
 from fanout import control, messages
+from fanout.control import Dispatch
 from fanout.config import Config
 from fanout.lifecycle import RelayState
 from fanout.messages import (
-    TO_SUPERVISOR, TO_WORKER, Answer, Booted, Claim, ClaimResult, Dispatch, Gather, Gathered,
+    TO_SUPERVISOR, TO_WORKER, Answer, Booted, Claim, ClaimResult, Gather, Gathered,
     Metadata, MountChanged, MountDown, MountUp, NewConfig, Query, Redirects, Release, Remount,
     SlaveRegister, Stop,
 )

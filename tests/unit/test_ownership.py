@@ -7,7 +7,7 @@ from fanout.supervisor.ownership import RelayOwnership
 
 
 def test_today_every_relay_runs_in_the_supervisor():
-    ownership = RelayOwnership()
+    ownership = RelayOwnership([SUPERVISOR_OWNER])
     assert [ownership.assign(m) for m in ("/a", "/b", "/c")] == [SUPERVISOR_OWNER] * 3
     assert ownership.owner_left(0) == {}  # a worker's death moves nothing
     assert ownership.owner_of("/b") == SUPERVISOR_OWNER

@@ -18,9 +18,10 @@ import sys
 from typing import NoReturn
 
 from fanout import __version__, logs
-from fanout.config import Config, ConfigError, default_config, load_config
+from fanout import supervisor as supervisor_package
+from fanout.config import Config, ConfigError, default_config
 from fanout.counters import MAX_WORKERS
-from fanout.startup import EXIT_CONFIG, StartupError
+from fanout.startup import EXIT_CONFIG, StartupError, load_config
 from fanout.supervisor import DEFAULT_TIMEOUT, Supervisor
 
 log = logging.getLogger("fanout")
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("supervisor", config.logging.loglevel)
     supervisor = Supervisor(config, args.config, args.workers, drain=args.drain,
                             timeout=args.timeout,
-                            on_ready=(lambda: print(greeting, flush=True)) if greeting else None)
+                            on_ready=(lambda: print(greeting, flush=True)) if greeting else None,
+                            # read now, not at import: a test may point it elsewhere
+                            worker_module=supervisor_package.WORKER_MODULE)
     try:
         return supervisor.run()
     except StartupError as exc:

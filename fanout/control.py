@@ -2,30 +2,33 @@
 
 Theory of operation: each worker has one AF_UNIX SOCK_SEQPACKET socketpair with the
 supervisor. One `sendmsg` is one message, so no framing is needed; file descriptors (ring
-memfds) ride in the same datagram as SCM_RIGHTS. The payload is a pickled dict with an
-``op`` key. Pickle is safe here because both ends are our own processes and the socket is
+memfds) ride in the same datagram as SCM_RIGHTS. The payload is one pickled message
+dataclass of `fanout.messages`. Pickle is safe here because both ends are our own processes and the socket is
 only ever inherited by the worker it was made for; it lets frozen config dataclasses cross
 without a second serialisation format.
 
 Both ends run a gevent hub, so the socket is a gevent socket and `recv` yields.
 
 A receiver at its open-file limit gets a message without its fds (the kernel sets
-MSG_CTRUNC and drops them): `Message.fds_lost` says so, and the receiver asks again
-later (`remount`). Fds a handler does not take are closed by `Message.close_fds`, so a
+MSG_CTRUNC and drops them): `Delivery.fds_lost` says so, and the receiver asks again
+later (`Remount`). Fds a handler does not take are closed by `Delivery.close_fds`, so a
 message never leaks one.
 """
 from __future__ import annotations
 
 import array
+import logging
 import os
 import pickle
 import socket as stdsocket
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Generic, Sequence, TypeVar, cast
 
 from gevent import socket as gsocket
 
 from fanout import supervised
+
+log = logging.getLogger("fanout.control")
 
 # Largest message we accept; configs and mount snapshots are far below this.
 MAX_MESSAGE = 1 << 20
@@ -34,17 +37,12 @@ MAX_FDS = 16
 
 
 @dataclass(slots=True)
-class Message:
-    op: str
-    fields: dict[str, Any]
+class Delivery:
+    """One received message and the fds that came with it."""
+
+    message: object  # one of fanout.messages' dataclasses
     fds: list[int] = field(default_factory=list)
     fds_lost: bool = False  # sent with fds that could not be received (MSG_CTRUNC)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.fields[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.fields.get(key, default)
 
     def take_fd(self) -> int | None:
         """The message's (first) fd, now the caller's to close; None if it has none."""
@@ -75,36 +73,35 @@ class Channel:
     def from_fd(cls, fd: int) -> "Channel":
         return cls(gsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_SEQPACKET, fileno=fd))
 
-    def send(self, op: str, fds: Sequence[int] = (), **fields: Any) -> None:
-        """Send one message; raises OSError if the peer is gone."""
-        payload = pickle.dumps({"op": op, **fields}, protocol=pickle.HIGHEST_PROTOCOL)
+    def send(self, message: object, fds: Sequence[int] = ()) -> None:
+        """Send one message (a fanout.messages dataclass); raises OSError if the peer is gone."""
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         ancillary = []
         if fds:
             ancillary = [(stdsocket.SOL_SOCKET, stdsocket.SCM_RIGHTS, array.array("i", fds))]
         self.sock.sendmsg([payload], ancillary)
 
-    def recv(self) -> Message | None:
+    def recv(self) -> Delivery | None:
         """Next message, or None when the peer closed its end."""
         fd_size = stdsocket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
         data, ancdata, flags, _addr = self.sock.recvmsg(MAX_MESSAGE, fd_size)
-        message = Message("", {}, _collect_fds(ancdata), bool(flags & stdsocket.MSG_CTRUNC))
-        if message.fds_lost or not data:
-            message.close_fds()  # part of a lost set is no use either
+        delivery = Delivery(None, _collect_fds(ancdata), bool(flags & stdsocket.MSG_CTRUNC))
+        if delivery.fds_lost or not data:
+            delivery.close_fds()  # part of a lost set is no use either
         if not data:
             return None
         try:
-            body = pickle.loads(data)
+            delivery.message = pickle.loads(data)
         except BaseException:
-            message.close_fds()
+            delivery.close_fds()
             raise
-        message.op, message.fields = body.pop("op"), body
-        return message
+        return delivery
 
     def close(self) -> None:
         self.sock.close()
 
 
-def read_loop(channel: Channel, dispatch: Callable[[Message], None], where: str) -> None:
+def read_loop(channel: Channel, dispatch: Callable[[Delivery], None], where: str) -> None:
     """Hand each message to `dispatch` until the peer closes its end or the socket fails.
 
     A message that cannot be read or handled is reported as an internal error of unit
@@ -112,20 +109,47 @@ def read_loop(channel: Channel, dispatch: Callable[[Message], None], where: str)
     are closed."""
     while True:
         try:
-            message = channel.recv()
+            delivery = channel.recv()
         except OSError:
             return
         except Exception:
             supervised.report(where, "an unreadable control message")
             continue
-        if message is None:
+        if delivery is None:
             return
         try:
-            dispatch(message)
+            dispatch(delivery)
         except Exception:
-            supervised.report(where, f"control message {message.op!r}")
+            supervised.report(where, f"control message {type(delivery.message).__name__}")
         finally:
-            message.close_fds()
+            delivery.close_fds()
+
+
+M = TypeVar("M")
+C = TypeVar("C")
+
+
+class Dispatch(Generic[C]):
+    """A message type -> handler table. Each handler gets the message and a context `C`
+    (the supervisor: which worker sent it; a worker: the fds that came with it)."""
+
+    def __init__(self, side: str) -> None:
+        self.side = side  # who dispatches, for the log line about an unknown type
+        self._handlers: dict[type, Callable[[object, C], None]] = {}
+        self._unknown: set[type] = set()
+
+    def on(self, kind: type[M], handler: Callable[[M, C], None]) -> None:
+        # Safe: `dispatch` looks the handler up by the message's exact type.
+        self._handlers[kind] = cast(Callable[[object, C], None], handler)
+
+    def dispatch(self, message: object, context: C) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is not None:
+            handler(message, context)
+        elif type(message) not in self._unknown:
+            self._unknown.add(type(message))
+            log.error("%s: no handler for control message %s; ignored (told once)",
+                      self.side, type(message).__name__)
 
 
 def _collect_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

@@ -14,9 +14,12 @@ import mmap
 import os
 import struct
 
+from fanout import core
 from fanout.supervised import UNITS, error_field
 
-MAX_WORKERS = 64
+# Most workers a server runs (--workers): each has a listener and a bytes-sent slot in
+# every ring's header, so the ring layout sets the limit. Written once, here.
+MAX_WORKERS = core.MAX_WORKERS
 # The supervisor's row (internal errors only), after the workers' rows.
 SUPERVISOR_ROW = MAX_WORKERS
 # Per row: gauges and counters of its worker, its last heartbeat (CLOCK_MONOTONIC ms, 0:

@@ -11,34 +11,37 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Generic, Iterable, TypeVar
 
 # Gather id of a query nobody waits for (real gathers count from 1): answers are dropped.
 NO_GATHER = 0
 
 
+R = TypeVar("R")  # who asked: the supervisor's WorkerHandle
+
+
 @dataclass(slots=True)
-class Gather:
+class OpenGather(Generic[R]):
     """A worker's question to every worker, and the answers so far."""
 
-    requester: Any  # the supervisor's WorkerHandle of the worker that asked
+    requester: R
     request_id: int
     pending: set[int]  # indexes of the workers that still owe an answer
-    answers: list[Any]
+    answers: list[object]
 
 
-class Gathers:
+class Gathers(Generic[R]):
     def __init__(self) -> None:
-        self.open_gathers: dict[int, Gather] = {}
+        self.open_gathers: dict[int, OpenGather[R]] = {}
         self.ids = itertools.count(NO_GATHER + 1)
 
-    def open(self, requester: Any, request_id: int, workers: Iterable[int]) -> int:
+    def open(self, requester: R, request_id: int, workers: Iterable[int]) -> int:
         """A new gather owed by `workers`; its id."""
         gather_id = next(self.ids)
-        self.open_gathers[gather_id] = Gather(requester, request_id, set(workers), [])
+        self.open_gathers[gather_id] = OpenGather(requester, request_id, set(workers), [])
         return gather_id
 
-    def answer(self, gather_id: int, worker: int, result: Any) -> Gather | None:
+    def answer(self, gather_id: int, worker: int, result: object) -> OpenGather[R] | None:
         """Record `worker`'s answer; the gather if that completed it."""
         gather = self.open_gathers.get(gather_id)
         if gather is None:
@@ -47,14 +50,14 @@ class Gathers:
         gather.pending.discard(worker)
         return self.close(gather_id) if not gather.pending else None
 
-    def close(self, gather_id: int) -> Gather | None:
+    def close(self, gather_id: int) -> OpenGather[R] | None:
         """Complete a gather (the timeout ran out); None if it already was."""
         return self.open_gathers.pop(gather_id, None)
 
-    def forget_worker(self, worker: int, handle: Any) -> list[Gather]:
+    def forget_worker(self, worker: int, handle: R) -> list[OpenGather[R]]:
         """A worker died: it owes nothing, its own gathers are dropped; the gathers this
         completed."""
-        done = []
+        done: list[OpenGather[R]] = []
         for gather_id, gather in list(self.open_gathers.items()):
             gather.pending.discard(worker)
             if gather.requester is handle:

@@ -14,11 +14,12 @@ object exists; the ring's memfd name is derived so that it always fits the kerne
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
 
 from fanout import core
 from fanout.config import Config
+from fanout.model.ingest import OGG
+from fanout.mountinfo import MountInfo
 from fanout.protocol.mount_name import MAX_MOUNT_BYTES, TOO_LONG, mount_name_bytes
 
 # Owner id used for rings written by the supervisor itself (relay pulls).
@@ -38,9 +39,9 @@ class ClaimRefused(Exception):
 @dataclass(slots=True)
 class MountRecord:
     name: str
-    ring: Any  # core.Ring
-    owner: int
-    info: dict[str, Any] = field(default_factory=dict)
+    ring: core.Ring
+    owner: int  # the worker index of its source, or SUPERVISOR_OWNER
+    info: MountInfo
 
 
 def ring_memfd_name(mount: str) -> str:
@@ -50,16 +51,15 @@ def ring_memfd_name(mount: str) -> str:
     return label[:MEMFD_NAME_MAX].decode("utf-8", "ignore")
 
 
-def create_ring(config: Config, name: str, info: dict[str, Any]) -> Any:
-    """A live ring sized for mount `name`; ClaimRefused (503) if the kernel cannot make it."""
+def create_ring(config: Config, name: str, info: MountInfo) -> core.Ring:
+    """A ring sized for mount `name`; ClaimRefused (503) if the kernel cannot make it."""
     resolved = config.resolve_mount(name)
-    fmt = core.FORMAT_OGG if info.get("format") == "ogg" else core.FORMAT_GENERIC
+    fmt = core.FORMAT_OGG if info.format == OGG else core.FORMAT_GENERIC
     try:
         capacity = core.ring_capacity_for(resolved.queue_size, resolved.burst_size)
         ring = core.Ring.create(capacity, fmt, name=ring_memfd_name(name))
     except (OSError, ValueError) as exc:
         raise ClaimRefused(503, f"cannot create the mount's ring ({exc})") from None
-    ring.set_flags(core.FLAG_LIVE)
     return ring
 
 
@@ -70,7 +70,7 @@ class MountRegistry:
         # or not, as 2.4.4 reserves them for as long as the relay is configured (§3.6).
         self.reserved: frozenset[str] = frozenset()
 
-    def claim(self, config: Config, name: str, owner: int, info: dict[str, Any]) -> MountRecord:
+    def claim(self, config: Config, name: str, owner: int, info: MountInfo) -> MountRecord:
         """Create the mount's ring for `owner`. Raises ClaimRefused, and nothing else: 400
         for a name over MAX_MOUNT_BYTES, 403 as Icecast would (in use, too many sources),
         503 when the ring cannot be made (out of memory or file descriptors)."""
@@ -81,7 +81,7 @@ class MountRegistry:
         if len(self.mounts) >= config.limits.sources:
             raise ClaimRefused(403, "too many sources connected")
         record = MountRecord(name, create_ring(config, name, info), owner,
-                             {**info, "stream_start": time.time()})
+                             replace(info, stream_start=time.time()))
         self.mounts[name] = record
         return record
 
@@ -91,7 +91,6 @@ class MountRegistry:
         if record is None or record.owner != owner:
             return None
         del self.mounts[name]
-        record.ring.set_flags(core.FLAG_ENDED)
         record.ring.close()
         return record
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any, Callable
+from typing import Callable
 
 from gevent.hub import get_hub
+from gevent.socket import socket as GeventSocket
 from gevent.socket import wait
 
 from fanout import core
@@ -33,14 +34,14 @@ class RingFeed:
     `on_title` receives each block's payload. Raises ValueError for an unknown format.
     """
 
-    def __init__(self, ring: Any, fmt: str, *, label: str, icy_metaint: int = 0,
+    def __init__(self, ring: core.Ring, fmt: str, *, label: str, icy_metaint: int = 0,
                  on_title: Callable[[bytes], None] | None = None) -> None:
         self.ingest = core.Ingest(ring, fmt, icy_metaint=icy_metaint)
         self.label = label
         self.on_title = on_title
         self.header_set: bytes | None = None  # the newest Ogg link's header pages
         self.skipped_links = 0  # Ogg links whose header set broke a bound
-        self._watcher: Any = None
+        self._watcher: object | None = None  # the hub's io watcher of the socket, once read
         self._drained = False  # the last read emptied the socket: wait before reading
 
     def feed(self, data: bytes) -> int:
@@ -51,7 +52,7 @@ class RingFeed:
             self._handle(self.ingest.take_events())
         return len(data)
 
-    def read(self, sock: Any) -> int:
+    def read(self, sock: GeventSocket) -> int:
         """Wait until the (gevent) `sock` is readable, then read what it has into the ring.
 
         Returns the bytes read, 0 once the peer closed. Raises socket.timeout when the
@@ -67,7 +68,7 @@ class RingFeed:
             self._handle(events)
         return count
 
-    def _read_when_readable(self, sock: Any, fd: int) -> int:
+    def _read_when_readable(self, sock: GeventSocket, fd: int) -> int:
         """One feed_fd once `sock` is readable; socket.timeout if it stayed idle."""
         if self._watcher is None:
             self._watcher = get_hub().loop.io(fd, 1)

@@ -11,7 +11,7 @@ import resource
 import socket
 
 from fanout import logs
-from fanout.config import Config
+from fanout.config import Config, ConfigError, parse_config
 
 # Exit statuses of the whole server.
 EXIT_OK = 0
@@ -31,6 +31,20 @@ class StartupError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def load_config(path: str) -> Config:
+    """Read and parse the file at ``path`` (at start and on every SIGHUP).
+
+    Raises ``ConfigError`` for an unreadable file (its path as ``.path``), malformed XML
+    or a bad value; warnings (unknown elements, …) are in ``Config.warnings``.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise ConfigError(path, error.strerror or str(error), "a readable file") from None
+    return parse_config(data, source=path)
 
 
 def raise_open_file_limit() -> tuple[int, int]:

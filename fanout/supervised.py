@@ -32,13 +32,10 @@ import os
 import sys
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import gevent
 from greenlet import GreenletExit
-
-if TYPE_CHECKING:
-    from fanout.counters import Counters
 
 log = logging.getLogger("fanout.internal")
 
@@ -83,12 +80,18 @@ class InjectedFault(Exception):
     """The crash FAULT_ENV asked for."""
 
 
-_counters: Counters | None = None
+class ErrorCounters(Protocol):
+    """Where errors are counted: the shared `fanout.counters.Counters`."""
+
+    def add(self, row: int, name: str, delta: int) -> None: ...
+
+
+_counters: ErrorCounters | None = None
 _row = 0
 _local: dict[str, int] = {}  # counts before `count_into` (unit tests, start-up)
 
 
-def count_into(counters: Counters, row: int) -> None:
+def count_into(counters: ErrorCounters, row: int) -> None:
     """Count this process's internal errors in `row` of the shared `counters` from now on
     (what was counted before is carried over)."""
     global _counters, _row

@@ -1,4 +1,5 @@
-"""Reading ``icecast.xml``: file → XML → tag tables → ``Config``.
+"""Reading ``icecast.xml``: text → XML → tag tables → ``Config``. Pure: reading the file is
+the caller's (``fanout.startup.load_config``).
 
 The root's children are read in document order, not grouped by tag as a plain
 ``xmltodict.parse`` would give them, because one 2.4.4 rule depends on order: a
@@ -21,20 +22,6 @@ from .tables import ROOT
 from .tagtable import Node, ReadContext, read_children
 
 ROOT_ELEMENT = "icecast"
-
-
-def load_config(path: str) -> Config:
-    """Read and parse the file at ``path``.
-
-    Raises ``ConfigError`` for an unreadable file (its path as ``.path``), malformed XML
-    or a bad value; warnings (unknown elements, …) are in ``Config.warnings``.
-    """
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise ConfigError(path, error.strerror or str(error), "a readable file") from None
-    return parse_config(data, source=path)
 
 
 def parse_config(text: str | bytes, source: str = "<string>") -> Config:

@@ -11,12 +11,11 @@ gets its line and no request can end it early or forge another.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
+from fanout.protocol.dates import clf_date
 from fanout.protocol.text import log_quoted
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Query parameters whose value is a credential (admin.cgi `pass`, buildm3u `password`).
 _SECRET_PARAM = re.compile(r"([?&](?:[^=&]*pass[^=&]*)=)[^&]*", re.IGNORECASE)
 
@@ -33,12 +32,6 @@ class AccessRecord:
     referer: str
     user_agent: str
     duration: float  # seconds
-
-
-def clf_date(ts: float) -> str:
-    t = time.localtime(ts)
-    return (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
-            f"{time.strftime('%H:%M:%S %z', t)}")
 
 
 def redact(target: str) -> str:

@@ -1,4 +1,9 @@
-"""HTTP Basic credentials: extraction from a request and constant-time comparison.
+"""HTTP Basic credentials: the one codec (read from a request, written for a request we
+send) and constant-time comparison.
+
+Both ways a credential is its exact wire bytes (``TEXT_ENCODING`` with ``TEXT_ERRORS``):
+what a client sent is compared byte for byte, and what we send an upstream or an auth
+server is the configured text's bytes, as Icecast sends the bytes of its config.
 
 Which user/password pair a request must match (source, admin, relay; PROTOCOL.md §4.2,
 §6.1) is decided by the caller; this module only reads and compares. The deprecated
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import binascii
 import hmac
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from dataclasses import dataclass
 
 from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS, Request
@@ -42,6 +47,12 @@ def basic_credentials(request: Request) -> Credentials | None:
     if not colon:
         return None
     return Credentials(user, password)
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The ``Authorization`` header value that sends ``user``/``password`` (Basic)."""
+    token = b64encode(_wire_bytes(f"{user}:{password}")).decode("ascii")
+    return f"Basic {token}"
 
 
 def credentials_match(given: Credentials | None, user: str, password: str | None) -> bool:

@@ -19,16 +19,17 @@ socket (``fanout/worker/listener_auth.py``).
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
+from fanout.protocol.auth import basic_authorization
 from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS
 from fanout.protocol.numbers import saturated_int
 from fanout.protocol.stats_xml import XML_DECLARATION
+from fanout.protocol.upstream import find_head_end
 
 # Bytes Icecast's util_url_escape leaves as they are: ASCII letters and digits only.
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -43,7 +44,6 @@ ADD_FAILED = "User add failed - check the icecast error log"
 USER_DELETED = "User deleted"
 DELETE_FAILED = "User delete failed - check the icecast error log"
 _DIGITS = re.compile(r"\s*([0-9]+)")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +139,7 @@ def render_post(target: AuthTarget, form: bytes, user_agent: str,
     lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}",
              f"User-Agent: {user_agent}", "Accept: */*"]
     if credentials is not None:
-        token = base64.b64encode(":".join(credentials).encode(TEXT_ENCODING, TEXT_ERRORS))
-        lines.append(f"Authorization: Basic {token.decode('ascii')}")
+        lines.append(f"Authorization: {basic_authorization(*credentials)}")
     lines += [f"Content-Type: {FORM_TYPE}", f"Content-Length: {len(form)}", "Connection: close"]
     head = "".join(f"{_single_line(line)}\r\n" for line in lines) + "\r\n"
     return head.encode(TEXT_ENCODING, TEXT_ERRORS) + form
@@ -151,9 +150,10 @@ def _single_line(text: str) -> str:
 
 
 def head_length(data: bytes) -> int:
-    """Length of the response head at the start of ``data`` (blank line included), or -1."""
-    end = _HEAD_END.search(data)
-    return -1 if end is None else end.end()
+    """Length of the response head at the start of ``data`` (blank line included), or -1
+    (where it ends: ``upstream.find_head_end``, the one rule)."""
+    ends = find_head_end(data)
+    return -1 if ends is None else ends[1]
 
 
 def read_verdict(head: bytes, auth_header: str, timelimit_header: str) -> Verdict:

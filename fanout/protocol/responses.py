@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from typing import Callable, Iterable, Sequence
 
+from fanout.protocol.dates import http_date
 from fanout.protocol.text import display, to_wire
 
 REASONS = {
@@ -41,21 +41,10 @@ _NO_CACHE_HEADERS = (
     ("Expires", "Mon, 26 Jul 1997 05:00:00 GMT"),
     ("Pragma", "no-cache"),
 )
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LINE_BREAKS = re.compile(r"[\r\n\x00]")
 _BITRATE = re.compile(r"bitrate=([0-9]+)")
 
 Header = tuple[str, str]
-
-
-def http_date(now: float) -> str:
-    """Return ``now`` as an RFC 1123 GMT date, with English names whatever the locale."""
-    t = time.gmtime(now)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
 
 
 def _single_line(value: str) -> str:

@@ -9,10 +9,10 @@ like a number, exactly as Icecast's xml2json stylesheet does. Values are wire te
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from fanout.protocol.dates import iso_date, local_date
 from fanout.protocol.text import url_path
 
 Stats = dict[str, str]
@@ -98,20 +98,6 @@ class ServerFigures:
     connections: int
     source_connections: int
     listener_connections: int
-
-
-def local_date(ts: float) -> str:
-    """Icecast's `server_start`/`stream_start` format, in local time, English names."""
-    t = time.localtime(ts)
-    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-              "Dec")
-    return (f"{days[t.tm_wday]}, {t.tm_mday:02d} {months[t.tm_mon - 1]} {t.tm_year} "
-            f"{time.strftime('%H:%M:%S %z', t)}")
-
-
-def iso_date(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
 
 
 def global_stats(server: ServerFigures) -> Stats:

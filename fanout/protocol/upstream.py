@@ -7,10 +7,10 @@ way), is bounded by MAX_HEAD, and its status line may carry any version token: S
 """
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass
 
+from fanout.protocol.auth import basic_authorization
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.numbers import saturated_int
 from fanout.protocol.text import from_wire, readable, to_wire
@@ -67,17 +67,23 @@ class ResponseHead:
         return [(k, v) for k, v in self.headers if k.startswith(("icy-", "ice-"))]
 
 
+def find_head_end(buffer: bytes, within: int | None = None) -> tuple[int, int] | None:
+    """(end of head, start of body): where the first empty line (CRs dropped) ends the
+    head in `buffer` (looked for in its first `within` bytes, all if None), else None.
+    The one rule for where a response head ends (relays, polls, auth servers)."""
+    found = [(index, index + len(sep)) for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n")
+             if 0 <= (index := buffer.find(sep, 0, within))]
+    return min(found) if found else None
+
+
 def head_end(buffer: bytes) -> tuple[int, int] | None:
     """(end of head, start of body) in `buffer`, or None if the head is not complete.
 
     Raises ProtocolError if no head ended within MAX_HEAD bytes."""
-    found = [(index, index + len(sep)) for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n")
-             if 0 <= (index := buffer.find(sep, 0, MAX_HEAD + 4))]
-    if found:
-        return min(found)
-    if len(buffer) >= MAX_HEAD:
+    found = find_head_end(buffer, MAX_HEAD + 4)
+    if found is None and len(buffer) >= MAX_HEAD:
         raise ProtocolError(f"upstream response head longer than {MAX_HEAD} bytes", 0)
-    return None
+    return found
 
 
 def parse_response_head(head: bytes) -> ResponseHead:
@@ -92,11 +98,6 @@ def parse_response_head(head: bytes) -> ResponseHead:
         if colon and name.strip():
             headers.append((name.strip().lower(), value.strip()))
     return ResponseHead(match.group(1), int(match.group(2)), match.group(3) or "", tuple(headers))
-
-
-def basic_authorization(user: str, password: str) -> str:
-    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
-    return f"Basic {token}"
 
 
 def render_streamlist_request(path: str, user: str, password: str) -> bytes:

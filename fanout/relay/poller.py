@@ -11,7 +11,7 @@ a master that does not answer it with 200 (2.4.4 says 400) is asked for
 one after a failed poll cuts the backoff of every kept relay short (the master is back).
 
 Bounds, so that a broken or hostile master costs the slave little: the fetch bounds the
-body and its time (`fetch.py`), the parser reads at most MAX_LINES lines, and the first
+body and its time (`fanout/httpclient.py`), the parser reads at most MAX_LINES lines, and the first
 MAX_RELAYED_MOUNTS listed mounts are relayed, the rest ignored with one warning when that
 starts (and again only when it stops and starts again). Skipped lines cost one summary
 line per poll. Pulls start in batches of START_BATCH with a pause between, so thousands
@@ -31,7 +31,7 @@ from fanout import supervised
 from fanout.config import MasterConfig
 from fanout.protocol.streamlist import MAX_LINES, ListedMount, StreamList, parse_streamlist
 from fanout.protocol.upstream import render_streamlist_request
-from fanout.relay.fetch import FetchError, fetch
+from fanout.httpclient import FetchError, fetch
 from fanout.relay.plan import Plan, RelaySpec, plan_relays
 from fanout.relay.on_demand import OnDemandPull
 from fanout.relay.puller import RelayHost, RelayPull

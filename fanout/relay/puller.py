@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 import gevent
 from gevent import socket
@@ -26,14 +26,16 @@ from gevent.event import Event
 
 from fanout import supervised
 from fanout.config import Config
+from fanout.lifecycle import RelayEvent, RelayState, next_relay_state
 from fanout.model.ingest import OGG, format_for_content_type
+from fanout.mountinfo import MountInfo, RelayInfo, renewed, stream_info, with_relay
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.icy import block_from_payload, parse_block_text
 from fanout.protocol.text import decode_title
 from fanout.protocol.upstream import (MAX_REDIRECTS, ResponseHead, parse_location,
                                       render_relay_request)
-from fanout.registry import ClaimRefused, MountRecord
-from fanout.relay.fetch import FetchError, connect, request_head
+from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord
+from fanout.httpclient import FetchError, connect, request_head
 from fanout.relay.plan import RelaySpec
 from fanout.ringio import RingFeed
 
@@ -43,10 +45,8 @@ log = logging.getLogger("fanout.relay")
 BACKOFF_FIRST = 0.5
 # Longest wait between two attempts (seconds): bounded, so a returning master is seen.
 BACKOFF_MAX = 30.0
-# Seconds between two `relay_bytes` updates of a streaming mount's info.
+# Seconds between two `bytes_read` updates of a streaming mount's RelayInfo.
 STATS_INTERVAL = 5.0
-# Content type assumed when the upstream sends none (2.4.4: Icecast 1.x compatibility).
-DEFAULT_CONTENT_TYPE = "audio/mpeg"
 # Seconds between reconnects while a dropped relay holds its listeners: doubling from the
 # first to the most, so a returning upstream is picked up within about a second.
 HOLD_RETRY_FIRST = 0.25
@@ -58,11 +58,15 @@ class RelayHost(Protocol):
 
     config: Config
 
-    def claim_relay_mount(self, name: str, info: dict[str, Any]) -> MountRecord: ...
+    def claim_relay_mount(self, name: str, info: MountInfo) -> MountRecord: ...
     def release_relay_mount(self, name: str) -> None: ...
     def set_mount_metadata(self, name: str, block: bytes, title: str) -> None: ...
-    def update_mount_info(self, name: str, **fields: Any) -> None: ...
+    def update_relay_info(self, name: str, change: Callable[[MountInfo], MountInfo]) -> None:
+        """Replace the info of `name` (if a relay pull holds it) with `change(info)`."""
     def live_fallback(self, name: str) -> str | None: ...
+    def assign_relay(self, mount: str) -> int | None:
+        """Who runs relay `mount`'s pull (SUPERVISOR_OWNER: the host's own hub)."""
+    def unassign_relay(self, mount: str) -> None: ...
 
 
 def backoff_delay(failures: int, longest: float = BACKOFF_MAX) -> float:
@@ -77,7 +81,7 @@ class RelayPull:
         self.spec = spec
         self.host = host
         self.on_ended = on_ended
-        self.state = "idle"  # idle, connecting, streaming, retrying
+        self.state = RelayState.IDLE  # moved only by `advance` (fanout.lifecycle's table)
         self.reconnects = 0
         self.bytes = 0
         self.greenlet: gevent.Greenlet | None = None
@@ -94,10 +98,20 @@ class RelayPull:
         host, port, path = self.current
         return f"http://{host}:{port}{path}"
 
+    def advance(self, event: RelayEvent) -> None:
+        self.state = next_relay_state(self.state, event)
+
+    def update_info(self, change: Callable[[MountInfo], MountInfo]) -> None:
+        self.host.update_relay_info(self.spec.mount, change)
+
     def backoff(self, failures: int) -> float:
         return backoff_delay(failures, self.spec.retry_max or BACKOFF_MAX)
 
     def start(self) -> None:
+        """Run the pull where the host says: today always in its own hub (the ownership
+        seam, `fanout/supervisor/ownership.py`, is where pulls will move to workers)."""
+        owner = self.host.assign_relay(self.spec.mount)
+        assert owner == SUPERVISOR_OWNER, f"relay pulls run in the supervisor, not {owner}"
         self.greenlet = supervised.spawn(self.unit, self.run, restart=True)
 
     def stop(self) -> None:
@@ -105,13 +119,15 @@ class RelayPull:
         if self.greenlet is not None:
             self.greenlet.kill()
             self.greenlet = None
+        self.host.unassign_relay(self.spec.mount)
 
     def retry_now(self) -> None:
         """Cut a backoff wait short (the poller saw the master answer again)."""
-        if self.state == "retrying":
+        if self.state is RelayState.RETRYING:
             self.wake.set()
 
     def run(self) -> None:
+        self.state = RelayState.IDLE  # (re)started: no attempt under way
         failures = 0
         while True:
             try:
@@ -120,7 +136,7 @@ class RelayPull:
                 supervised.report(self.unit, self.spec.mount)
                 streamed = False
             failures = 1 if streamed else failures + 1
-            self.state = "retrying"
+            self.advance(RelayEvent.BACK_OFF)
             self.on_ended()
             self.wake.clear()
             self.wake.wait(self.backoff(failures))
@@ -128,24 +144,25 @@ class RelayPull:
 
     def attempt(self) -> bool:
         """One connection; True if the upstream's stream was relayed (however briefly)."""
-        self.state = "connecting"
+        self.advance(RelayEvent.CONNECT)
         try:
             sock, head, first = self.open()
         except FetchError as exc:
             self.warn_once(f"relay {self.spec.mount} from {self.upstream}: {exc}")
             return False
         try:
-            record = self.host.claim_relay_mount(self.spec.mount, self.mount_info(head))
+            record = self.host.claim_relay_mount(self.spec.mount, self.stream_info(head))
         except ClaimRefused as refused:
             self.warn_once(f"relay {self.spec.mount}: mount refused ({refused.reason})")
             sock.close()
             return False
+        event = RelayEvent.STREAM
         try:
             while True:
                 log.info("relay %s from %s: streaming (%s)", self.spec.mount, self.upstream,
                          head.content_type)
                 self.told.clear()
-                self.state = "streaming"
+                self.advance(event)
                 prober = (supervised.spawn("relay.probe", self.probe_preferred, record, restart=False)
                           if self.on_backup() else None)
                 try:
@@ -157,13 +174,16 @@ class RelayPull:
                 if self.better is not None:
                     sock, head, first, self.current = self.better
                     self.better = None
-                    self.host.update_mount_info(self.spec.mount, **self.mount_info(head))
+                    switched = self.stream_info(head)
+                    self.update_info(lambda old: renewed(old, switched))
+                    event = RelayEvent.SWITCH
                     continue
                 # Listeners of a silent upstream have waited a source-timeout already.
                 reopened = None if ending == "silent" else self.reopen(record)
                 if reopened is None:
                     return True
                 sock, head, first = reopened
+                event = RelayEvent.RESUME
         finally:
             self.host.release_relay_mount(self.spec.mount)
 
@@ -180,17 +200,17 @@ class RelayPull:
         keeps them paused, §3.11; 2.4.4 drops them at once), for at most the mount's
         source-timeout, so a restarting upstream costs them a gap, not the stream.
 
-        Meanwhile newcomers are not served this mount (workers see relay_state
-        "reconnecting"). No hold when the listeners have somewhere to go (a live fallback
+        Meanwhile newcomers are not served this mount (workers see its RelayInfo in state
+        RECONNECTING). No hold when the listeners have somewhere to go (a live fallback
         takes them at once), for Ogg (a new stream's header pages would need a new ring), or
         when the stream comes back in another format. None when the mount must end; else
         the new connection."""
-        if record.info["format"] == OGG or self.host.live_fallback(self.spec.mount):
+        if record.info.format == OGG or self.host.live_fallback(self.spec.mount):
             return None
         hold = self.host.config.resolve_mount(self.spec.mount).source_timeout
         lost, delay = time.monotonic(), HOLD_RETRY_FIRST
-        self.state = "reconnecting"
-        self.host.update_mount_info(self.spec.mount, relay_state="reconnecting")
+        self.advance(RelayEvent.DROP)
+        self.update_info(lambda old: with_relay(old, state=RelayState.RECONNECTING))
         log.info("relay %s: holding its listeners up to %ss while reconnecting", self.spec.mount, hold)
         while True:
             try:
@@ -203,16 +223,15 @@ class RelayPull:
                 gevent.sleep(delay)
                 delay = min(2 * delay, HOLD_RETRY_MAX)
                 continue
-            info = self.mount_info(head)
-            if (info["format"], info["content_type"]) != (record.info["format"],
-                                                           record.info["content_type"]):
+            info = self.stream_info(head)
+            if not same_stream_kind(info, record.info):
                 log.warning("relay %s: upstream came back as %s; ending the mount", self.spec.mount,
-                            info["content_type"])
+                            info.content_type)
                 sock.close()
                 return None
             self.reconnects += 1
-            self.host.update_mount_info(self.spec.mount, **{**info, "reconnects": self.reconnects,
-                                                            "relay_bytes": self.bytes})
+            back = with_relay(info, reconnects=self.reconnects, bytes_read=self.bytes)
+            self.update_info(lambda old: renewed(old, back))
             log.info("relay %s: upstream back after %.1f s; its listeners stayed", self.spec.mount,
                      time.monotonic() - lost)
             return sock, head, first
@@ -234,9 +253,7 @@ class RelayPull:
                     sock, head, first = self.open_at(*upstream)
                 except FetchError:
                     continue
-                info = self.mount_info(head)
-                if (info["format"], info["content_type"]) != (record.info["format"],
-                                                               record.info["content_type"]):
+                if not same_stream_kind(self.stream_info(head), record.info):
                     sock.close()
                     continue
                 log.info("relay %s: preferred upstream http://%s:%d%s is back; switching to it",
@@ -283,33 +300,25 @@ class RelayPull:
             return sock, head, first
         raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
-    def mount_info(self, head: ResponseHead) -> dict[str, Any]:
-        content_type = head.content_type or DEFAULT_CONTENT_TYPE
-        return {
-            "content_type": content_type,
-            "format": format_for_content_type(head.content_type),
-            "headers": head.icy_headers(),
-            "source_ip": self.current[0],
-            "user_agent": "",
-            "title": "",
-            "icy_metaint": head.metaint,
-            "upstream": self.upstream,
-            "relay_state": "streaming",
-            "reconnects": self.reconnects,
-            "relay_bytes": 0,
-            "on_demand": self.spec.on_demand,
-        }
+    def stream_info(self, head: ResponseHead) -> MountInfo:
+        """The mount's info for the stream `head` starts. Its ring format is the declared
+        content type's: none declared is generic, though listeners are told audio/mpeg."""
+        relay = RelayInfo(self.upstream, RelayState.STREAMING, self.reconnects,
+                          on_demand=self.spec.on_demand)
+        return stream_info(head.content_type, self.current[0], headers=head.icy_headers(),
+                           icy_metaint=head.metaint, relay=relay,
+                           format=format_for_content_type(head.content_type))
 
     def stream(self, sock: socket.socket, record: MountRecord, head: ResponseHead,
                first: bytes) -> str:
         """Copy the upstream into the ring until it ends (return "ended"), the connection
         is lost ("lost"), it stays silent too long ("silent"), a preferred upstream is
         back ("switched") or it is no longer wanted."""
-        if record.info["format"] != OGG and record.ring.write_seq > 0:
+        if record.info.format != OGG and record.ring.write_seq > 0:
             # Another connection's stream follows what is in the ring: a seam. Listeners
             # already playing pass it; newcomers start after it (Ring.start_point).
             record.ring.set_stream_header(b"", record.ring.write_seq)
-        feed = RingFeed(record.ring, record.info["format"], label=f"relay {self.spec.mount}",
+        feed = RingFeed(record.ring, record.info.format, label=f"relay {self.spec.mount}",
                         icy_metaint=head.metaint, on_title=self.reserve_title)
         timeout = self.host.config.resolve_mount(self.spec.mount).source_timeout
         sock.settimeout(timeout)
@@ -320,7 +329,8 @@ class RelayPull:
             self.bytes += count
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + STATS_INTERVAL
-                self.host.update_mount_info(self.spec.mount, relay_bytes=self.bytes)
+                read = self.bytes
+                self.update_info(lambda old: with_relay(old, bytes_read=read))
             try:
                 count = feed.read(sock)
             except socket.timeout:
@@ -352,6 +362,12 @@ class RelayPull:
         charset = self.host.config.resolve_mount(self.spec.mount).charset
         title = decode_title(parse_block_text(payload).get("StreamTitle", b""), charset)
         self.host.set_mount_metadata(self.spec.mount, block, title)
+
+
+def same_stream_kind(new: MountInfo, old: MountInfo) -> bool:
+    """Whether a stream described by `new` may continue one described by `old` in the same
+    ring without ending the mount: same ring format and content type."""
+    return (new.format, new.content_type) == (old.format, old.content_type)
 
 
 def check_head(head: ResponseHead) -> None:

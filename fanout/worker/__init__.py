@@ -1,1 +1,1 @@
-"""Worker processes: accept on the shared sockets and serve clients (see worker.py)."""
+"""Worker processes: accept on the shared sockets and serve clients (start with main.py)."""

@@ -8,6 +8,7 @@ import sys
 
 from fanout import control, logs
 from fanout.counters import Counters
+from fanout.worker.main import WorkerProcess
 
 # prctl(PR_SET_PDEATHSIG): the kernel signals us if the supervisor dies without telling us.
 PR_SET_PDEATHSIG = 1
@@ -31,13 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     die_with_parent()
     logs.setup(f"worker{args.index}")
-    from fanout.worker.worker import Worker
-
-    worker = Worker(args.index, control.Channel.from_fd(args.control_fd),
-                    Counters.attach(args.counters_fd),
-                    [int(fd) for fd in args.listen_fds.split(",") if fd], drain=args.drain,
-                    timeout=args.timeout)
-    return worker.run()
+    process = WorkerProcess(args.index, control.Channel.from_fd(args.control_fd),
+                            Counters.attach(args.counters_fd),
+                            [int(fd) for fd in args.listen_fds.split(",") if fd],
+                            drain=args.drain, timeout=args.timeout)
+    return process.run()
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from fanout.messages import Metadata
 from fanout.protocol.auth import basic_credentials, credentials_match
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request
@@ -29,17 +30,18 @@ from fanout.protocol.stats_xml import (
     ListedMount, render_iceresponse, render_listclients, render_listmounts, render_stats,
 )
 from fanout.protocol.text import decode_title, from_wire, recode, to_wire
-from fanout.worker import listener_auth, stats
-from fanout.worker.connection import Connection
-from fanout.worker import streamlist
-from fanout.worker.worker import LocalMount
+from fanout.worker import stats, streamlist
+from fanout.worker.admin_queries import kill_client, kill_source, list_clients, move_clients
+from fanout.worker.client import Connection
+from fanout.worker.credentials import is_admin
+from fanout.worker.state import LocalMount, Worker
 
 log = logging.getLogger("fanout.admin")
 
 XML_TYPE = "text/xml; charset=utf-8"
 
 
-def serve_admin(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_admin(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     command = request.path[len("/admin/"):] if request.path.startswith("/admin/") else ""
     handler = COMMANDS.get(command)
     if handler is None:
@@ -48,7 +50,7 @@ def serve_admin(worker: Any, conn: Connection, request: Request, leftover: bytes
     handler(worker, conn, request)
 
 
-def authorize(worker: Any, request: Request, mount: str | None) -> bool:
+def authorize(worker: Worker, request: Request, mount: str | None) -> bool:
     """True for admin credentials, False for the mount's source credentials; else 401."""
     if is_admin(worker, request):
         return True
@@ -57,13 +59,6 @@ def authorize(worker: Any, request: Request, mount: str | None) -> bool:
         if credentials_match(basic_credentials(request), resolved.username, resolved.password):
             return False
     raise ProtocolError("You need to authenticate", 401)
-
-
-def is_admin(worker: Any, request: Request) -> bool:
-    """Whether the request carries the admin's Basic credentials (no admin-user: never)."""
-    auth = worker.cfg.authentication
-    return auth.admin_user is not None and credentials_match(
-        basic_credentials(request), auth.admin_user, auth.admin_password)
 
 
 def raw_query(request: Request) -> dict[str, bytes]:
@@ -77,10 +72,10 @@ def raw_query(request: Request) -> dict[str, bytes]:
     return values
 
 
-def command_metadata(worker: Any, conn: Connection, request: Request) -> None:
+def command_metadata(worker: Worker, conn: Connection, request: Request) -> None:
     query = raw_query(request)
     mount_name = from_wire(query.get("mount", b"")) or None
-    is_admin = authorize(worker, request, mount_name)
+    by_admin = authorize(worker, request, mount_name)
     if mount_name is None or "mode" not in query:
         raise ProtocolError("Missing parameter", 400)
     mount = worker.mounts.get(mount_name)
@@ -88,7 +83,7 @@ def command_metadata(worker: Any, conn: Connection, request: Request) -> None:
         raise ProtocolError("Source does not exist", 400)
     if query["mode"] != b"updinfo":
         return send_iceresponse(worker, conn, "No such action", 0)
-    if not is_admin and conn.ip != mount.info.get("source_ip"):
+    if not by_admin and conn.ip != mount.info.source_ip:
         log.warning("%s: metadata for %s refused: not the source's address", conn.ip, mount_name)
         return send_iceresponse(worker, conn, "Mountpoint will not accept URL updates", 1)
     fields = title_fields(query, mount.resolved.charset)
@@ -96,7 +91,7 @@ def command_metadata(worker: Any, conn: Connection, request: Request) -> None:
     send_iceresponse(worker, conn, "Metadata update successful", 1)
 
 
-def update_title(worker: Any, conn: Connection, mount_name: str,
+def update_title(worker: Worker, conn: Connection, mount_name: str,
                  fields: dict[str, bytes | None], charset: str) -> None:
     """Have the supervisor put the update's text in the mount's ICY block. A text longer
     than an ICY block holds changes nothing but a warning (2.4.4's mp3_set_title, whose
@@ -107,7 +102,7 @@ def update_title(worker: Any, conn: Connection, mount_name: str,
                     conn.ip, mount_name, len(text), MAX_META_TEXT)
         return
     title = decode_title(shown_title(fields["song"], fields["artist"], fields["title"]), charset)
-    worker.channel.send("metadata", mount=mount_name, block=encode_block(text), title=title)
+    worker.link.send(Metadata(mount_name, encode_block(text), title))
     log.info("%s: metadata on %s: %s", conn.ip, mount_name, title)
 
 
@@ -123,11 +118,11 @@ def title_fields(query: dict[str, bytes], mount_charset: str) -> dict[str, bytes
     return fields
 
 
-def send_iceresponse(worker: Any, conn: Connection, message: str, ok: int) -> None:
+def send_iceresponse(worker: Worker, conn: Connection, message: str, ok: int) -> None:
     send_xml(worker, conn, render_iceresponse(message, bool(ok)))
 
 
-def send_xml(worker: Any, conn: Connection, body: bytes) -> None:
+def send_xml(worker: Worker, conn: Connection, body: bytes) -> None:
     conn.send(render_text(200, body, XML_TYPE, server_id=worker.cfg.server_id, now=time.time()))
 
 
@@ -137,7 +132,7 @@ def text_param(request: Request, name: str) -> str | None:
     return None if value is None else from_wire(value)
 
 
-def require_mount(worker: Any, request: Request) -> tuple[str, LocalMount]:
+def require_mount(worker: Worker, request: Request) -> tuple[str, LocalMount]:
     """The `mount=` the request names, authorised and live; else 401 or 400."""
     name = text_param(request, "mount")
     authorize(worker, request, name)
@@ -149,7 +144,7 @@ def require_mount(worker: Any, request: Request) -> tuple[str, LocalMount]:
     return name, mount
 
 
-def command_stats(worker: Any, conn: Connection, request: Request) -> None:
+def command_stats(worker: Worker, conn: Connection, request: Request) -> None:
     only = text_param(request, "mount")
     authorize(worker, request, only)
     mounts = [m for m in stats.collect_mounts(worker) if only is None or m.name == only]
@@ -157,46 +152,46 @@ def command_stats(worker: Any, conn: Connection, request: Request) -> None:
     send_xml(worker, conn, body)
 
 
-def command_listmounts(worker: Any, conn: Connection, request: Request) -> None:
+def command_listmounts(worker: Worker, conn: Connection, request: Request) -> None:
     authorize(worker, request, mount=None)
     send_xml(worker, conn, render_listmounts(listed_mounts(worker)))
 
 
-def listed_mounts(worker: Any, excluded: str | None = None) -> list[ListedMount]:
+def listed_mounts(worker: Worker, excluded: str | None = None) -> list[ListedMount]:
     """Every live mount, hidden ones included (2.4.4 lists them to admins)."""
     now = time.time()
     return [ListedMount(m.name, m.ring.listener_count(),
-                        int(now - m.info.get("stream_start", now)), m.info["content_type"],
+                        int(now - m.info.stream_start), m.info.content_type,
                         m.resolved.fallback_mount or "")
             for m in stats.live_mounts(worker) if m.name != excluded]
 
 
-def command_listclients(worker: Any, conn: Connection, request: Request) -> None:
+def command_listclients(worker: Worker, conn: Connection, request: Request) -> None:
     name, _ = require_mount(worker, request)
-    clients = [c for answer in worker.gather("list_clients", mount=name) for c in answer or ()]
+    clients = [c for answer in worker.gather(list_clients, mount=name) for c in answer or ()]
     send_xml(worker, conn, render_listclients(name, sorted(clients, key=lambda c: c.id)))
 
 
-def command_killclient(worker: Any, conn: Connection, request: Request) -> None:
+def command_killclient(worker: Worker, conn: Connection, request: Request) -> None:
     name, _ = require_mount(worker, request)
     client_id = text_param(request, "id") or ""
     if not client_id.isdigit():
         raise ProtocolError("Missing parameter", 400)
-    killed = any(worker.gather("kill_client", mount=name, id=int(client_id)))
+    killed = any(worker.gather(kill_client, mount=name, id=int(client_id)))
     if killed:
         log.info("%s: client %s on %s killed", conn.ip, client_id, name)
     send_iceresponse(worker, conn, f"Client {client_id} {'removed' if killed else 'not found'}",
                      int(killed))
 
 
-def command_killsource(worker: Any, conn: Connection, request: Request) -> None:
+def command_killsource(worker: Worker, conn: Connection, request: Request) -> None:
     name, _ = require_mount(worker, request)
-    worker.gather("kill_source", mount=name)
+    worker.gather(kill_source, mount=name)
     log.info("%s: source on %s killed", conn.ip, name)
     send_iceresponse(worker, conn, "Source Removed", 1)
 
 
-def command_moveclients(worker: Any, conn: Connection, request: Request) -> None:
+def command_moveclients(worker: Worker, conn: Connection, request: Request) -> None:
     name, _ = require_mount(worker, request)
     destination = text_param(request, "destination")
     if destination is None:
@@ -208,12 +203,13 @@ def command_moveclients(worker: Any, conn: Connection, request: Request) -> None
         raise ProtocolError("supplied mountpoints are identical", 400)
     if target.ended:
         raise ProtocolError("Destination not running", 400)
-    moved = sum(worker.gather("move_clients", mount=name, destination=destination) or [0])
+    moved = sum(answer or 0 for answer in worker.gather(move_clients, mount=name,
+                                                         destination=destination))
     log.info("%s: %d clients moved from %s to %s", conn.ip, moved, name, destination)
     send_iceresponse(worker, conn, f"Clients moved from {name} to {destination}", 1)
 
 
-def command_manageauth(worker: Any, conn: Connection, request: Request) -> None:
+def command_manageauth(worker: Worker, conn: Connection, request: Request) -> None:
     """List, add or delete the users of a mount's listener authentication (htpasswd).
 
     Unlike 2.4.4, which wants the mount's source connected, any mount whose
@@ -225,13 +221,14 @@ def command_manageauth(worker: Any, conn: Connection, request: Request) -> None:
         raise ProtocolError("missing parameter", 400)  # 2.4.4's words, also for an open mount
     action = text_param(request, "action") or "list"
     user = text_param(request, "username")
-    message = listener_auth.manage_users(auth, action, user, text_param(request, "password"))
+    message = worker.htpasswd.manage(auth, action, user, text_param(request, "password"))
     if message is not None:
         log.info("%s: manageauth %s %r on %s: %s", conn.ip, action, user, name, message)
-    send_xml(worker, conn, render_manageauth(name, listener_auth.user_names(auth), message))
+    send_xml(worker, conn, render_manageauth(name, worker.htpasswd.user_names(auth), message))
 
 
-COMMANDS = {
+# The /admin/<command> handlers: (worker, connection, request).
+COMMANDS: dict[str, Callable[[Worker, Connection, Request], None]] = {
     "metadata": command_metadata,
     "metadata.xsl": command_metadata,
     "streamlist.txt": streamlist.command_streamlist_txt,

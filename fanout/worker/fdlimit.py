@@ -21,7 +21,10 @@ import os
 import resource
 import socket
 import time
-from typing import Any
+from typing import Callable, Protocol
+
+from gevent.hub import get_hub
+from gevent.socket import socket as GeventSocket
 
 from fanout.protocol.responses import render_error
 
@@ -41,15 +44,28 @@ REFUSAL = "Server busy: out of file descriptors, try again later"
 CLIENT_ACCEPT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM)
 
 
+class Accepting(Protocol):
+    """The accepting server (`server.ClientServer`: a gevent StreamServer)."""
+
+    socket: GeventSocket
+    started: bool
+    resume_timer: object
+
+    def stop_accepting(self) -> None: ...
+    def start_accepting(self) -> None: ...
+
+
 def open_file_limit() -> int:
     """This process's soft RLIMIT_NOFILE (re-read: `prlimit` may change it from outside)."""
     return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 class FdGuard:
-    """One per worker: the reserve fd and the refusing state, shared by its servers."""
+    """One per worker: the reserve fd and the refusing state, shared by its servers.
+    `on_refused(503)` is called for each client refused (the worker's tallies)."""
 
-    def __init__(self, server_id: str = "fanout") -> None:
+    def __init__(self, on_refused: Callable[[int], None], server_id: str = "fanout") -> None:
+        self.on_refused = on_refused
         self.server_id = server_id
         self.reserve: int | None = None
         self.cause: str | None = None  # why new clients are refused now, if they are
@@ -75,14 +91,12 @@ class FdGuard:
 
     def refuse(self, fd: int, cause: str) -> None:
         """Answer the connection on `fd` 503 and close it; log when refusing starts."""
-        from fanout.worker import stats  # (it imports the worker module, which imports us)
-
         if self.cause != cause:
             log.warning("%s (%d files): refusing new clients with 503 until fds are free",
                         cause, open_file_limit())
             self.cause = cause
         self.refused += 1
-        stats.count_refusal(503)
+        self.on_refused(503)
         sock = socket.socket(fileno=fd)
         try:
             try:
@@ -96,7 +110,7 @@ class FdGuard:
         finally:
             sock.close()
 
-    def accept_failed(self, server: Any, exc: OSError) -> None:
+    def accept_failed(self, server: Accepting, exc: OSError) -> None:
         """accept() on `server`'s socket raised `exc`: refuse the client through the
         reserve fd (EMFILE, ENFILE), skip it (its own error) or re-raise."""
         if exc.errno in CLIENT_ACCEPT_ERRORS:
@@ -120,14 +134,14 @@ class FdGuard:
             pause_accepting(server)
 
 
-def pause_accepting(server: Any) -> None:
+def pause_accepting(server: Accepting) -> None:
     """Stop accepting on `server` for ACCEPT_PAUSE s (its queue waits in the kernel)."""
     server.stop_accepting()
-    timer = server.loop.timer(ACCEPT_PAUSE)
+    timer = get_hub().loop.timer(ACCEPT_PAUSE)  # the server's loop: this thread's hub's
     server.resume_timer = timer  # keep it referenced until it fires
     timer.start(_resume_accepting, server)
 
 
-def _resume_accepting(server: Any) -> None:
+def _resume_accepting(server: Accepting) -> None:
     if server.started:
         server.start_accepting()

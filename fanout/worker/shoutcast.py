@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import gevent
 
 from fanout.config import Config, ListenSocket
+from fanout.messages import Metadata
 from fanout.protocol.errors import CLOSE_SILENTLY, ProtocolError
 from fanout.protocol.http import TEXT_ENCODING, TEXT_ERRORS, Request
 from fanout.protocol.icy import encode_block, stream_title_text
@@ -37,9 +37,9 @@ from fanout.protocol.shoutcast import (
 )
 from fanout.protocol.text import decode_title
 from fanout.worker import admin
-from fanout.worker.connection import HEAD_READ_SIZE, Connection, HeaderTimeout
-from fanout.worker.source import DEFAULT_CONTENT_TYPE, source_info, stream_source
-from fanout.worker.worker import LocalMount
+from fanout.worker.client import HEAD_READ_SIZE, Connection, HeaderTimeout
+from fanout.worker.source import source_info, stream_source
+from fanout.worker.state import LocalMount, Worker
 
 log = logging.getLogger("fanout.shoutcast")
 
@@ -56,7 +56,7 @@ def shoutcast_mount(config: Config, spec: ListenSocket) -> str:
 
 # -- sources ---------------------------------------------------------------------------------
 
-def serve_shoutcast_source(worker: Any, conn: Connection) -> None:
+def serve_shoutcast_source(worker: Worker, conn: Connection) -> None:
     """Serve a connection on a shoutcast-compat socket as a Shoutcast source.
 
     Raises ProtocolError (CLOSE_SILENTLY) for a wrong password, bad or oversized input
@@ -65,8 +65,7 @@ def serve_shoutcast_source(worker: Any, conn: Connection) -> None:
     mount = shoutcast_mount(worker.cfg, conn.server.spec)
     request, leftover = read_handshake(worker, conn, mount)
     conn.request, conn.status = request, 200  # the access log line, as 2.4.4 writes it
-    info = source_info(conn, request, request.header("content-type") or DEFAULT_CONTENT_TYPE)
-    info["shoutcast_compat"] = True
+    info = source_info(conn, request, request.header("content-type"), shoutcast_compat=True)
     try:
         stream_source(worker, conn, mount, info, b"", leftover)
     except ProtocolError as refused:  # the claim: the peer reads no HTTP error
@@ -74,7 +73,7 @@ def serve_shoutcast_source(worker: Any, conn: Connection) -> None:
                             CLOSE_SILENTLY) from None
 
 
-def read_handshake(worker: Any, conn: Connection, mount: str) -> tuple[Request, bytes]:
+def read_handshake(worker: Worker, conn: Connection, mount: str) -> tuple[Request, bytes]:
     """Check the password line, answer OK2, read the header block; the block as a
     Request for `mount`, and the stream bytes that came with it."""
     parser = HandshakeParser(mount)
@@ -101,7 +100,7 @@ def next_event(conn: Connection, parser: HandshakeParser) -> Event:
 
 # -- /admin.cgi --------------------------------------------------------------------------
 
-def serve_admin_cgi(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_admin_cgi(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     """`/admin.cgi?mode=updinfo&pass=…&song=…`: set the title of this port's shoutcast
     mount. `pass` is the admin password or the mount's source password; checks and
     answers in 2.4.4's order (§6.1, §6.3)."""
@@ -111,14 +110,14 @@ def serve_admin_cgi(worker: Any, conn: Connection, request: Request, leftover: b
         raise ProtocolError("Missing parameter", 400)
     if query["mode"] != b"updinfo":
         raise ProtocolError("No such action", 400)
-    if not by_admin and conn.ip != mount.info.get("source_ip"):
+    if not by_admin and conn.ip != mount.info.source_ip:
         raise ProtocolError("mountpoint will not accept URL updates", 400)
     publish_song(worker, conn, name, query["song"], mount.resolved.charset)
     conn.send(render_text(200, ADMIN_CGI_DONE, HTML_TYPE, server_id=worker.cfg.server_id,
                           now=time.time()))
 
 
-def admin_cgi_mount(worker: Any, conn: Connection,
+def admin_cgi_mount(worker: Worker, conn: Connection,
                     query: dict[str, bytes]) -> tuple[str, LocalMount, bool]:
     """The shoutcast mount of the socket admin.cgi came in on, if `pass` may update it and
     a Shoutcast source feeds it; with whether `pass` was the admin's. Else 400 or 401."""
@@ -129,12 +128,12 @@ def admin_cgi_mount(worker: Any, conn: Connection,
     mount = worker.mounts.get(name)
     if mount is None or mount.ended:
         raise ProtocolError("Source does not exist", 400)
-    if not mount.info.get("shoutcast_compat"):  # 2.4.4: only Shoutcast sources take it
+    if not mount.info.shoutcast_compat:  # 2.4.4: only Shoutcast sources take it
         raise ProtocolError("illegal metadata call", 400)
     return name, mount, by_admin
 
 
-def authorize_icy(worker: Any, password: bytes, mount: str) -> bool:
+def authorize_icy(worker: Worker, password: bytes, mount: str) -> bool:
     """True for the admin password, False for the mount's source password; else 401."""
     given = Password(password.decode(TEXT_ENCODING, TEXT_ERRORS))
     if password_matches(given, worker.cfg.authentication.admin_password):
@@ -144,12 +143,12 @@ def authorize_icy(worker: Any, password: bytes, mount: str) -> bool:
     raise ProtocolError("You need to authenticate", 401)
 
 
-def publish_song(worker: Any, conn: Connection, mount: str, song: bytes, charset: str) -> None:
+def publish_song(worker: Worker, conn: Connection, mount: str, song: bytes, charset: str) -> None:
     """Hand the new title's ICY block to the supervisor, the one writer of metadata."""
     try:
         block = encode_block(stream_title_text(song=song))
     except ValueError:
         raise ProtocolError("Metadata too long", 400) from None
     title = decode_title(song, charset)
-    worker.channel.send("metadata", mount=mount, block=block, title=title)
+    worker.link.send(Metadata(mount, block, title))
     log.info("%s: metadata on %s: %s", conn.ip, mount, title)

@@ -15,30 +15,31 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Iterator
 
 import gevent
+from gevent.socket import socket as GeventSocket
 
-from fanout.model.ingest import format_for_content_type
-from fanout.protocol.auth import basic_credentials, credentials_match
+from fanout.mountinfo import MountInfo, stream_info
+from fanout.config import ResolvedMount
+from fanout.protocol.auth import Credentials, basic_credentials, credentials_match
 from fanout.protocol.chunked import ChunkedDecoder, body_decoder
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
 from fanout.ringio import RingFeed
-from fanout.worker import admin_queries
-from fanout.worker.connection import Connection
-from fanout.worker.listeners import TICK
+from fanout.worker.client import Connection
+from fanout.worker.pump import TICK
+from fanout.worker.state import Worker
 
 log = logging.getLogger("fanout.source")
 
 # Bytes read per recv from a source; sources send far less than this per event-loop turn.
 SOURCE_READ_SIZE = 65536
-# Content type Icecast assumes for a SOURCE request without one.
-DEFAULT_CONTENT_TYPE = "audio/mpeg"
 
 
-def serve_source(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_source(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     path = validate_mount_path(request.path)
     resolved = worker.cfg.resolve_mount(path)
     check_source_auth(worker, request, resolved)
@@ -46,12 +47,12 @@ def serve_source(worker: Any, conn: Connection, request: Request, leftover: byte
     if request.method == "PUT" and not content_type:
         raise ProtocolError("No Content-type given", 403)
     chunks = body_decoder([v for k, v in request.headers if k == "transfer-encoding"])
-    info = source_info(conn, request, content_type or DEFAULT_CONTENT_TYPE)
+    info = source_info(conn, request, content_type)
     greeting = render_continue() if wants_continue(request) else b""
     stream_source(worker, conn, path, info, greeting + render_source_ok(), leftover, chunks)
 
 
-def stream_source(worker: Any, conn: Connection, path: str, info: dict[str, Any],
+def stream_source(worker: Worker, conn: Connection, path: str, info: MountInfo,
                   greeting: bytes, leftover: bytes, chunks: ChunkedDecoder | None = None) -> None:
     """Claim `path` for an authenticated source, send it `greeting` (if any), then read
     its stream (through `chunks` if it is chunked) into the ring until it leaves, and
@@ -67,46 +68,53 @@ def stream_source(worker: Any, conn: Connection, path: str, info: dict[str, Any]
     try:
         if greeting:
             conn.send(greeting)
-        log.info("%s: source connected on %s (%s)", conn.ip, path, info["content_type"])
-        with admin_queries.source_registered(path, conn):
+        log.info("%s: source connected on %s (%s)", conn.ip, path, info.content_type)
+        with source_registered(worker, path, conn):
             stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks)
             pump_source(worker, path, stream, leftover)
     finally:
         worker.counters.add(worker.index, "sources", -1)
-        worker.release(path)
+        worker.link.release(path)
 
 
-def check_source_auth(worker: Any, request: Request, resolved: Any) -> None:
+@contextmanager
+def source_registered(worker: Worker, mount: str, conn: Connection) -> Iterator[None]:
+    """Make the source on `mount` reachable for /admin/killsource while it streams."""
+    worker.sources[mount] = conn
+    try:
+        yield
+    finally:
+        if worker.sources.get(mount) is conn:
+            del worker.sources[mount]
+
+
+def check_source_auth(worker: Worker, request: Request, resolved: ResolvedMount) -> None:
     """Basic `source:<password>` (or the mount's user/password); ice-password with icelogin."""
     given = basic_credentials(request)
     if credentials_match(given, resolved.username, resolved.password):
         return
     ice_password = request.header("ice-password")
     if worker.cfg.icelogin and ice_password is not None and resolved.password is not None:
-        from fanout.protocol.auth import Credentials
-
         if credentials_match(Credentials(resolved.username, ice_password), resolved.username,
                              resolved.password):
             return
     raise ProtocolError("You need to authenticate", 401)
 
 
-def source_info(conn: Connection, request: Request, content_type: str) -> dict[str, Any]:
-    """What listeners, stats and the registry need to know about this source."""
-    return {
-        "content_type": content_type,
-        "format": format_for_content_type(content_type),
-        "headers": [(k, v) for k, v in request.headers if k.startswith(("ice-", "icy-"))],
-        "source_ip": conn.ip,
-        "user_agent": request.header("user-agent") or "",
-        "title": "",
-    }
+def source_info(conn: Connection, request: Request, content_type: str | None,
+                shoutcast_compat: bool = False) -> MountInfo:
+    """What listeners, stats and the registry need to know about this source's stream
+    (no Content-Type: Icecast's DEFAULT_CONTENT_TYPE)."""
+    return stream_info(content_type, conn.ip,
+                       headers=[(k, v) for k, v in request.headers if k.startswith(("ice-", "icy-"))],
+                       user_agent=request.header("user-agent") or "",
+                       shoutcast_compat=shoutcast_compat)
 
 
-def pump_source(worker: Any, path: str, stream: "SourceStream", leftover: bytes) -> None:
+def pump_source(worker: Worker, path: str, stream: "SourceStream", leftover: bytes) -> None:
     """Copy the source's stream into the mount's ring until the stream is over."""
     mount = worker.mounts[path]
-    feed = RingFeed(mount.ring, mount.info["format"], label=f"{stream.conn.ip}: source on {path}")
+    feed = RingFeed(mount.ring, mount.info.format, label=f"{stream.conn.ip}: source on {path}")
     pace = SourcePace(mount.resolved.queue_size)
     data = stream.unframe(leftover)
     count = None if data is None else feed.feed(data)
@@ -174,7 +182,7 @@ class SourceStream:
         return None
 
 
-def receive_or_idle(sock: Any) -> bytes | None:
+def receive_or_idle(sock: GeventSocket) -> bytes | None:
     """The next bytes from a source socket (b"" once it closed), or None if it had nothing
     to read for its timeout.
 

@@ -3,66 +3,54 @@
 Theory of operation: each ring already sums what every worker publishes into it (the
 listener count, the bytes sent to listeners that have left, the bytes read from the
 source), so most figures are read locally. What only a worker knows — its listener peak
-observations, its slow-listener drops, the bytes sent to listeners still connected — is
-asked of every worker with one `gather("mount_figures")` per request.
+observations (`Worker.tallies`), its slow-listener drops, the bytes sent to listeners
+still connected — is asked of every worker with one `gather(mount_figures)` per request.
 """
 from __future__ import annotations
 
 import functools
 import os
 import time
-from typing import Any
+from typing import TypedDict
 
 import psutil
 
+from fanout.mountinfo import MountInfo
 from fanout.protocol.stats import (
     MountFigures, MountSettings, RelayFigures, ServerFigures, Stats, mount_stats,
 )
-from fanout.worker.worker import LocalMount, query
-
-# mount name -> (stream_start, highest summed listener count this worker has seen).
-_peaks: dict[str, tuple[float, int]] = {}
+from fanout.worker.queries import query
+from fanout.worker.state import LocalMount, Worker
 
 
-def observe_listener_count(mount: LocalMount) -> None:
-    """Called right after this worker published a new (higher) listener count.
+class WorkerFigures(TypedDict):
+    """One worker's own figures, for /metrics (`worker_figures`)."""
 
-    The summed count only rises when some worker adds a listener, and every worker reads
-    the sum right after its own increment, so the highest sum ever reached is read by the
-    worker whose increment made it. The one gap: another process's listener leaving
-    between that store and this load (consecutive statements, no greenlet switch between
-    them) hides a peak that lasted those nanoseconds; a peak that lasts longer than that
-    is always seen.
-    """
-    start = mount.info.get("stream_start", 0.0)
-    seen_start, peak = _peaks.get(mount.name, (start, 0))
-    if seen_start != start:  # a new source: a new stream, a new peak
-        peak = 0
-    _peaks[mount.name] = (start, max(peak, mount.ring.listener_count()))
+    index: int
+    connections: int
+    cpu: float  # seconds, user + system
+    rss: int  # bytes
+    refusals: dict[str, int]
 
 
-def local_peak(mount: LocalMount) -> int:
-    start, peak = _peaks.get(mount.name, (0.0, 0))
-    return peak if start == mount.info.get("stream_start", 0.0) else 0
-
-
-@query("mount_figures")
-def mount_figures(worker: Any) -> dict[str, tuple[int, int, int]]:
+@query
+def mount_figures(worker: Worker) -> dict[str, tuple[int, int, int]]:
     """This worker's (listener peak seen, slow listeners dropped, bytes sent to listeners
     still connected) per mount."""
-    return {name: (local_peak(m), m.slow_listeners, sum(l.sent for l in m.listeners))
+    return {name: (worker.tallies.local_peak(m), m.slow_listeners,
+                   sum(l.sent for l in m.listeners))
             for name, m in worker.mounts.items() if not m.ended}
 
 
-def live_mounts(worker: Any) -> list[LocalMount]:
+def live_mounts(worker: Worker) -> list[LocalMount]:
     """The mounts with a source, sorted by name as Icecast's stats tree (strcmp)."""
     mounts = [m for m in worker.mounts.values() if not m.ended]
     return sorted(mounts, key=lambda m: m.name.encode("utf-8", "surrogateescape"))
 
 
-def collect_mounts(worker: Any) -> list[MountFigures]:
+def collect_mounts(worker: Worker) -> list[MountFigures]:
     """Every live mount's figures, summed over all workers."""
-    answers = [a for a in worker.gather("mount_figures") if a]
+    answers = [a for a in worker.gather(mount_figures) if a]
     return [_figures(mount, [a[mount.name] for a in answers if mount.name in a])
             for mount in live_mounts(worker)]
 
@@ -70,9 +58,9 @@ def collect_mounts(worker: Any) -> list[MountFigures]:
 def _figures(mount: LocalMount, per_worker: list[tuple[int, int, int]]) -> MountFigures:
     info, ring = mount.info, mount.ring
     return MountFigures(
-        name=mount.name, content_type=info["content_type"], headers=info["headers"],
-        source_ip=info.get("source_ip", ""), user_agent=info.get("user_agent", ""),
-        title=info.get("title", ""), stream_start=info.get("stream_start", 0.0),
+        name=mount.name, content_type=info.content_type, headers=info.headers,
+        source_ip=info.source_ip, user_agent=info.user_agent,
+        title=info.title, stream_start=info.stream_start,
         listeners=ring.listener_count(),
         listener_peak=max([ring.listener_count()] + [f[0] for f in per_worker]),
         slow_listeners=sum(f[1] for f in per_worker),
@@ -81,13 +69,13 @@ def _figures(mount: LocalMount, per_worker: list[tuple[int, int, int]]) -> Mount
         settings=mount_settings(mount), relay=relay_figures(info))
 
 
-def relay_figures(info: dict[str, Any]) -> RelayFigures | None:
+def relay_figures(info: MountInfo) -> RelayFigures | None:
     """The upstream side of a relayed mount, from the info its pull keeps current."""
-    if "upstream" not in info:
+    relay = info.relay
+    if relay is None:
         return None
-    return RelayFigures(upstream=info["upstream"], state=info.get("relay_state", ""),
-                        reconnects=int(info.get("reconnects", 0)),
-                        bytes_read=int(info.get("relay_bytes", 0)))
+    return RelayFigures(upstream=relay.upstream, state=relay.state.value,
+                        reconnects=relay.reconnects, bytes_read=relay.bytes_read)
 
 
 def mount_settings(mount: LocalMount) -> MountSettings:
@@ -107,7 +95,7 @@ def server_start() -> float:
         return time.time()
 
 
-def collect_server(worker: Any) -> ServerFigures:
+def collect_server(worker: Worker) -> ServerFigures:
     cfg, counters = worker.cfg, worker.counters
     return ServerFigures(
         admin=cfg.admin, host=cfg.hostname, location=cfg.location, server_id=cfg.server_id,
@@ -117,36 +105,26 @@ def collect_server(worker: Any) -> ServerFigures:
         listener_connections=counters.total("listeners"))
 
 
-# Refused requests by reason, this worker's (the client limit is in `Counters`).
-_REFUSAL_REASONS = {0: "closed", 400: "bad_request", 401: "unauthorized", 403: "forbidden",
-                    404: "not_found", 503: "unavailable"}
-_refusals: dict[str, int] = {}
-
-
-def count_refusal(status: int) -> None:
-    reason = _REFUSAL_REASONS.get(status, "other")
-    _refusals[reason] = _refusals.get(reason, 0) + 1
-
-
-@query("worker_figures")
-def worker_figures(worker: Any) -> dict[str, Any]:
+@query
+def worker_figures(worker: Worker) -> WorkerFigures:
     """This worker's index, open connections, CPU seconds, RSS bytes and refusals."""
     process = psutil.Process()
     cpu = process.cpu_times()
-    return {"index": worker.index, "connections": worker.counters.row(worker.index)["clients"],
-            "cpu": cpu.user + cpu.system, "rss": process.memory_info().rss,
-            "refusals": dict(_refusals)}
+    return WorkerFigures(index=worker.index,
+                         connections=worker.counters.row(worker.index)["clients"],
+                         cpu=cpu.user + cpu.system, rss=process.memory_info().rss,
+                         refusals=dict(worker.tallies.refusals))
 
 
-def advertised_port(worker: Any) -> int:
+def advertised_port(worker: Worker) -> int:
     """The port in `listenurl`: the first listen socket's, as bound (config port 0 lets
     the kernel choose, and a URL with port 0 would be useless)."""
-    if worker.cfg.port or not worker.servers:
+    if worker.cfg.port or not worker.bound_ports:
         return int(worker.cfg.port)
-    return int(worker.servers[0].address[1])
+    return worker.bound_ports[0]
 
 
-def stats_of(worker: Any, mounts: list[MountFigures]) -> list[tuple[str, Stats]]:
+def stats_of(worker: Worker, mounts: list[MountFigures]) -> list[tuple[str, Stats]]:
     """(mount name, its stats) for each of `mounts`, as /admin/stats shows them."""
     host, port = worker.cfg.hostname, advertised_port(worker)
     return [(m.name, mount_stats(m, host, port)) for m in mounts]

@@ -7,7 +7,6 @@ carrying the admin credentials. Rendering is `fanout.protocol`'s; this module ga
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fanout.protocol.http import Request
 from fanout.protocol.prometheus import CONTENT_TYPE as METRICS_TYPE
@@ -17,29 +16,32 @@ from fanout.protocol.stats import MountFigures, global_stats, public_mount_stats
 from fanout.protocol.status_json import JSON_TYPE, render_health, render_status_json
 from fanout.protocol.status_page import HTML_TYPE, render_status_page
 from fanout.worker import stats
-from fanout.worker.admin import is_admin, text_param
-from fanout.worker.connection import Connection
+from fanout.worker.admin import text_param
+from fanout.worker.client import Connection
+from fanout.worker.credentials import is_admin
+from fanout.worker.state import RequestHandler, Worker
+from fanout.worker.stats import WorkerFigures, worker_figures
 
 
-def send(worker: Any, conn: Connection, body: bytes, content_type: str, status: int = 200) -> None:
+def send(worker: Worker, conn: Connection, body: bytes, content_type: str, status: int = 200) -> None:
     conn.send(render_text(status, body, content_type, server_id=worker.cfg.server_id,
                           now=time.time()))
 
 
-def public_mounts(worker: Any, only: str | None = None) -> list[MountFigures]:
+def public_mounts(worker: Worker, only: str | None = None) -> list[MountFigures]:
     """The live, non-hidden mounts (just `only` when given), summed over workers."""
     return [m for m in stats.collect_mounts(worker)
             if not m.settings.hidden and (only is None or m.name == only)]
 
 
-def serve_status_json(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_status_json(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     mounts = public_mounts(worker, text_param(request, "mount"))
     body = render_status_json(global_stats(stats.collect_server(worker)),
                               [public_mount_stats(s) for _, s in stats.stats_of(worker, mounts)])
     send(worker, conn, body, JSON_TYPE)
 
 
-def serve_health(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_health(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     """No auth and no gather: a load balancer polls this often and must get a fast answer."""
     serving = not worker.stopping.is_set()
     live = [m for m in worker.mounts.values() if not m.ended]
@@ -47,10 +49,10 @@ def serve_health(worker: Any, conn: Connection, request: Request, leftover: byte
     send(worker, conn, body, "application/json", 200 if serving else 503)
 
 
-def serve_metrics(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_metrics(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     show_hidden = is_admin(worker, request)
     mounts = [m for m in stats.collect_mounts(worker) if show_hidden or not m.settings.hidden]
-    workers = sorted((w for w in worker.gather("worker_figures") if w), key=lambda w: w["index"])
+    workers = sorted((w for w in worker.gather(worker_figures) if w), key=lambda w: w["index"])
     families = mount_families(mounts) + worker_families(workers) + server_families(worker, workers)
     send(worker, conn, render_metrics(families), METRICS_TYPE)
 
@@ -92,7 +94,7 @@ def relay_families(mounts: list[MountFigures]) -> list[MetricFamily]:
     return [info, reconnects, read]
 
 
-def worker_families(workers: list[dict[str, Any]]) -> list[MetricFamily]:
+def worker_families(workers: list[WorkerFigures]) -> list[MetricFamily]:
     connections = MetricFamily("fanout_worker_connections", "gauge", "Open client connections")
     cpu = MetricFamily("fanout_worker_cpu_seconds_total", "counter", "CPU time used (user + system)")
     rss = MetricFamily("fanout_worker_resident_memory_bytes", "gauge", "Resident set size")
@@ -104,7 +106,7 @@ def worker_families(workers: list[dict[str, Any]]) -> list[MetricFamily]:
     return [connections, cpu, rss]
 
 
-def server_families(worker: Any, workers: list[dict[str, Any]]) -> list[MetricFamily]:
+def server_families(worker: Worker, workers: list[WorkerFigures]) -> list[MetricFamily]:
     uptime = MetricFamily("fanout_uptime_seconds", "gauge", "Seconds since the server started")
     uptime.add(time.time() - stats.server_start())
     accepted = MetricFamily("fanout_connections_accepted_total", "counter", "Connections accepted")
@@ -120,7 +122,7 @@ def server_families(worker: Any, workers: list[dict[str, Any]]) -> list[MetricFa
     return [uptime, accepted, refused, internal_errors_family(worker)]
 
 
-def internal_errors_family(worker: Any) -> MetricFamily:
+def internal_errors_family(worker: Worker) -> MetricFamily:
     """Every process's internal errors (fanout.supervised), summed from the shared counters,
     so a hung or replaced worker's count is not lost."""
     errors = MetricFamily("fanout_internal_errors_total", "counter",
@@ -130,7 +132,7 @@ def internal_errors_family(worker: Any) -> MetricFamily:
     return errors
 
 
-def serve_status_page(worker: Any, conn: Connection, request: Request, leftover: bytes) -> None:
+def serve_status_page(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     mounts = public_mounts(worker)
     page = render_status_page(worker.cfg.server_id,
                               [public_mount_stats(s) for _, s in stats.stats_of(worker, mounts)])
@@ -138,7 +140,7 @@ def serve_status_page(worker: Any, conn: Connection, request: Request, leftover:
 
 
 # Path -> handler, for the paths `connection.route` serves here instead of a mount.
-PAGES = {
+PAGES: dict[str, RequestHandler] = {
     "/": serve_status_page,
     "/status.xsl": serve_status_page,
     "/status-json.xsl": serve_status_json,

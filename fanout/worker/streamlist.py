@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
-from fanout.protocol.auth import basic_credentials, credentials_match
+from fanout.messages import SlaveRegister
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request
 from fanout.protocol.redirect import parse_registration
 from fanout.protocol.responses import render_text
 from fanout.protocol.streamlist import render_kh_streams, render_streamlist
-from fanout.worker.connection import Connection
+from fanout.worker.client import Connection
+from fanout.worker.credentials import is_admin, is_relay_client
+from fanout.worker.listeners import serve_listener
+from fanout.worker.state import Worker
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 
 
-def public_mounts(worker: Any) -> list[str]:
+def public_mounts(worker: Worker) -> list[str]:
     """Mounts a slave may relay: every live mount not configured hidden, and every
     configured mount that is served from its fallback just now (a "virtual" mount, §1.3:
     so a slave keeps relaying a mount while the master serves it from a fallback)."""
@@ -38,45 +40,31 @@ def public_mounts(worker: Any) -> list[str]:
     return [name for name in (*live, *virtual) if not cfg.resolve_mount(name).hidden]
 
 
-def is_relay_client(worker: Any, request: Request) -> bool:
-    """True if the request carries the relay-user/relay-password (a slave)."""
-    auth = worker.cfg.authentication
-    return credentials_match(basic_credentials(request), auth.relay_user, auth.relay_password)
-
-
-def is_admin(worker: Any, request: Request) -> bool:
-    auth = worker.cfg.authentication
-    return auth.admin_user is not None and credentials_match(
-        basic_credentials(request), auth.admin_user, auth.admin_password)
-
-
-def command_streamlist_txt(worker: Any, conn: Connection, request: Request) -> None:
+def command_streamlist_txt(worker: Worker, conn: Connection, request: Request) -> None:
     if not is_relay_client(worker, request):
         raise ProtocolError("You need to authenticate", 401)
     register_slave(worker, request)
     send_list(worker, conn, render_streamlist(public_mounts(worker)))
 
 
-def command_streams(worker: Any, conn: Connection, request: Request) -> None:
+def command_streams(worker: Worker, conn: Connection, request: Request) -> None:
     if not (is_relay_client(worker, request) or is_admin(worker, request)):
         raise ProtocolError("You need to authenticate", 401)
     mount = request.query_value("mount")
     if mount is None:
         register_slave(worker, request)
         return send_list(worker, conn, render_kh_streams(public_mounts(worker)))
-    from fanout.worker.listeners import serve_listener
-
     serve_listener(worker, conn, dataclasses.replace(request, path=mount), b"")
 
 
-def register_slave(worker: Any, request: Request) -> None:
+def register_slave(worker: Worker, request: Request) -> None:
     """Pass an authenticated poll's redirect registration on, if this master takes any."""
     registration = parse_registration(request.query)
     if registration is None or worker.cfg.max_redirect_slaves <= 0:
         return
-    worker.channel.send("slave_register", host=registration.host, port=registration.port,
-                        interval=registration.interval)
+    worker.link.send(SlaveRegister(registration.host, registration.port,
+                                      registration.interval))
 
 
-def send_list(worker: Any, conn: Connection, body: bytes) -> None:
+def send_list(worker: Worker, conn: Connection, body: bytes) -> None:
     conn.send(render_text(200, body, TEXT_TYPE, server_id=worker.cfg.server_id, now=time.time()))

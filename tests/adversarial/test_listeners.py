@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from fanout.worker import listener_auth
-from fanout.worker.connection import OVER_LIMIT_READS
+from fanout.worker.state import OVER_LIMIT_READS
 from fanout.worker.listeners import MAX_PENDING, listener_sndbuf
 from tests.support.admin import get
 from tests.support.bystander import Bystander

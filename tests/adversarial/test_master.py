@@ -26,7 +26,7 @@ import pytest
 
 from fanout.protocol.streamlist import MAX_LINES, SKIP_EXAMPLES
 from fanout.protocol.upstream import MAX_HEAD
-from fanout.relay.fetch import FETCH_DEADLINE, MAX_BODY
+from fanout.httpclient import FETCH_DEADLINE, MAX_BODY
 from fanout.relay.poller import MAX_RELAYED_MOUNTS
 from tests.support.admin import ADMIN, get
 from tests.support.bystander import Bystander

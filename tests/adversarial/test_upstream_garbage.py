@@ -15,7 +15,7 @@ from typing import Callable
 import pytest
 
 from fanout.protocol.upstream import MAX_HEAD
-from fanout.relay.fetch import HEAD_DEADLINE
+from fanout.httpclient import HEAD_DEADLINE
 from tests.adversarial.test_master import GARBAGE, error_log, health, warnings
 from tests.support.bystander import Bystander
 from tests.support.clients import Listener

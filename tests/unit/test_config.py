@@ -11,8 +11,9 @@ import pytest
 
 from fanout.config import (
     Authentication, Config, ConfigError, HtpasswdAuth, HttpHeader, Limits, ListenSocket, Logging,
-    MasterConfig, MountConfig, Paths, RelayConfig, UrlAuth, default_config, load_config, parse_config,
+    MasterConfig, MountConfig, Paths, RelayConfig, UrlAuth, default_config, parse_config,
 )
+from fanout.startup import load_config
 from fanout.config.mountglob import mount_matches
 from fanout.config.tables import ALL_TABLES
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from fanout.worker.listeners import BUDGET, MAX_SNDBUF, MIN_SNDBUF, listener_sndbuf
+from fanout.worker.listeners import MAX_SNDBUF, MIN_SNDBUF, listener_sndbuf
+from fanout.worker.pump import BUDGET
 
 
 def test_the_default_queue_size_gives_a_quarter_of_it():

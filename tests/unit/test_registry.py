@@ -8,10 +8,11 @@ import resource
 import pytest
 
 from fanout.config import Config
+from fanout.mountinfo import stream_info
 from fanout.protocol.mount_name import MAX_MOUNT_BYTES, TOO_LONG, mount_name_bytes
 from fanout.registry import MEMFD_NAME_MAX, ClaimRefused, MountRegistry, ring_memfd_name
 
-INFO = {"format": "generic", "content_type": "audio/mpeg"}
+INFO = stream_info("audio/mpeg", "", format="generic")
 
 
 def open_fds() -> int:

@@ -10,9 +10,9 @@ import pytest
 
 from fanout.config import MasterConfig
 from fanout.protocol.upstream import parse_response_head
-from fanout.relay import fetch as fetch_module
+from fanout import httpclient as fetch_module
 from fanout.relay import poller as poller_module
-from fanout.relay.fetch import MAX_BODY, FetchError, connect, fetch, request_head
+from fanout.httpclient import MAX_BODY, FetchError, connect, fetch, request_head
 from fanout.protocol.streamlist import MAX_LINES, SKIP_EXAMPLES
 from fanout.relay.poller import (KH_STREAMS_PATH, LOGGED_CHANGES, MAX_RELAYED_MOUNTS,
                                  START_BATCH, MasterPoller)

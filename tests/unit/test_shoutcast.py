@@ -1,5 +1,5 @@
 """The Shoutcast source handshake (fanout.protocol.shoutcast) and which listen socket an
-inherited fd serves (fanout.worker.worker.spec_of_listener).
+inherited fd serves (fanout.worker.server.spec_of_listener).
 
 Handshakes are fed whole, byte by byte and in seeded random splits: every way must give
 the same password, header block and leftover.
@@ -17,7 +17,7 @@ from fanout.protocol.http import MAX_HEAD_BYTES, Request
 from fanout.protocol.shoutcast import (
     MAX_PASSWORD_LINE, NEED_DATA, OK2_REPLY, HandshakeParser, Password, password_matches,
 )
-from fanout.worker.worker import spec_of_listener
+from fanout.worker.server import spec_of_listener
 
 SEEDS = (1, 2, 3)
 DSP = (b"hackme\r\n"

@@ -38,14 +38,14 @@ def test_a_worker_silent_for_less_than_the_timeout_is_left_alone(supervisor, han
     handle.booted = True
     supervisor.counters.beat(0, handle.started)
     assert DEFAULT_TIMEOUT > STOPPED_FOR
-    supervisor.check_worker(handle, handle.started + STOPPED_FOR)
+    supervisor.pool.check_worker(handle, handle.started + STOPPED_FOR)
     assert not handle.killed and handle.proc.poll() is None
 
 
 def test_a_worker_silent_past_the_timeout_is_killed(supervisor, handle, caplog):
     handle.booted = True
     supervisor.counters.beat(0, handle.started)
-    supervisor.check_worker(handle, handle.started + DEFAULT_TIMEOUT + 1)
+    supervisor.pool.check_worker(handle, handle.started + DEFAULT_TIMEOUT + 1)
     assert handle.killed and handle.proc.wait(timeout=5) == -9
     assert f"sent no heartbeat for {DEFAULT_TIMEOUT + 1:.1f}s (timeout {DEFAULT_TIMEOUT}s)" in caplog.text
 
@@ -53,14 +53,14 @@ def test_a_worker_silent_past_the_timeout_is_killed(supervisor, handle, caplog):
 def test_a_recent_beat_keeps_a_worker_alive(supervisor, handle):
     handle.booted = True
     supervisor.counters.beat(0, handle.started + DEFAULT_TIMEOUT)
-    supervisor.check_worker(handle, handle.started + DEFAULT_TIMEOUT + 1)
+    supervisor.pool.check_worker(handle, handle.started + DEFAULT_TIMEOUT + 1)
     assert not handle.killed
 
 
 def test_a_worker_that_does_not_boot_in_time_is_killed(supervisor, handle, caplog):
-    supervisor.check_worker(handle, handle.started + BOOT_TIMEOUT - 1)
+    supervisor.pool.check_worker(handle, handle.started + BOOT_TIMEOUT - 1)
     assert not handle.killed
-    supervisor.check_worker(handle, handle.started + BOOT_TIMEOUT + 1)
+    supervisor.pool.check_worker(handle, handle.started + BOOT_TIMEOUT + 1)
     assert handle.killed and handle.proc.wait(timeout=5) == -9
     assert f"did not boot within {BOOT_TIMEOUT}s; killing it" in caplog.text
 
@@ -68,7 +68,7 @@ def test_a_worker_that_does_not_boot_in_time_is_killed(supervisor, handle, caplo
 def test_no_worker_is_killed_while_the_server_stops(supervisor, handle):
     handle.booted = True
     supervisor.exit_status = 0
-    supervisor.check_worker(handle, handle.started + 10 * DEFAULT_TIMEOUT)
+    supervisor.pool.check_worker(handle, handle.started + 10 * DEFAULT_TIMEOUT)
     assert not handle.killed
 
 

@@ -1,5 +1,10 @@
-"""Client IO to an upstream (gevent): connect with a timeout, read a response head, read a
-bounded body. Parsing stays in `fanout.protocol.upstream`; this module only moves bytes.
+"""The one outgoing HTTP client (gevent): connect with a timeout, send a request, read a
+bounded response head within a deadline, read a bounded body.
+
+Used for a slave's stream-list poll (`fetch`), a relay pull (`connect` + `request_head`)
+and a listener-authentication POST (`exchange`). Parsing stays in
+`fanout.protocol.upstream` (one rule for where a response head ends, `head_end`); this
+module only moves bytes, and every failure is a `FetchError` whose message says why.
 """
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import errno
 
 import gevent
 from gevent import socket
+from gevent import ssl
 
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.upstream import ResponseHead, head_end, parse_response_head
@@ -30,16 +36,25 @@ READ_SIZE = 16384
 
 
 class FetchError(Exception):
-    """The upstream could not be reached, or did not answer usably; the message says why."""
+    """The peer could not be reached, or did not answer usably; the message says why."""
 
 
-def connect(host: str, port: int) -> socket.socket:
-    """A connected socket with READ_TIMEOUT set; raises FetchError."""
+def connect(host: str, port: int, *, tls: bool = False,
+            timeout: float | None = CONNECT_TIMEOUT,
+            read_timeout: float | None = READ_TIMEOUT) -> socket.socket:
+    """A connected socket (TLS-wrapped if `tls`) with `read_timeout` set (None: the
+    caller bounds the time); raises FetchError."""
     try:
-        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+        sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise FetchError(f"cannot connect to {host}:{port}: {_why(exc)}") from None
-    sock.settimeout(READ_TIMEOUT)
+    if tls:
+        try:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        except OSError as exc:  # ssl.SSLError included
+            sock.close()
+            raise FetchError(f"TLS with {host}:{port} failed: {_why(exc)}") from None
+    sock.settimeout(read_timeout)
     return sock
 
 
@@ -51,17 +66,52 @@ def request_head(sock: socket.socket, request: bytes,
     try:
         with gevent.Timeout(deadline, expired):
             sock.sendall(request)
-            buffer = b""
-            while (ends := head_end(buffer)) is None:
-                data = sock.recv(READ_SIZE)
-                if not data:
-                    raise FetchError("connection closed before the response head ended")
-                buffer += data
+            buffer, ends = receive_head(sock, lenient=False)
+        assert ends is not None  # not lenient: a head that did not end raised
         return parse_response_head(buffer[:ends[0]]), buffer[ends[1]:]
     except ProtocolError as exc:
         raise FetchError(exc.message) from None
     except OSError as exc:
         raise FetchError(_why(exc)) from None
+
+
+def receive_head(sock: socket.socket, lenient: bool) -> tuple[bytes, tuple[int, int] | None]:
+    """Read until a response head ended: (what was read, `head_end` of it). Raises
+    ProtocolError past MAX_HEAD and FetchError if the peer closes first, unless
+    `lenient`: then what came so far is returned, with None."""
+    buffer = b""
+    while True:
+        try:
+            ends = head_end(buffer)
+        except ProtocolError:
+            if lenient:
+                return buffer, None
+            raise
+        if ends is not None:
+            return buffer, ends
+        data = sock.recv(READ_SIZE)
+        if not data:
+            if lenient:
+                return buffer, None
+            raise FetchError("connection closed before the response head ended")
+        buffer += data
+
+
+def exchange(host: str, port: int, request: bytes, *, tls: bool) -> bytes:
+    """Send `request` on a fresh connection; the response head, blank line included. A
+    head cut short (the peer closed, or it outgrew MAX_HEAD) is returned as it came:
+    its lines still count, as they would in libcurl's header callback (listener
+    authentication reads them so, `protocol.listener_auth.read_verdict`). No deadline of
+    its own: the caller bounds the time. Raises FetchError."""
+    sock = connect(host, port, tls=tls, timeout=None, read_timeout=None)
+    try:
+        sock.sendall(request)
+        buffer, ends = receive_head(sock, lenient=True)
+    except OSError as exc:
+        raise FetchError(_why(exc)) from None
+    finally:
+        sock.close()
+    return buffer if ends is None else buffer[:ends[1]]
 
 
 def read_body(sock: socket.socket, first: bytes, length: int | None = None,

@@ -1,0 +1,275 @@
+"""The supervisor: binds the listening sockets, runs the workers, owns the mounts.
+
+Theory of operation (after gunicorn's arbiter): signal handlers only enqueue the signal;
+`run` dispatches each to `handle_<name>`. The parts it composes each do one thing:
+`pool.py` the workers' lifecycle, `mounts.py` the mounts and fallback moves,
+`gathering.py` cross-worker queries, `slaves.py` the KH slave-redirect table,
+`ownership.py` which process runs each relay pull, `dispatch.py` the table of what each
+worker message does. The supervisor never reads or writes a client socket.
+
+Start-up: the open-file limit is raised to the hard limit, the log files opened and the
+sockets bound; a failure there is a `StartupError` (one line, exit status 2 or 3) before
+anything else is said. `on_ready` (the built-in config's passwords) runs once every
+worker booted. Every greenlet is supervised (`fanout.supervised`).
+
+Relays: as a slave (`<master-server>`), a `MasterPoller` greenlet polls the master and runs
+one `RelayPull` greenlet per mirrored mount; `ConfiguredRelays` runs one per `<relay>`
+block. This object is their `RelayHost`: a pull asks it who runs it (today always this
+hub), claims its mount as SUPERVISOR_OWNER, and the mount is announced with `MountUp`
+exactly as a source's; the workers do not care who writes a ring.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from dataclasses import replace
+from typing import Callable
+
+import gevent
+from gevent.queue import Queue
+
+from fanout import logs, sdnotify, supervised
+from fanout.config import Config, ConfigError
+from fanout.counters import SUPERVISOR_ROW, Counters
+from fanout.messages import Booted, MountUp, NewConfig
+from fanout.mountinfo import MountInfo
+from fanout.protocol.redirect import registration_query
+from fanout.registry import SUPERVISOR_OWNER, MountRecord
+from fanout.relay.configured import ConfiguredRelays
+from fanout.relay.poller import MasterPoller
+from fanout.startup import (EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners, load_config,
+                            open_log_files, raise_open_file_limit)
+from fanout.supervisor.dispatch import worker_messages
+from fanout.supervisor.gathering import Gathering
+from fanout.supervisor.mounts import Mounts
+from fanout.supervisor.ownership import RelayOwnership
+from fanout.supervisor.pool import DEFAULT_TIMEOUT, WORKER_MODULE, WorkerHandle, WorkerPool
+from fanout.supervisor.slaves import SlaveRedirects
+
+log = logging.getLogger("fanout.supervisor")
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str | None, workers: int,
+                 drain: float = 0.0, timeout: float = DEFAULT_TIMEOUT,
+                 on_ready: Callable[[], None] | None = None,
+                 worker_module: str = WORKER_MODULE) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.on_ready = on_ready  # once every worker booted (the first time)
+        self.ready = False
+        self.exit_status: int | None = None
+        self.listeners: list[socket.socket] = []
+        self.signals: Queue[int] = Queue()
+        self.counters = Counters.create()
+        self.pool = WorkerPool(self, workers, self.counters, drain=drain, timeout=timeout,
+                               worker_module=worker_module)
+        self.mounts = Mounts(config, self.pool.broadcast)
+        self.mounts.on_source_ended = self.source_ended
+        self.gathering = Gathering(self.pool)
+        self.slaves = SlaveRedirects(config, self.pool)
+        self.ownership = RelayOwnership([SUPERVISOR_OWNER])  # workers: issue 13
+        self.handlers = worker_messages(self.mounts, self.gathering, self.slaves, self.on_booted)
+        self.poller: MasterPoller | None = None
+        self.relays = ConfiguredRelays(self)
+        self.notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; the exit status. Raises StartupError if it cannot start."""
+        self.start()
+        while self.exit_status is None:
+            signum = self.signals.get()
+            if signum:  # 0 only wakes the loop (see halt)
+                name = signal.Signals(signum).name
+                try:
+                    getattr(self, f"handle_{name.lower()}")()
+                except Exception:  # a failed reload must not stop the server
+                    supervised.report("supervisor.signal", name)
+        self.stop()
+        return self.exit_status
+
+    def start(self) -> None:
+        """Raises StartupError (one line for the operator) when the server cannot start."""
+        supervised.count_into(self.counters, SUPERVISOR_ROW)
+        supervised.install_hub_reporter()
+        before, now = raise_open_file_limit()
+        open_log_files(self.config, "supervisor")
+        self.listeners = bind_listeners(self.config)
+        self.announce()
+        if now > before:
+            log.info("open files: limit raised from %d to %d (the hard limit)", before, now)
+        else:
+            log.info("open files: limit %d", now)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            gevent.signal_handler(signum, self.signals.put, signum)
+        registry = self.mounts.registry
+        try:
+            registry.reserved = frozenset(r.local_mount for r in self.config.relays)
+            self.pool.spawn_workers()
+            self.pool.start_watchdog()
+            self.start_master_poller()
+            registry.reserved = self.relays.apply(self.config.relays)
+        except Exception as exc:
+            log.debug("start-up failed", exc_info=True)
+            self.stop()
+            raise StartupError(f"start-up failed: {exc}", EXIT_STARTUP) from None
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self.pool.stop_watchdog()
+        self.stop_master_poller()
+        self.relays.stop()
+        self.pool.stop_workers()
+        for sock in self.listeners:
+            sock.close()
+        self.mounts.registry.close_all()
+        self.counters.close()
+
+    def announce(self) -> None:
+        for sock in self.listeners:
+            host, port = sock.getsockname()[:2]
+            if host in ("0.0.0.0", "::"):  # every interface: name one that works here
+                print(f"fanout: listening on http://127.0.0.1:{port}/ (all interfaces, "
+                      f"port {port})", flush=True)
+            else:
+                shown = f"[{host}]" if ":" in host else host
+                print(f"fanout: listening on http://{shown}:{port}/", flush=True)
+
+    def halt(self, status: int) -> None:
+        self.exit_status = status
+        self.signals.put(0)  # wake the main loop
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def handle_sigterm(self) -> None:
+        log.info("stopping on SIGTERM")
+        self.exit_status = EXIT_OK
+
+    handle_sigint = handle_sigterm
+
+    def handle_sigusr1(self) -> None:
+        """logrotate moved the log files: reopen ours and have every worker reopen theirs."""
+        logs.reopen_files()
+        self.pool.signal_all(signal.SIGUSR1)
+        log.info("SIGUSR1: log files reopened")
+
+    def handle_sighup(self) -> None:
+        with self.notifier.reloading():
+            self.reload_config()
+
+    def reload_config(self) -> None:
+        if self.config_path is None:
+            log.warning("SIGHUP: running on the built-in config, nothing to reload")
+            return
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: keeping the running config: %s", exc)
+            return
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        if config.listen_sockets != self.config.listen_sockets:
+            log.warning("SIGHUP: listen-socket changes need a restart; keeping the old sockets")
+            # Workers map their inherited fds to these specs by position: keep the bound ones.
+            config = replace(config, listen_sockets=self.config.listen_sockets)
+        old_master = self.config.master
+        self.config = self.mounts.config = config
+        try:
+            open_log_files(config, "supervisor")
+        except StartupError as exc:  # not at start-up: keep logging where we did
+            log.error("SIGHUP: %s; log files unchanged", exc.message)
+        self.pool.broadcast(NewConfig(config))
+        self.slaves.reconfigure(config)
+        self.mounts.registry.reserved = self.relays.apply(config.relays)
+        if config.master != old_master:
+            self.stop_master_poller()
+            self.start_master_poller()
+        elif self.poller is not None:
+            self.poller.trigger()
+        log.info("SIGHUP: configuration reloaded from %s", self.config_path)
+
+    # -- the workers (the PoolHost interface of pool.py) --------------------------------------
+
+    def welcome(self, handle: WorkerHandle) -> None:
+        """A new worker's first messages: the config, the redirect table, every mount."""
+        handle.channel.send(NewConfig(self.config))
+        handle.channel.send(self.slaves.message())
+        for record in self.mounts.registry.mounts.values():
+            handle.channel.send(MountUp(record.name, record.info), fds=[record.ring.fd])
+
+    def dispatch(self, handle: WorkerHandle, message: object) -> None:
+        self.handlers.dispatch(message, handle)
+
+    def worker_died(self, handle: WorkerHandle) -> None:
+        self.mounts.worker_died(handle.index)
+        self.gathering.worker_died(handle)
+        for mount, owner in self.ownership.owner_left(handle.index).items():
+            log.info("relay %s: now run by %s", mount, owner)  # none yet: pulls run here
+
+    def on_booted(self, message: Booted, handle: WorkerHandle) -> None:
+        handle.booted = True
+        if not self.ready and self.pool.all_booted():
+            self.ready = True
+            self.notifier.ready()
+            if self.on_ready is not None:
+                self.on_ready()  # before the last "booted" line, which callers wait for
+        log.info("worker %d booted (pid %d)", handle.index, message.pid)
+
+    # -- relays (the RelayHost / PollerHost interface of fanout.relay) -------------------------
+
+    def start_master_poller(self) -> None:
+        master = self.config.master
+        if master is not None:
+            self.poller = MasterPoller(self, master)
+            self.poller.start()
+            log.info("relaying the mounts of master %s:%d", master.server, master.port)
+
+    def stop_master_poller(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
+
+    def source_ended(self) -> None:
+        if self.poller is not None:
+            self.poller.trigger()  # a master mount this source shadowed may be free now
+
+    def assign_relay(self, mount: str) -> int | None:
+        """Who runs relay `mount`'s pull (today always SUPERVISOR_OWNER: this hub)."""
+        return self.ownership.assign(mount)
+
+    def unassign_relay(self, mount: str) -> None:
+        self.ownership.release(mount)
+
+    def claim_relay_mount(self, name: str, info: MountInfo) -> MountRecord:
+        """Claim `name` for a relay pull and announce it; raises ClaimRefused."""
+        record = self.mounts.claim(name, SUPERVISOR_OWNER, info)
+        if info.connected:  # not an idle on-demand relay: it has a stream
+            self.mounts.override_fallback(name)
+        return record
+
+    def release_relay_mount(self, name: str) -> None:
+        """End a relayed mount (its listeners go to its fallback, as a source's do)."""
+        self.mounts.release(name, SUPERVISOR_OWNER)
+
+    def set_mount_metadata(self, name: str, block: bytes, title: str) -> None:
+        self.mounts.set_metadata(name, block, title)
+
+    def update_relay_info(self, name: str, change: Callable[[MountInfo], MountInfo]) -> None:
+        self.mounts.update_relay_info(name, change)
+
+    def live_fallback(self, name: str) -> str | None:
+        return self.mounts.live_fallback(name)
+
+    def local_mounts(self) -> set[str]:
+        return self.mounts.local_mounts()
+
+    def redirect_registration(self) -> str:
+        """What this server, as a slave with <master-redirect>, appends to its polls."""
+        master = self.config.master
+        if master is None or not master.redirect or not self.listeners:
+            return ""
+        port = self.listeners[0].getsockname()[1]
+        return registration_query(self.config.hostname, port, master.update_interval)

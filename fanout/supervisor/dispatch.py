@@ -1,0 +1,31 @@
+"""What each message from a worker does in the supervisor: one table, by message type.
+
+Every message type of `fanout.messages.TO_SUPERVISOR` has its handler here; a handler gets
+the message and the `WorkerHandle` of the worker that sent it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from fanout.control import Dispatch
+from fanout.messages import (
+    Answer, Booted, Claim, Gather, Metadata, Release, Remount, SlaveRegister,
+)
+from fanout.supervisor.gathering import Gathering
+from fanout.supervisor.mounts import Mounts
+from fanout.supervisor.pool import WorkerHandle
+from fanout.supervisor.slaves import SlaveRedirects
+
+
+def worker_messages(mounts: Mounts, gathering: Gathering, slaves: SlaveRedirects,
+                    on_booted: Callable[[Booted, WorkerHandle], None]) -> Dispatch[WorkerHandle]:
+    table: Dispatch[WorkerHandle] = Dispatch("supervisor")
+    table.on(Booted, on_booted)
+    table.on(Claim, mounts.on_claim)
+    table.on(Release, mounts.on_release)
+    table.on(Remount, mounts.on_remount)
+    table.on(Metadata, mounts.on_metadata)
+    table.on(Gather, gathering.on_gather)
+    table.on(Answer, gathering.on_answer)
+    table.on(SlaveRegister, slaves.on_slave_register)
+    return table

@@ -1,0 +1,160 @@
+"""The supervisor's mounts: claims, releases, titles, info changes and fallback moves.
+
+Theory of operation: `fanout.registry` decides who may have a mount and makes its ring;
+this module tells the workers. A granted claim (a source's, from its worker, or a relay
+pull's) is announced with `MountUp` (the ring's fd rides with it) before the claimant
+hears `ClaimResult`. When a mount ends (its source left, was killed, its worker died, its
+relay stopped) its listeners are first moved to the first live mount of its fallback
+chain (same format family, §3.9) with the workers' own one-way `move_clients` query, then
+`MountDown` goes out: one channel per worker keeps that order. A source or a streaming
+relay coming to a mount with `<fallback-override>` takes back every listener of its live
+fallback (2.4.4: all of them). The supervisor is the only writer of a ring's ICY block
+(`set_metadata`): two updates on two workers cannot race.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Sequence
+
+from fanout.config import Config
+from fanout.gathers import NO_GATHER
+from fanout.messages import (
+    MOVE_CLIENTS, Claim, ClaimResult, Metadata, MountChanged, MountDown, MountUp, Query,
+    Release, Remount,
+)
+from fanout.mountinfo import MountInfo
+from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
+from fanout.supervisor.pool import WorkerHandle
+
+log = logging.getLogger("fanout.supervisor")
+
+Broadcast = Callable[[object, Sequence[int]], None]
+
+
+class Mounts:
+    def __init__(self, config: Config, broadcast: Broadcast) -> None:
+        self.config = config  # the running one (the supervisor replaces it on SIGHUP)
+        self.registry = MountRegistry()
+        self.broadcast = broadcast  # to every worker
+        # Called when a source client's mount ended (the master may list it again).
+        self.on_source_ended: Callable[[], None] = lambda: None
+
+    def claim(self, name: str, owner: int, info: MountInfo) -> MountRecord:
+        """Create `name`'s ring for `owner` and announce it; raises ClaimRefused."""
+        record = self.registry.claim(self.config, name, owner, info)
+        self.broadcast(MountUp(name, record.info), [record.ring.fd])
+        return record
+
+    def release(self, name: str, owner: int) -> None:
+        """End a mount `owner` holds; its listeners move to the first live mount of its
+        fallback chain, else they are closed as it goes down."""
+        record = self.registry.mounts.get(name)
+        if record is None or record.owner != owner:
+            return
+        fallback = self.live_fallback(name)
+        if fallback is not None:
+            # The workers' own move query, sent one-way: it reaches each worker before
+            # the MountDown below (one channel per worker keeps the order).
+            self.move_listeners(name, fallback)
+        if self.registry.release(name, owner) is not None:
+            self.broadcast(MountDown(name), ())
+            log.info("source on %s ended", name)
+            if owner != SUPERVISOR_OWNER:
+                self.on_source_ended()
+
+    def worker_died(self, index: int) -> None:
+        """End the mounts worker `index` fed and forget its listener counts."""
+        for name in self.registry.owned_by(index):
+            self.release(name, index)
+        self.registry.forget_worker_counts(index)
+
+    # -- messages from workers ---------------------------------------------------------------
+
+    def on_claim(self, message: Claim, handle: WorkerHandle) -> None:
+        name = message.mount
+        try:
+            try:
+                record = self.claim(name, handle.index, message.info)
+            except ClaimRefused as refused:
+                handle.channel.send(ClaimResult(message.id, name, False, refused.status,
+                                                refused.reason))
+                return
+            handle.channel.send(ClaimResult(message.id, name, True, 200, ""))
+            log.info("source on %s (worker %d, %s)", name, handle.index, record.info.content_type)
+            self.override_fallback(name)
+        except Exception:
+            self.fail_claim(handle, message)
+            raise  # reported by control.read_loop
+
+    def fail_claim(self, handle: WorkerHandle, message: Claim) -> None:
+        """A claim raised: its source gets 500 at once and the mount is not left held."""
+        try:
+            self.release(message.mount, handle.index)
+        finally:
+            try:
+                handle.channel.send(ClaimResult(message.id, message.mount, False, 500,
+                                                "Internal Server Error"))
+            except OSError:
+                pass  # the worker died meanwhile
+
+    def on_release(self, message: Release, handle: WorkerHandle) -> None:
+        self.release(message.mount, handle.index)
+
+    def on_remount(self, message: Remount, handle: WorkerHandle) -> None:
+        """The worker got these mounts' MountUp without the ring's fd: send it again."""
+        for name in message.mounts:
+            record = self.registry.mounts.get(name)
+            if record is not None:
+                handle.channel.send(MountUp(name, record.info, resent=True),
+                                    fds=[record.ring.fd])
+
+    def on_metadata(self, message: Metadata, handle: WorkerHandle) -> None:
+        self.set_metadata(message.mount, message.block, message.title)
+
+    # -- info and metadata -------------------------------------------------------------------
+
+    def set_metadata(self, name: str, block: bytes, title: str) -> None:
+        """Write `block` into the ring's ICY block; stats show `title`."""
+        record = self.registry.mounts.get(name)
+        if record is None:
+            return
+        record.ring.set_metadata(block)
+        self.change_info(record, dataclasses.replace(record.info, title=title))
+
+    def change_info(self, record: MountRecord, info: MountInfo) -> None:
+        record.info = info
+        self.broadcast(MountChanged(record.name, info), ())
+
+    def update_relay_info(self, name: str, change: Callable[[MountInfo], MountInfo]) -> None:
+        """A relay pull changes the info of the mount it holds (never a source's)."""
+        record = self.registry.mounts.get(name)
+        if record is not None and record.owner == SUPERVISOR_OWNER:
+            self.change_info(record, change(record.info))
+
+    # -- fallback mounts (PROTOCOL.md §3.9, §5.1) ---------------------------------------------
+
+    def live_fallback(self, name: str) -> str | None:
+        """The first mount of `name`'s fallback chain that is live here, if any."""
+        return next((m for m in self.config.fallback_chain(name) if m in self.registry.mounts),
+                    None)
+
+    def override_fallback(self, name: str) -> None:
+        """A source (or relay) came to `name`: with <fallback-override> it takes back every
+        listener of the mount its listeners would fall back to (2.4.4: all of them)."""
+        if not self.config.resolve_mount(name).fallback_override:
+            return
+        fallback = self.live_fallback(name)
+        if fallback is not None:
+            log.info("%s is back: taking its listeners back from %s (fallback-override)", name, fallback)
+            self.move_listeners(fallback, name)
+
+    def move_listeners(self, mount: str, destination: str) -> None:
+        """Every worker moves its listeners of `mount` (same format family only)."""
+        self.broadcast(Query(NO_GATHER, MOVE_CLIENTS, {"mount": mount, "destination": destination}),
+                       ())
+
+    def local_mounts(self) -> set[str]:
+        """Mounts held by source clients or configured relays: they win over the master's."""
+        held = {name for name, rec in self.registry.mounts.items() if rec.owner != SUPERVISOR_OWNER}
+        return held | self.registry.reserved

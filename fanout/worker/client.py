@@ -1,0 +1,97 @@
+"""A client connection as every handler sees it: its socket, what we know of it, its log line.
+
+Reading a request head (`read_request`) and writing the access.log line of a finished
+request (`log_access`) live here too, beside the connection they are about. What to do
+with a request is `connection.py`'s business (routing, and the one place errors become
+answers); who accepts connections is `server.py`'s.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Protocol
+
+import gevent
+from gevent.socket import socket as GeventSocket
+
+from fanout import logs
+from fanout.config import ListenSocket
+from fanout.protocol.access_log import AccessRecord, format_access_line
+from fanout.protocol.http import HeadParser, Request
+
+# Bytes read per recv while a head arrives (a request head, a Shoutcast handshake).
+HEAD_READ_SIZE = 4096
+# Bytes of a first send searched for status lines (a source's 100 Continue precedes its 200).
+STATUS_SCAN = 512
+_STATUS = re.compile(rb"HTTP/\d\.\d (\d{3}) ")
+
+
+class HeaderTimeout(Exception):
+    """The head did not arrive within <header-timeout>."""
+
+
+class Acceptor(Protocol):
+    """The server a connection came in on (`server.ClientServer`)."""
+
+    spec: ListenSocket  # the <listen-socket> it was bound for (shoutcast-compat …)
+
+    def keep(self, sock: GeventSocket) -> None:
+        """Leave `sock` open when the connection's handler returns (the pump owns it)."""
+
+
+class Connection:
+    """A client socket with what we know of it, for handlers and log lines."""
+
+    __slots__ = ("sock", "ip", "port", "server", "id", "answered", "kept", "request", "status",
+                 "sent", "started")
+
+    def __init__(self, sock: GeventSocket, address: tuple[str, int], server: Acceptor,
+                 client_id: int) -> None:
+        self.sock = sock
+        self.ip, self.port = address[0], address[1]
+        self.server = server
+        self.id = client_id
+        self.answered = False
+        self.kept = False
+        self.request: Request | None = None  # once the head is parsed
+        self.status = 0  # of the response sent, for the access log
+        self.sent = 0  # bytes sent through send()
+        self.started = time.time()
+
+    def send(self, data: bytes) -> None:
+        if self.status in (0, 100):
+            statuses = _STATUS.findall(data[:STATUS_SCAN])
+            self.status = int(statuses[-1]) if statuses else self.status
+        self.answered = True
+        self.sock.sendall(data)
+        self.sent += len(data)
+
+    def keep_open(self) -> None:
+        """The socket now belongs to the pump; don't close it when the handler returns."""
+        self.kept = True
+        self.server.keep(self.sock)
+
+
+def read_request(sock: GeventSocket, timeout: float) -> tuple[Request, bytes]:
+    """Read one request head; (the request, the bytes that came after its head). Raises
+    HeaderTimeout, ProtocolError or ConnectionError."""
+    parser = HeadParser()
+    with gevent.Timeout(timeout, HeaderTimeout):
+        while True:
+            data = sock.recv(HEAD_READ_SIZE)
+            if not data:
+                raise ConnectionResetError("closed before the request head ended")
+            request = parser.feed(data)
+            if request is not None:
+                return request, parser.leftover
+
+
+def log_access(conn: Connection, status: int, sent: int) -> None:
+    """One access.log line for a finished connection whose request head was read."""
+    request = conn.request
+    if request is None:
+        return  # Icecast logs requests, not bare connections
+    logs.access(format_access_line(AccessRecord(
+        conn.ip, conn.started, request.method, request.target, request.version, status, sent,
+        request.header("referer") or "", request.header("user-agent") or "",
+        time.time() - conn.started)))

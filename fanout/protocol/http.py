@@ -14,8 +14,9 @@ line are not ours: they are handed back as ``HeadParser.leftover``.
 
 While READING, bytes are buffered until the first blank line. A line ends at LF; any CRs
 before the LF are dropped, so ``\\r\\n\\r\\n``, ``\\n\\n`` and the NSV capture tool's
-``\\r\\r\\n\\r\\r\\n`` all end the head (as in Icecast). Each feed only rescans from the last LF
-already seen, so byte-by-byte feeding stays linear. Once the blank line is found the whole
+``\\r\\r\\n\\r\\r\\n`` all end the head (as in Icecast). Each feed looks only at its new
+bytes: at each LF, whether only CRs stand since the LF before it (each byte is looked at
+once, so byte-by-byte feeding stays linear). Once the blank line is found the whole
 head is parsed in one go by ``parse_head``, which is pure and usable on its own.
 
 Text fields are *wire text* (``fanout.protocol.text``): the bytes decoded as UTF-8 with
@@ -52,7 +53,6 @@ SOURCE_METHODS = frozenset({"SOURCE", "PUT"})
 TEXT_ENCODING = WIRE_ENCODING
 TEXT_ERRORS = WIRE_ERRORS
 
-_BLANK_LINE = re.compile(rb"\n\r*\n")
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rf"({_TOKEN}) +(\S+) +([A-Za-z]+)/([0-9]+\.[0-9]+)")
 _HEADER_LINE = re.compile(rf"({_TOKEN}):[ \t]*(.*?)[ \t]*")
@@ -115,8 +115,8 @@ class HeadParser:
     def __init__(self) -> None:
         self.state = READING
         self.leftover = b""
-        self._buffer = b""
-        self._scan_from = 0  # no blank line can start before this offset
+        self._buffer = bytearray()
+        self._last_lf = -1  # offset of the last LF seen, -1 before the first
         self._handlers: dict[str, Callable[[bytes], Request | None]] = {
             READING: self._feed_reading,
             DONE: self._feed_after_end,
@@ -128,18 +128,19 @@ class HeadParser:
         return self._handlers[self.state](data)
 
     def _feed_reading(self, data: bytes) -> Request | None:
+        scan = len(self._buffer)
         self._buffer += data
-        match = _BLANK_LINE.search(self._buffer, self._scan_from)
-        if match is None:
-            self._check_size(len(self._buffer))
-            self._scan_from = max(self._scan_from, self._buffer.rfind(b"\n", self._scan_from))
-            return None
-        self._check_size(match.end())
-        return self._finish(match.start(), match.end())
+        while (lf := self._buffer.find(b"\n", scan)) >= 0:
+            if self._last_lf >= 0 and not self._buffer[self._last_lf + 1:lf].strip(b"\r"):
+                self._check_size(lf + 1)  # a blank line: the head ends at the LF before it
+                return self._finish(self._last_lf, lf + 1)
+            self._last_lf, scan = lf, lf + 1
+        self._check_size(len(self._buffer))
+        return None
 
     def _finish(self, head_end: int, body_start: int) -> Request:
-        head, self.leftover = self._buffer[:head_end], self._buffer[body_start:]
-        self._buffer = b""
+        head, self.leftover = bytes(self._buffer[:head_end]), bytes(self._buffer[body_start:])
+        self._buffer = bytearray()
         try:
             request = parse_head(head)
         except ProtocolError as exc:
@@ -151,7 +152,7 @@ class HeadParser:
     def _check_size(self, head_bytes: int) -> None:
         if head_bytes > MAX_HEAD_BYTES:
             self.state = ERROR
-            first_line = self._buffer.partition(b"\n")[0] if b"\n" in self._buffer else b""
+            first_line = bytes(self._buffer.partition(b"\n")[0]) if b"\n" in self._buffer else b""
             raise BadHead("request header too large", 400, lenient_request(first_line))
 
     def _feed_after_end(self, data: bytes) -> Request | None:

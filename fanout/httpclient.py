@@ -48,6 +48,8 @@ def connect(host: str, port: int, *, tls: bool = False,
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise FetchError(f"cannot connect to {host}:{port}: {_why(exc)}") from None
+    except UnicodeError:  # a name the resolver's idna codec refuses ("a..b", 64-char labels)
+        raise FetchError(f"cannot connect to {host}:{port}: not a valid host name") from None
     if tls:
         try:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)

@@ -13,6 +13,8 @@ import re
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
+from fanout.protocol.mount_name import MAX_MOUNT_BYTES, mount_name_bytes
+
 T = TypeVar("T")
 Converter = Callable[[str], T]
 
@@ -82,6 +84,8 @@ def mount_name(text: str) -> str:
     """A mount name (or mount glob, or webroot file path): it must start with ``/``."""
     if not text.startswith("/") or _CONTROL.search(text):
         raise BadValue("a mount name starting with '/'")
+    if mount_name_bytes(text) > MAX_MOUNT_BYTES:  # every claim of it would be refused
+        raise BadValue(f"a mount name of at most {MAX_MOUNT_BYTES} bytes")
     return text
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import validate_mount_path
+from fanout.protocol.mount_name import MAX_MOUNT_BYTES, mount_name_bytes
 from fanout.protocol.text import from_wire, to_wire
 
 # Longest line accepted (bytes, without CRLF): 2.4.4 reads lines into 256 bytes.
@@ -101,6 +102,8 @@ def _checked(mount: str, fetch_path: str | None) -> tuple[ListedMount | None, st
         return None, f"not a mount path: {mount[:40]!r}"
     if mount == "/" or "\\" in mount or mount.startswith("/admin/"):
         return None, f"not a mount path: {mount[:40]!r}"
+    if mount_name_bytes(mount) > MAX_MOUNT_BYTES:  # the registry would refuse it on every poll
+        return None, f"a mount name longer than {MAX_MOUNT_BYTES} bytes: {mount[:40]!r}"
     return ListedMount(mount, fetch_path or mount), ""
 
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -43,14 +44,9 @@ STOPPED_FOR = 3 * STOPPED_TIMEOUT
 MOUNTS = f"""<mount><mount-name>{STOPPED_MOUNT}</mount-name>
   <source-timeout>{STOPPED_TIMEOUT}</source-timeout></mount>
 <mount><mount-name>/bystander</mount-name><queue-size>4000000</queue-size></mount>"""
-# A configured relay whose local mount is over the limit (the config accepts it).
-LONG_LOCAL_MOUNT = "/" + "r" * MAX_MOUNT_BYTES
-# A shoutcast-compat socket whose <shoutcast-mount> is over the limit (a Shoutcast source
-# cannot name its mount: the config does).
-LONG_SHOUTCAST_MOUNT = "/" + "s" * MAX_MOUNT_BYTES
-SHOUTCAST_SOCKET = (f"<listen-socket><port>0</port><bind-address>127.0.0.1</bind-address>"
-                    f"<shoutcast-compat>1</shoutcast-compat>"
-                    f"<shoutcast-mount>{LONG_SHOUTCAST_MOUNT}</shoutcast-mount></listen-socket>")
+# A mount name over the limit where the config names it: a relay's local mount, the
+# mount of a Shoutcast socket (a Shoutcast source cannot name its mount).
+LONG_MOUNT = "/" + "r" * MAX_MOUNT_BYTES
 
 TOO_LONG_BODY = (b"<html><head><title>Error 400</title></head><body><b>400 - Mount name too "
                  b"long (limit 254 bytes)</b></body></html>\r\n")
@@ -61,53 +57,10 @@ def logdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("source-logs")
 
 
-class StreamingUpstream:
-    """A minimal upstream for a relay: answers any request with a 200 head, then streams
-    until the relay hangs up."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.requests = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.requests += 1
-            threading.Thread(target=self._stream, args=(conn,), daemon=True).start()
-
-    def _stream(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(4096)
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: audio/mpeg\r\n\r\n")
-                while True:
-                    conn.sendall(pattern(0, 4096))
-                    time.sleep(0.05)  # pacing a producer, not synchronisation
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture(scope="module")
-def upstream():
-    upstream = StreamingUpstream()
-    yield upstream
-    upstream.close()
-
-
-@pytest.fixture(scope="module")
-def server(logdir, upstream):
-    relay = (f"<relay><server>127.0.0.1</server><port>{upstream.port}</port><mount>/up</mount>"
-             f"<local-mount>{LONG_LOCAL_MOUNT}</local-mount></relay>")
+def server(logdir):
     srv = start_fanout(icecast_xml(sources=16, mounts=MOUNTS, extra=(
-        f"<paths><logdir>{logdir}</logdir></paths>{relay}{SHOUTCAST_SOCKET}")), logdir, workers=2)
+        f"<paths><logdir>{logdir}</logdir></paths>")), logdir, workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
 
@@ -158,25 +111,22 @@ def test_a_mount_name_over_the_limit_is_refused_with_400_naming_it(server, logdi
     wait_for(lambda: messages(logdir, "fanout.client").count(line) == 2, 5, "one line per refusal")
 
 
-def test_a_relay_whose_local_mount_is_over_the_limit_is_refused_and_retries(
-        server, logdir, upstream, bystander):
-    line = f"relay {LONG_LOCAL_MOUNT}: mount refused (Mount name too long (limit 254 bytes))"
-    wait_for(lambda: line in messages(logdir, "fanout.relay"), 10, "the relay's refusal")
-    assert upstream.requests >= 1
-    assert status_and_body(raw_get(server, LONG_LOCAL_MOUNT))[0] == b"HTTP/1.0 404 File Not Found"
-
-
-def test_a_shoutcast_source_for_a_mount_over_the_limit_is_closed_after_its_handshake(
-        server, logdir, bystander):
-    port = int(LISTEN_LINE.findall(server.output())[1][1])
-    with socket.create_connection((server.host, port), timeout=10) as sock:
-        sock.sendall(SOURCE_PASSWORD.encode() + b"\r\n")
-        assert read_head(sock)[0] == b"OK2\r\nicy-caps:11\r\n\r\n"
-        sock.sendall(b"icy-name:too long\r\n\r\n" + pattern(0, 4096))
-        assert read_all(sock) == b""  # closed without a word: the peer reads no HTTP
-    line = (f"127.0.0.1: Shoutcast source on {LONG_SHOUTCAST_MOUNT}: Mount name too long "
-            f"(limit 254 bytes) (closed)")
-    wait_for(lambda: line in messages(logdir, "fanout.client"), 5, "the log line")
+@pytest.mark.parametrize("element, path", ids=["relay local-mount", "shoutcast-mount"], argvalues=[
+    (f"<relay><port>8001</port><mount>/up</mount><local-mount>{LONG_MOUNT}</local-mount></relay>",
+     "icecast/relay[1]/local-mount"),
+    (f"<listen-socket><port>8001</port><shoutcast-mount>{LONG_MOUNT}</shoutcast-mount>"
+     "</listen-socket>", "icecast/listen-socket[2]/shoutcast-mount"),
+])
+def test_a_configured_mount_over_the_limit_is_a_config_error(tmp_path, element, path):
+    """Every claim of it would be refused: the config says so before anything starts."""
+    config = tmp_path / "icecast.xml"
+    config.write_text(icecast_xml(extra=element))
+    result = subprocess.run([sys.executable, "-m", "fanout", "-c", str(config), "--check-config"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"fanout: config error: {path}: '/rrrr")  # value cut short
+    assert result.stderr.endswith(
+        f"' is not valid: expected a mount name of at most {MAX_MOUNT_BYTES} bytes\n")
 
 
 def raw_get(server, mount: str) -> bytes:

@@ -302,3 +302,9 @@ def test_a_trickling_head_is_cut_at_its_deadline(peer):
             request_head(sock, b"GET /x HTTP/1.0\r\n\r\n", deadline=0.3)
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+def test_a_host_name_the_resolver_refuses_is_a_fetch_error(host):
+    with pytest.raises(FetchError, match="not a valid host name"):
+        connect(host, 8000)

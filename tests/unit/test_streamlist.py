@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 
+from fanout.protocol.mount_name import MAX_MOUNT_BYTES
 from fanout.protocol.streamlist import (MAX_LINE, MAX_LINES, SKIP_EXAMPLES, ListedMount,
                                         parse_line, parse_streamlist, render_kh_streams,
                                         render_streamlist)
@@ -104,3 +105,10 @@ def test_rendered_kh_list_names_fetch_paths():
 def test_render_then_parse_round_trips():
     mounts = ["/a.mp3", "/b.ogg", "/ü"]
     assert [m.mount for m in parse_streamlist(render_streamlist(mounts)).mounts] == mounts
+
+
+def test_a_listed_mount_longer_than_the_mount_name_limit_is_skipped():
+    long_mount = "/" + "m" * MAX_MOUNT_BYTES  # one byte over: fits a line, not a mount
+    listing = parse_streamlist(long_mount.encode() + b"\r\n/ok\r\n")
+    assert [m.mount for m in listing.mounts] == ["/ok"]
+    assert listing.examples[0].startswith(f"line 1: a mount name longer than {MAX_MOUNT_BYTES} bytes")

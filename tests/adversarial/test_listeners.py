@@ -29,6 +29,8 @@ from tests.support.bystander import Bystander
 from tests.support.clients import Listener, Source, read_all
 from tests.support.server import LISTEN_LINE, icecast_xml, start_fanout
 from tests.support.waiting import wait_for
+from tests.support.clients import serving, status_and_body
+from tests.support.logfiles import messages
 
 QUEUE_SIZE = 512000  # Icecast's default <queue-size>
 SO_SNDBUF = 65536  # the <so-sndbuf> of the second listen socket
@@ -37,30 +39,11 @@ ACCESS_LINE = re.compile(r'^\S+ - \S+ \[[^]]+\] "([^"]*)" (\d{3}) (\d+) "[^"]*" 
 REFUSED_BY_LIMIT = b"Icecast connection limit reached"
 
 
-def messages(logdir: Path, logger: str) -> list[str]:
-    """The messages of error.log lines from `logger`, without time, level and process."""
-    path = logdir / "error.log"
-    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    marker = f" {logger}: "
-    return [line.split(marker, 1)[1] for line in lines if marker in line]
-
-
 def access_lines(logdir: Path, user_agent: str) -> list[re.Match]:
     path = logdir / "access.log"
     lines = path.read_text(errors="replace").splitlines() if path.exists() else []
     found = [ACCESS_LINE.match(line) for line in lines]
     return [m for m in found if m is not None and m.group(4) == user_agent]
-
-
-def status_and_body(answer: bytes) -> tuple[bytes, bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head.split(b"\r\n")[0], body
-
-
-def serving(server, mount: str) -> bool:
-    probe = Listener(server.host, server.port, mount).start()
-    probe.close()
-    return probe.head.startswith(b"HTTP/1.0 200")
 
 
 def server_send_buffer(server_port: int, client_port: int) -> int | None:

@@ -15,12 +15,12 @@ import psutil
 import pytest
 
 from fanout.model.ogg import MAX_HEADER_SET, MAX_LINK_STREAMS
-from tests.support.bystander import Bystander
 from tests.support.clients import Listener, Source
 from tests.support.media import decode, needs_ffmpeg
 from tests.support.server import icecast_xml, start_fanout, worker_of
 from tests.support.splits import encode_tone
 from tests.support.waiting import wait_for
+from tests.support.logfiles import messages
 from tests.unit.test_ogg import ogg_page
 
 pytestmark = needs_ffmpeg
@@ -52,31 +52,8 @@ def server(logdir):
 
 
 @pytest.fixture(scope="module")
-def everyone_else(server):
-    with Bystander(server) as bystander:
-        yield bystander
-
-
-@pytest.fixture
-def bystander(server, everyone_else):
-    """The Bystander, checked after the test: untouched, and the server up and clean."""
-    yield everyone_else
-    everyone_else.assert_untouched()
-    assert server.proc.poll() is None, server.output()
-    assert "Traceback" not in server.output(), server.output()
-
-
-@pytest.fixture(scope="module")
 def vorbis() -> bytes:
     return encode_tone("-c:a", "libvorbis", "-f", "ogg", seconds=4)
-
-
-def messages(logdir: Path, logger: str) -> list[str]:
-    """The messages of error.log lines from `logger`, without time, level and process."""
-    path = logdir / "error.log"
-    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    marker = f" {logger}: "
-    return [line.split(marker, 1)[1] for line in lines if marker in line]
 
 
 def first_page(server, mount: str) -> tuple[int, int, int]:

@@ -21,15 +21,16 @@ from pathlib import Path
 import pytest
 
 from fanout.protocol.mount_name import MAX_MOUNT_BYTES
-from tests.support.bystander import Bystander
 from tests.support.clients import (
     Listener, Source, basic, locate_in_pattern, pattern, read_all, read_head,
 )
 from tests.support.media import decode, needs_ffmpeg
 from tests.support.server import (
-    LISTEN_LINE, SOURCE_PASSWORD, icecast_xml, start_fanout, worker_of,
+    SOURCE_PASSWORD, icecast_xml, start_fanout, worker_of,
 )
 from tests.support.waiting import wait_for
+from tests.support.clients import serving, status_and_body
+from tests.support.logfiles import messages
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 
@@ -63,40 +64,6 @@ def server(logdir):
         f"<paths><logdir>{logdir}</logdir></paths>")), logdir, workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
-
-
-@pytest.fixture(scope="module")
-def everyone_else(server):
-    with Bystander(server) as bystander:
-        yield bystander
-
-
-@pytest.fixture
-def bystander(server, everyone_else):
-    """The Bystander, checked after the test: untouched, and the server up and clean."""
-    yield everyone_else
-    everyone_else.assert_untouched()
-    assert server.proc.poll() is None, server.output()
-    assert "Traceback" not in server.output(), server.output()
-
-
-def messages(logdir: Path, logger: str) -> list[str]:
-    """The messages of error.log lines from `logger`, without time, level and process."""
-    path = logdir / "error.log"
-    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    marker = f" {logger}: "
-    return [line.split(marker, 1)[1] for line in lines if marker in line]
-
-
-def status_and_body(answer: bytes) -> tuple[bytes, bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head.split(b"\r\n")[0], body
-
-
-def serving(server, mount: str) -> bool:
-    probe = Listener(server.host, server.port, mount).start()
-    probe.close()
-    return probe.head.startswith(b"HTTP/1.0 200")
 
 
 # -- mount-name length ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 from tests.support.clients import Listener, Source, basic, raw_request, read_all
 from tests.support.server import SOURCE_PASSWORD, icecast_xml, start_fanout
 from tests.support.waiting import wait_for
+from tests.support.clients import status_and_body
 
 NOT_FOUND_BODY = (b"<html><head><title>Error 404</title></head><body><b>404 - The file you "
                   b"requested could not be found</b></body></html>\r\n")
@@ -24,11 +25,6 @@ def server(tmp_path_factory):
                        tmp_path_factory.mktemp("bad"), workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
-
-
-def status_and_body(answer: bytes) -> tuple[bytes, bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head.split(b"\r\n")[0], body
 
 
 def test_unknown_mount_is_404_with_icecasts_page(server):

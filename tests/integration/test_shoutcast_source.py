@@ -26,6 +26,7 @@ from tests.support.server import (
     ADMIN_PASSWORD, LISTEN_LINE, SOURCE_PASSWORD, icecast_xml, start_fanout,
 )
 from tests.support.waiting import wait_for
+from tests.support.clients import status_and_body
 
 OK2 = b"OK2\r\nicy-caps:11\r\n\r\n"
 DJ_MOUNT = "/dj.mp3"
@@ -132,11 +133,6 @@ def admin_cgi(server, query: str, address: str = "127.0.0.1") -> bytes:
                                   source_address=(address, 0)) as sock:
         sock.sendall(f"GET /admin.cgi?{query} HTTP/1.0\r\n\r\n".encode())
         return read_all(sock)
-
-
-def status_and_body(answer: bytes) -> tuple[bytes, bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head.split(b"\r\n")[0], body
 
 
 def error_page(code: int, message: str) -> bytes:

@@ -262,3 +262,16 @@ def assert_kept_through(listener: Listener, stop: Any, timeout: float = 10) -> N
     mark = len(listener.body)
     wait_for(lambda: fill_after(listener, mark), timeout, "FILL bytes on the same connection")
     assert not listener.closed.is_set()
+
+
+def status_and_body(answer: bytes) -> tuple[bytes, bytes]:
+    """(status line, body) of a whole answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+def serving(server: Any, mount: str) -> bool:
+    """Whether `mount` answers a new listener with 200 (the probe is closed at once)."""
+    probe = Listener(server.host, server.port, mount).start()
+    probe.close()
+    return probe.head.startswith(b"HTTP/1.0 200")

@@ -55,7 +55,9 @@ def serve_connection(worker: Worker, server: Acceptor, sock: GeventSocket,
     try:
         _serve(worker, conn, lambda: serve_client(worker, conn))
     finally:
-        if not conn.kept:
+        if conn.kept:  # only a listener's socket outlives its handler (the pump owns it)
+            worker.counters.add(worker.index, "listener_connections", 1)
+        else:
             worker.counters.add(worker.index, "clients", -1)
             log_access(conn, conn.status, conn.sent)
 
@@ -122,6 +124,8 @@ def serve_request(worker: Worker, conn: Connection) -> None:
     request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
     conn.request = request
     handler = route(request)
+    if handler is not source.serve_source:  # 2.4.4 counts every request but a source's
+        worker.counters.add(worker.index, "client_connections", 1)
     handler(worker, conn, request, leftover)
 
 

@@ -17,9 +17,9 @@ limit the worker answers new clients 503 (`fdlimit.py`); a ring that arrived wit
 fd (the kernel drops fds past the limit) is asked for again once fds are free.
 
 Reading order of the package, bottom up (each module imports only those before it):
-client, link, htpasswd_file, fdlimit → state → queries, pump, credentials → stats,
-listener_auth, listeners, streamlist, source, admin_queries, admin, shoutcast, status →
-connection → server → main.
+client, link, htpasswd_file, fdlimit, webfeed → state → queries, pump, credentials →
+stats, listener_auth, listeners, streamlist, source, admin_queries, admin, shoutcast,
+status, web, webadmin → connection → server → main.
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@
   public mount, then gets what changed whenever the worker's `StatusFeed` (`webfeed.py`)
   has new views, and a keep-alive comment after `sse.KEEPALIVE_SECONDS` of silence. It
   holds a client slot (`<limits><clients>`) like any connection, at most
-  `webfeed.MAX_STREAMS` are open per worker (503 beyond), and a browser that stops
-  reading is dropped after SEND_TIMEOUT s.
+  `webfeed.MAX_STREAMS` are open per worker (503 beyond); a browser that closes its
+  end is noticed at once (`watch_close`), one that stops reading is dropped after
+  SEND_TIMEOUT s.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from gevent.socket import socket as GeventSocket
 from gevent.socket import wait_read
 
 from fanout import supervised
-
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request
 from fanout.protocol.playlists import M3U, listen_url, playlist_request, render_playlist

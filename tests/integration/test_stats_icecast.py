@@ -109,7 +109,12 @@ def settled(server) -> bool:
     mounts = sources_of(status(server))
     if sorted(mounts) != MOUNTS or any(m.get("listeners") != 1 for m in mounts.values()):
         return False
-    return all("subtype" in mounts[m] for m in ("/c.ogg", OPUS, CHAIN)) and "title" in mounts[CHAIN]
+    if not all("subtype" in mounts[m] for m in ("/c.ogg", OPUS, CHAIN)) or "title" not in mounts[CHAIN]:
+        return False
+    # 2.4.4 updates its global listener count apart from the mounts' (when its stats
+    # thread gets round to it): wait for that too.
+    totals = {child.tag: child.text for child in admin_stats(server) if child.tag != "source"}
+    return totals.get("listeners") == str(len(MOUNTS))
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +256,16 @@ def test_each_chained_links_title_replaces_the_last(servers):
     assert set(seen) <= set(TRACKS.values()) and seen[0] != seen[1] != seen[2]
     shown = dict(mount_elements(admin_stats(ours))[CHAIN])
     assert shown["title"] in TRACKS.values() and shown["artist"] == ARTIST
+
+
+def test_no_server_puts_icy_metadata_into_an_ogg_stream(servers):
+    """An Ogg mount's title lives in its comment headers; 2.4.4 adds no ICY blocks to it
+    even for a listener that asks (and has no MP3 made of an Ogg stream to add them to)."""
+    for server in servers:
+        listener = Listener(server.host, server.port, "/c.ogg", icy=True).start()
+        listener.close()
+        assert listener.head.startswith(b"HTTP/1.0 200 OK")
+        assert listener.header("icy-metaint") is None
 
 
 # --- differences we keep on purpose ------------------------------------------------------

@@ -247,6 +247,7 @@ class Supervisor:
         """Claim `name` for a relay pull and announce it; raises ClaimRefused."""
         record = self.mounts.claim(name, SUPERVISOR_OWNER, info)
         if info.connected:  # not an idle on-demand relay: it has a stream
+            self.counters.add(SUPERVISOR_ROW, "source_relay_connections", 1)
             self.mounts.override_fallback(name)
         return record
 

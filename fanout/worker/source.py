@@ -21,6 +21,8 @@ from typing import Iterator
 import gevent
 from gevent.socket import socket as GeventSocket
 
+from fanout.messages import StreamTags
+from fanout.model.link_tags import LinkTags, link_tags
 from fanout.mountinfo import MountInfo, stream_info
 from fanout.config import ResolvedMount
 from fanout.protocol.auth import Credentials, basic_credentials, credentials_match
@@ -37,6 +39,9 @@ log = logging.getLogger("fanout.source")
 
 # Bytes read per recv from a source; sources send far less than this per event-loop turn.
 SOURCE_READ_SIZE = 65536
+# Fewest seconds between two tag updates (StreamTags) of one source: a source chaining tiny
+# Ogg links as fast as it can must not flood the supervisor and every worker with updates.
+TAGS_INTERVAL = 0.5
 
 
 def serve_source(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
@@ -65,6 +70,7 @@ def stream_source(worker: Worker, conn: Connection, path: str, info: MountInfo,
     if not answer.ok:
         raise ProtocolError(answer.reason, answer.status)
     worker.counters.add(worker.index, "sources", 1)
+    worker.counters.add(worker.index, "source_client_connections", 1)
     try:
         if greeting:
             conn.send(greeting)
@@ -116,12 +122,40 @@ def pump_source(worker: Worker, path: str, stream: "SourceStream", leftover: byt
     mount = worker.mounts[path]
     feed = RingFeed(mount.ring, mount.info.format, label=f"{stream.conn.ip}: source on {path}")
     pace = SourcePace(mount.resolved.queue_size)
+    links = LinkWatch(worker, path)
     data = stream.unframe(leftover)
     count = None if data is None else feed.feed(data)
     while count is not None:
         if count:
             pace.wrote(count)
+        links.check(feed)
         count = stream.ingest(feed)
+
+
+class LinkWatch:
+    """Tells the supervisor what each new Ogg link of a source says (title, artist, codec
+    stats: `fanout.model.link_tags`), so every status output shows it, as Icecast's do.
+    At most one update per TAGS_INTERVAL: the newest link's tags go out once it is over."""
+
+    def __init__(self, worker: Worker, mount: str) -> None:
+        self.worker, self.mount = worker, mount
+        self.header_set: bytes | None = None  # the newest link looked at
+        self.pending: LinkTags | None = None  # its tags, until they went out
+        self.next_send = 0.0  # time.monotonic() from which the next update may go
+
+    def check(self, feed: RingFeed) -> None:
+        """Cheap unless a new link began or its tags wait: an identity test."""
+        if feed.header_set is not self.header_set and feed.header_set is not None:
+            self.header_set = feed.header_set
+            self.pending = link_tags(feed.header_set)
+        now = time.monotonic()
+        if self.pending is None or now < self.next_send:
+            return
+        tags, self.pending, self.next_send = self.pending, None, now + TAGS_INTERVAL
+        try:
+            self.worker.link.send(StreamTags(self.mount, tags.title, tags.artist, tags.codec))
+        except OSError:
+            pass  # the supervisor is gone: this worker stops too
 
 
 class SourceStream:

@@ -35,6 +35,7 @@ from fanout.redirects import Target
 from fanout.worker.client import Connection
 from fanout.worker.htpasswd_file import HtpasswdFiles
 from fanout.worker.link import BUSY, ClaimAnswer, SupervisorLink
+from fanout.worker.webfeed import StatusFeed
 
 # At the clients limit, connections one worker reads a head from at once (to answer
 # /health, connection.py): what a flood can hold besides the limit is this many fds for
@@ -189,6 +190,7 @@ class Worker:
         self.sessions = Sessions()
         self.htpasswd = HtpasswdFiles()
         self.tallies = Tallies()
+        self.status_feed = StatusFeed()  # the status page's live updates (webfeed.py)
         self.over_limit_reads = BoundedSemaphore(OVER_LIMIT_READS)
         self.client_ids = itertools.count(1)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fanout import __version__
 from fanout.config import (
     Authentication, Config, ConfigError, HtpasswdAuth, HttpHeader, Limits, ListenSocket, Logging,
     MasterConfig, MountConfig, Paths, RelayConfig, UrlAuth, default_config, parse_config,
@@ -43,7 +44,9 @@ def test_empty_icecast_element_gives_the_2_4_4_defaults() -> None:
 def test_root_defaults_match_2_4_4() -> None:
     config = Config()
     assert (config.hostname, config.location, config.admin) == ("localhost", "Earth", "icemaster@localhost")
-    assert config.server_id == "Icecast 2.4.4"
+    # The one default that is not 2.4.4's: fanout names itself (protocol/identity.py),
+    # after Icecast's own words, which clients looking for "Icecast" still find.
+    assert config.server_id == f"Icecast 2.4.4 (fanout {__version__})"
     assert (config.fileserve, config.icelogin, config.shoutcast_mount) == (True, False, "/stream")
     assert (config.relays_on_demand, config.max_redirect_slaves, config.master_redirect) == (False, 0, False)
     assert config.master is None and config.relays == () and config.mounts == ()

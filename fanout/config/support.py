@@ -52,9 +52,6 @@ _YP = "streams are not listed in YP directories"
 # Generic element path (no [n]) → why fanout does not act on it yet.
 NOT_YET: dict[str, NotYet] = {
     # -- Icecast 2.4.4: parsed and checked; the pure parts exist (see the report of issue 11)
-    "icecast/security/chroot": NotYet("fanout does not chroot", _is_on),
-    "icecast/security/changeowner": NotYet("fanout keeps running as the user that started it"),
-    "icecast/paths/pidfile": NotYet("no pid file is written"),
     "icecast/paths/alias": NotYet("requests are not rewritten"),
     "icecast/paths/webroot": NotYet(_WEBROOT),
     "icecast/fileserve": NotYet(_WEBROOT, _is_on),

@@ -34,6 +34,7 @@ from fanout.config import Config, ConfigError
 from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.messages import Booted, MountUp, NewConfig
 from fanout.mountinfo import MountInfo
+from fanout.privileges import Secured, secure_process
 from fanout.protocol.redirect import registration_query
 from fanout.registry import SUPERVISOR_OWNER, MountRecord
 from fanout.relay.configured import ConfiguredRelays
@@ -54,9 +55,11 @@ class Supervisor:
     def __init__(self, config: Config, config_path: str | None, workers: int,
                  drain: float = 0.0, timeout: float = DEFAULT_TIMEOUT,
                  on_ready: Callable[[], None] | None = None,
-                 worker_module: str = WORKER_MODULE) -> None:
+                 worker_module: str = WORKER_MODULE, allow_root: bool = False) -> None:
         self.config = config
         self.config_path = config_path
+        self.allow_root = allow_root  # --allow-root: run as root without <changeowner>
+        self.secured: Secured | None = None  # the pid file and, chrooted, the config file
         self.on_ready = on_ready  # once every worker booted (the first time)
         self.ready = False
         self.exit_status: int | None = None
@@ -96,8 +99,16 @@ class Supervisor:
         supervised.count_into(self.counters, SUPERVISOR_ROW)
         supervised.install_hub_reporter()
         before, now = raise_open_file_limit()
-        open_log_files(self.config, "supervisor")
         self.listeners = bind_listeners(self.config)
+        # -- issue 11 (opswire): <changeowner>, <chroot>, <pidfile>, right after binding
+        # (ports below 1024); what is opened from here on (log files, webroot, dumps) is
+        # opened as the new user, inside the new root, as 2.4.4 does.
+        self.secured = secure_process(self.config, self.config_path, allow_root=self.allow_root)
+        try:
+            open_log_files(self.config, "supervisor")
+        except StartupError:
+            self.secured.release()
+            raise
         self.announce()
         if now > before:
             log.info("open files: limit raised from %d to %d (the hard limit)", before, now)
@@ -127,6 +138,8 @@ class Supervisor:
             sock.close()
         self.mounts.registry.close_all()
         self.counters.close()
+        if self.secured is not None:  # issue 11 (opswire): the pid file goes last
+            self.secured.release()
 
     def announce(self) -> None:
         for sock in self.listeners:
@@ -164,8 +177,10 @@ class Supervisor:
         if self.config_path is None:
             log.warning("SIGHUP: running on the built-in config, nothing to reload")
             return
+        # issue 11 (opswire): after a chroot the file is read through its kept directory
+        source = self.secured.config_source if self.secured is not None else None
         try:
-            config = load_config(self.config_path)
+            config = source.load() if source is not None else load_config(self.config_path)
         except ConfigError as exc:
             log.error("SIGHUP: keeping the running config: %s", exc)
             return

@@ -1,0 +1,116 @@
+"""The elements that go with a mount's source, on a real fanout (issue 11):
+`<on-connect>` / `<on-disconnect>` programs, `<dump-file>`, `<intro>` and
+`<logging><playlistlog>`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import Listener, Source, pattern
+from tests.support.server import FanoutProcess, icecast_xml, start_fanout
+from tests.support.waiting import wait_for
+
+HOOKED = "/hooked"
+SLOW_HOOK = "/slow-hook"
+DUMPED = "/dumped"
+UNDUMPABLE = "/undumpable"
+# strftime(3) fields in the dump file's name, as 2.4.4 expands them when the source starts.
+DUMP_PATTERN = "dump-%Y%m%d.raw"
+
+
+def executable(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("source-elements")
+
+
+@pytest.fixture(scope="module")
+def server(place: Path):  # type: ignore[no-untyped-def]
+    def recorder(name: str, wait_first: str = "") -> str:
+        """A program that notes its name and arguments in the calls file."""
+        return executable(place / name, f'#!/bin/sh\n{wait_first}echo "{name} $#:$1" >> {place / "calls"}\n')
+
+    connect, disconnect = recorder("connect"), recorder("disconnect")
+    # waits until the test lets it finish: if waiting for it blocked the worker, the source
+    # on its mount would not stream meanwhile
+    waiting = recorder("waiting", f"while [ ! -e {place / 'go'} ]; do sleep 0.05; done\n")
+    mounts = (f"<mount><mount-name>{HOOKED}</mount-name><on-connect>{connect}</on-connect>"
+              f"<on-disconnect>{disconnect}</on-disconnect></mount>"
+              f"<mount><mount-name>{SLOW_HOOK}</mount-name><on-connect>{waiting}</on-connect></mount>"
+              f"<mount><mount-name>{DUMPED}</mount-name>"
+              f"<dump-file>{place / DUMP_PATTERN}</dump-file></mount>"
+              f"<mount><mount-name>{UNDUMPABLE}</mount-name>"
+              f"<dump-file>{place / 'missing' / 'dump.raw'}</dump-file></mount>")
+    srv = start_fanout(icecast_xml(mounts=mounts), place, workers=2)
+    yield srv
+    assert srv.stop() == 0, srv.output()
+
+
+def calls(place: Path) -> list[str]:
+    path = place / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def stream_through(server: FanoutProcess, mount: str, length: int) -> bytes:
+    """A source sends `length` pattern bytes while a listener plays; what it got."""
+    source = Source(server.host, server.port, mount)
+    assert source.accepted, source.response
+    source.send_pattern(4096)
+    listener = Listener(server.host, server.port, mount).start()
+    source.send_pattern(length - 4096)
+    wait_for(lambda: len(listener.body) >= length - 4096, 10, "the listener's stream")
+    source.close()
+    listener.closed.wait(10)
+    return bytes(listener.body)
+
+
+# ---- on-connect / on-disconnect -------------------------------------------------------------
+
+
+def test_on_connect_and_on_disconnect_run_with_the_mount_name(server, place: Path) -> None:
+    source = Source(server.host, server.port, HOOKED)
+    assert source.accepted
+    wait_for(lambda: calls(place) == [f"connect 1:{HOOKED}"], 10, "on-connect")
+    source.send_pattern(8192)
+    source.close()
+    wait_for(lambda: len(calls(place)) == 2, 10, "on-disconnect")
+    assert calls(place)[1] == f"disconnect 1:{HOOKED}"
+
+
+def test_a_program_still_running_does_not_hold_the_source(server, place: Path) -> None:
+    before = len(calls(place))
+    got = stream_through(server, SLOW_HOOK, 64 * 1024)  # while its on-connect still waits
+    assert got == pattern(0, len(got)) and len(got) >= 60 * 1024
+    assert len(calls(place)) == before
+    (place / "go").touch()
+    wait_for(lambda: len(calls(place)) == before + 1, 10, "the waiting program to finish")
+    assert calls(place)[-1] == f"waiting 1:{SLOW_HOOK}"
+
+
+# ---- dump-file ------------------------------------------------------------------------------
+
+
+def test_dump_file_gets_every_byte_of_each_source_appended(server, place: Path) -> None:
+    names = {time.strftime(DUMP_PATTERN)}
+    stream_through(server, DUMPED, 96 * 1024)
+    wait_for(lambda: "source on /dumped ended" in server.output(), 10, "the first source's end")
+    stream_through(server, DUMPED, 32 * 1024)
+    names.add(time.strftime(DUMP_PATTERN))  # the day may have turned meanwhile
+    dumps = [place / name for name in sorted(names) if (place / name).exists()]
+    wait_for(lambda: sum(p.stat().st_size for p in dumps) == 128 * 1024, 10, "both dumps")
+    assert b"".join(p.read_bytes() for p in dumps) == pattern(0, 96 * 1024) + pattern(0, 32 * 1024)
+
+
+def test_a_dump_file_that_cannot_be_opened_disables_only_the_dump(server, place: Path) -> None:
+    got = stream_through(server, UNDUMPABLE, 32 * 1024)
+    assert got == pattern(0, len(got)) and len(got) >= 28 * 1024
+    assert (f"{UNDUMPABLE}: cannot open dump file '{place / 'missing' / 'dump.raw'}' for "
+            "appending: No such file or directory, disabling") in server.output()

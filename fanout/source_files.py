@@ -19,6 +19,7 @@ import logging
 import os
 import time
 
+from fanout.config import Config
 from fanout.model.intro import intro_mismatch
 from fanout.protocol.playlist_log import playlist_line
 
@@ -112,6 +113,18 @@ class PlaylistLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._failing = False  # said once until a line gets written again
+
+    @classmethod
+    def of(cls, config: Config) -> PlaylistLog | None:
+        """The playlist log ``config`` asks for, or None (none asked for; or no
+        ``<logdir>`` to put it in, said in one line)."""
+        name, logdir = config.logging.playlistlog, config.paths.logdir
+        if name is None:
+            return None
+        if logdir is None:
+            log.warning("<playlistlog> %s needs <paths><logdir>: titles are not logged", name)
+            return None
+        return cls(os.path.join(logdir, name))
 
     def add(self, mount: str, listeners: int, title: str, now: float) -> None:
         line = (playlist_line(now, mount, listeners, title) + "\n").encode("utf-8")

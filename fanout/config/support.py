@@ -58,7 +58,6 @@ NOT_YET: dict[str, NotYet] = {
     "icecast/mime-types": NotYet(_WEBROOT),
     "icecast/mount/intro": NotYet("no intro is sent to new listeners"),
     "icecast/mount/cluster-password": NotYet(_YP),
-    "icecast/logging/playlistlog": NotYet("titles are not logged"),
     "icecast/directory": NotYet(_YP),
     # -- Icecast 2.4.4: nothing built yet
     "icecast/logging/accesslog": NotYet("'-' (stderr) is not supported: a file named '-' is written",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import time
 from dataclasses import replace
 from typing import Callable
 
@@ -35,6 +36,7 @@ from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.messages import Booted, MountUp, NewConfig
 from fanout.mountinfo import MountInfo
 from fanout.privileges import Secured, secure_process
+from fanout.source_files import PlaylistLog
 from fanout.protocol.redirect import registration_query
 from fanout.registry import SUPERVISOR_OWNER, MountRecord
 from fanout.relay.configured import ConfiguredRelays
@@ -70,6 +72,8 @@ class Supervisor:
                                worker_module=worker_module)
         self.mounts = Mounts(config, self.pool.broadcast)
         self.mounts.on_source_ended = self.source_ended
+        self.mounts.on_title = self.title_changed  # issue 11 (opswire): <playlistlog>
+        self.playlist: PlaylistLog | None = None  # opened after secure_process (chroot)
         self.gathering = Gathering(self.pool)
         self.slaves = SlaveRedirects(config, self.pool)
         self.ownership = RelayOwnership([SUPERVISOR_OWNER])  # workers: issue 13
@@ -109,6 +113,7 @@ class Supervisor:
         except StartupError:
             self.secured.release()
             raise
+        self.playlist = PlaylistLog.of(self.config)
         self.announce()
         if now > before:
             log.info("open files: limit raised from %d to %d (the hard limit)", before, now)
@@ -196,6 +201,7 @@ class Supervisor:
             open_log_files(config, "supervisor")
         except StartupError as exc:  # not at start-up: keep logging where we did
             log.error("SIGHUP: %s; log files unchanged", exc.message)
+        self.playlist = PlaylistLog.of(config)
         self.pool.broadcast(NewConfig(config))
         self.slaves.reconfigure(config)
         self.mounts.registry.reserved = self.relays.apply(config.relays)
@@ -232,6 +238,14 @@ class Supervisor:
             if self.on_ready is not None:
                 self.on_ready()  # before the last "booted" line, which callers wait for
         log.info("worker %d booted (pid %d)", handle.index, message.pid)
+
+    # -- issue 11 (opswire): titles into <playlistlog> ------------------------------------------
+
+    def title_changed(self, name: str, title: str) -> None:
+        """A mount's title changed: one playlist.log line, with its listeners now."""
+        record = self.mounts.registry.mounts.get(name)
+        if self.playlist is not None and record is not None:
+            self.playlist.add(name, record.ring.listener_count(), title, time.time())
 
     # -- relays (the RelayHost / PollerHost interface of fanout.relay) -------------------------
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
+from tests.support.admin import get
 from tests.support.clients import Listener, Source, pattern
 from tests.support.server import FanoutProcess, icecast_xml, start_fanout
 from tests.support.waiting import wait_for
@@ -17,6 +19,7 @@ HOOKED = "/hooked"
 SLOW_HOOK = "/slow-hook"
 DUMPED = "/dumped"
 UNDUMPABLE = "/undumpable"
+TITLED = "/titled.mp3"
 # strftime(3) fields in the dump file's name, as 2.4.4 expands them when the source starts.
 DUMP_PATTERN = "dump-%Y%m%d.raw"
 
@@ -49,9 +52,16 @@ def server(place: Path):  # type: ignore[no-untyped-def]
               f"<dump-file>{place / DUMP_PATTERN}</dump-file></mount>"
               f"<mount><mount-name>{UNDUMPABLE}</mount-name>"
               f"<dump-file>{place / 'missing' / 'dump.raw'}</dump-file></mount>")
-    srv = start_fanout(icecast_xml(mounts=mounts), place, workers=2)
+    (place / "log").mkdir()
+    logging = (f"<paths><logdir>{place / 'log'}</logdir></paths>"
+               "<logging><playlistlog>playlist.log</playlistlog></logging>")
+    srv = start_fanout(icecast_xml(mounts=mounts, extra=logging), place, workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
+
+
+def error_log(place: Path) -> str:
+    return (place / "log" / "error.log").read_text()
 
 
 def calls(place: Path) -> list[str]:
@@ -101,7 +111,7 @@ def test_a_program_still_running_does_not_hold_the_source(server, place: Path) -
 def test_dump_file_gets_every_byte_of_each_source_appended(server, place: Path) -> None:
     names = {time.strftime(DUMP_PATTERN)}
     stream_through(server, DUMPED, 96 * 1024)
-    wait_for(lambda: "source on /dumped ended" in server.output(), 10, "the first source's end")
+    wait_for(lambda: "source on /dumped ended" in error_log(place), 10, "the first source's end")
     stream_through(server, DUMPED, 32 * 1024)
     names.add(time.strftime(DUMP_PATTERN))  # the day may have turned meanwhile
     dumps = [place / name for name in sorted(names) if (place / name).exists()]
@@ -113,4 +123,28 @@ def test_a_dump_file_that_cannot_be_opened_disables_only_the_dump(server, place:
     got = stream_through(server, UNDUMPABLE, 32 * 1024)
     assert got == pattern(0, len(got)) and len(got) >= 28 * 1024
     assert (f"{UNDUMPABLE}: cannot open dump file '{place / 'missing' / 'dump.raw'}' for "
-            "appending: No such file or directory, disabling") in server.output()
+            "appending: No such file or directory, disabling") in error_log(place)
+
+
+# ---- playlistlog ----------------------------------------------------------------------------
+
+
+def test_playlist_log_has_a_line_per_title_change_with_the_listeners_then(server, place: Path) -> None:
+    source = Source(server.host, server.port, TITLED, content_type="audio/mpeg")
+    assert source.accepted
+    source.send(b"\0" * 4096)
+    listeners = [Listener(server.host, server.port, TITLED).start() for _ in range(2)]
+    playlist = place / "log" / "playlist.log"
+    for song in ("Artist - First", "Artist - Second"):
+        when = time.time()
+        assert get(server, f"/admin/metadata?mount={TITLED}&mode=updinfo&song={quote(song)}").status == 200
+        wait_for(lambda: playlist.exists() and playlist.read_text().endswith(f"|{song}\n"), 10,
+                 f"the line of {song!r}")
+        line = playlist.read_text().splitlines()[-1]
+        date, mount, count, title = line.split("|")
+        assert (mount, count, title) == (TITLED, "2", song)
+        assert abs(time.mktime(time.strptime(date, "%d/%b/%Y:%H:%M:%S %z")) - when) < 5
+    assert len(playlist.read_text().splitlines()) == 2
+    for listener in listeners:
+        listener.close()
+    source.close()

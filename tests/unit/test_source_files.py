@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fanout.config import parse_config
 from fanout.model.ingest import GENERIC, OGG
 from fanout.model.intro import detect_format, id3v2_length, intro_mismatch
 from fanout.model.mpeg import ADTS, MPEG
@@ -168,3 +169,14 @@ def test_playlist_log_failure_is_said_once(tmp_path: Path, caplog: pytest.LogCap
         playlist.add("/a", 1, "two", WHEN)
     assert [r.getMessage() for r in caplog.records] == [
         f"cannot write the playlist log {tmp_path}/missing/playlist.log: No such file or directory"]
+
+
+def test_playlist_log_lives_in_the_logdir_and_needs_one(caplog: pytest.LogCaptureFixture) -> None:
+    logged = "<logging><playlistlog>playlist.log</playlistlog></logging>"
+    placed = PlaylistLog.of(parse_config(f"<icecast><paths><logdir>/var/log/x</logdir></paths>{logged}</icecast>"))
+    assert placed is not None and placed.path == "/var/log/x/playlist.log"
+    assert PlaylistLog.of(parse_config("<icecast><paths><logdir>/l</logdir></paths></icecast>")) is None
+    with caplog.at_level(logging.WARNING, logger="fanout"):
+        assert PlaylistLog.of(parse_config(f"<icecast>{logged}</icecast>")) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "<playlistlog> playlist.log needs <paths><logdir>: titles are not logged"]

@@ -46,16 +46,11 @@ def _is_stderr(value: Any) -> bool:
 _KH = "an Icecast-KH element fanout does not implement"
 _TLS = "TLS is not supported"
 _ROTATION = "log files are not rotated by size; rotate them with logrotate and SIGUSR1"
-_WEBROOT = "files from the webroot are not served (static files, <intro>, file fallbacks)"
 _YP = "streams are not listed in YP directories"
 
 # Generic element path (no [n]) → why fanout does not act on it yet.
 NOT_YET: dict[str, NotYet] = {
     # -- Icecast 2.4.4: parsed and checked; the pure parts exist (see the report of issue 11)
-    "icecast/paths/alias": NotYet("requests are not rewritten"),
-    "icecast/paths/webroot": NotYet(_WEBROOT),
-    "icecast/fileserve": NotYet(_WEBROOT, _is_on),
-    "icecast/mime-types": NotYet(_WEBROOT),
     "icecast/mount/intro": NotYet("no intro is sent to new listeners"),
     "icecast/mount/cluster-password": NotYet(_YP),
     "icecast/directory": NotYet(_YP),

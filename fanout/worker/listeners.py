@@ -30,7 +30,7 @@ from fanout.protocol.icy import DEFAULT_METAINT
 from fanout.protocol.redirect import redirect_location
 from fanout.protocol.responses import listener_icy_headers, render_listener_head, render_redirect
 from fanout.redirects import choose
-from fanout.worker import listener_auth
+from fanout.worker import files, listener_auth
 from fanout.worker.client import Connection
 from fanout.worker.credentials import is_relay_client
 from fanout.worker.pump import BUDGET, lag_limit, publish_count, start_point, start_pump
@@ -71,8 +71,8 @@ def serve_listener(worker: Worker, conn: Connection, request: Request, leftover:
 
 def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Login) -> None:
     mount = live_mount(worker, request.path)
-    if mount is None:
-        raise ProtocolError("The file you requested could not be found", 404)
+    if mount is None:  # issue 11 (opswire): a webroot file, else 404 (§5.1 step 7)
+        return files.serve_file(worker, conn, request)
     listener_auth.refuse_duplicate(worker, login)
     slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
     if not slave and is_full(mount):

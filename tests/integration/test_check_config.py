@@ -79,9 +79,7 @@ def test_debian_config_every_element_is_implemented_or_warned_by_name() -> None:
     expected = Counter(path for path, text in present if asks_for_missing_feature(path, text))
     assert Counter(generic_path(path) for path, _ in warned) == expected
     # What that means for Debian's file today, spelled out:
-    assert [path for path, _ in warned] == [
-        "icecast/fileserve", "icecast/paths/webroot", "icecast/paths/adminroot",
-        "icecast/paths/alias[1]", "icecast/logging/logsize"]
+    assert [path for path, _ in warned] == ["icecast/paths/adminroot", "icecast/logging/logsize"]
 
 
 def test_repo_sample_has_only_implemented_elements() -> None:

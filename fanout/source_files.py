@@ -25,9 +25,9 @@ from fanout.protocol.playlist_log import playlist_line
 
 log = logging.getLogger("fanout")
 
-# An intro is held in memory and sent to each new listener: larger files are refused.
-# (8 MiB is about 8 minutes of 128 kbit/s audio; intros are jingles.)
-MAX_INTRO_BYTES = 8 * 1024 * 1024
+# An intro is held in memory and queued whole for each new listener (until sent): larger
+# files are refused. 1 MiB is about a minute of 128 kbit/s audio; intros are jingles.
+MAX_INTRO_BYTES = 1024 * 1024
 FILE_MODE = 0o644  # dump and playlist files, before the umask
 
 

@@ -51,7 +51,6 @@ _YP = "streams are not listed in YP directories"
 # Generic element path (no [n]) → why fanout does not act on it yet.
 NOT_YET: dict[str, NotYet] = {
     # -- Icecast 2.4.4: parsed and checked; the pure parts exist (see the report of issue 11)
-    "icecast/mount/intro": NotYet("no intro is sent to new listeners"),
     "icecast/mount/cluster-password": NotYet(_YP),
     "icecast/directory": NotYet(_YP),
     # -- Icecast 2.4.4: nothing built yet

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -11,7 +12,9 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.admin import get
-from tests.support.clients import Listener, Source, pattern
+from tests.support.clients import Listener, Source, locate_in_pattern, pattern, split_icy
+from tests.support.media import decode, needs_ffmpeg, ogg_pages
+from tests.support.splits import encode_tone
 from tests.support.server import FanoutProcess, icecast_xml, start_fanout
 from tests.support.waiting import wait_for
 
@@ -20,6 +23,10 @@ SLOW_HOOK = "/slow-hook"
 DUMPED = "/dumped"
 UNDUMPABLE = "/undumpable"
 TITLED = "/titled.mp3"
+INTRO_MP3 = "/intro.mp3"
+INTRO_OGG = "/intro.ogg"
+WRONG_INTRO = "/wrong-intro.mp3"
+INTRO_METAINT = 3000  # several ICY blocks fall inside the intro
 # strftime(3) fields in the dump file's name, as 2.4.4 expands them when the source starts.
 DUMP_PATTERN = "dump-%Y%m%d.raw"
 
@@ -52,8 +59,13 @@ def server(place: Path):  # type: ignore[no-untyped-def]
               f"<dump-file>{place / DUMP_PATTERN}</dump-file></mount>"
               f"<mount><mount-name>{UNDUMPABLE}</mount-name>"
               f"<dump-file>{place / 'missing' / 'dump.raw'}</dump-file></mount>")
+    mounts += (f"<mount><mount-name>{INTRO_MP3}</mount-name><intro>/jingle.mp3</intro>"
+               f"<mp3-metadata-interval>{INTRO_METAINT}</mp3-metadata-interval></mount>"
+               f"<mount><mount-name>{INTRO_OGG}</mount-name><intro>/jingle.ogg</intro></mount>"
+               f"<mount><mount-name>{WRONG_INTRO}</mount-name><intro>/jingle.ogg</intro></mount>")
     (place / "log").mkdir()
-    logging = (f"<paths><logdir>{place / 'log'}</logdir></paths>"
+    (place / "web").mkdir()
+    logging = (f"<paths><logdir>{place / 'log'}</logdir><webroot>{place / 'web'}</webroot></paths>"
                "<logging><playlistlog>playlist.log</playlistlog></logging>")
     srv = start_fanout(icecast_xml(mounts=mounts, extra=logging), place, workers=2)
     yield srv
@@ -148,3 +160,91 @@ def test_playlist_log_has_a_line_per_title_change_with_the_listeners_then(server
     for listener in listeners:
         listener.close()
     source.close()
+
+
+# ---- intro ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jingles(place: Path) -> dict[str, bytes]:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    made = {"mp3": encode_tone("-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3", seconds=1, freq=880),
+            "ogg": encode_tone("-c:a", "libvorbis", "-f", "ogg", seconds=1, freq=880)}
+    for kind, data in made.items():
+        (place / "web" / f"jingle.{kind}").write_bytes(data)
+    return made
+
+
+def test_a_new_listener_gets_the_intro_then_the_stream(server, jingles: dict[str, bytes]) -> None:
+    source = Source(server.host, server.port, INTRO_MP3, content_type="audio/mpeg")
+    assert source.accepted
+    source.send_pattern(8192)
+    listener = Listener(server.host, server.port, INTRO_MP3).start()
+    intro = jingles["mp3"]
+    source.send_pattern(32 * 1024)
+    wait_for(lambda: len(listener.body) >= len(intro) + 16 * 1024, 10, "intro and stream")
+    listener.close()
+    source.close()
+    body = bytes(listener.body)
+    assert body[:len(intro)] == intro
+    locate_in_pattern(body[len(intro):])  # the stream follows, untouched
+
+
+def test_with_icy_metadata_the_intro_counts_as_audio(server, jingles: dict[str, bytes]) -> None:
+    source = Source(server.host, server.port, INTRO_MP3, content_type="audio/mpeg")
+    assert source.accepted
+    source.send_pattern(8192)
+    assert get(server, f"/admin/metadata?mount={INTRO_MP3}&mode=updinfo&song=Jingle").status == 200
+    # the stats show a title once the supervisor put its block into the ring
+    wait_for(lambda: b'"title":"Jingle"' in get(server, "/status-json.xsl", None).body, 10,
+             "the title in the ring")
+    listener = Listener(server.host, server.port, INTRO_MP3, icy=True).start()
+    intro = jingles["mp3"]
+    source.send_pattern(32 * 1024)
+    wait_for(lambda: len(listener.body) >= len(intro) + 24 * 1024, 10, "intro and stream")
+    listener.close()
+    source.close()
+    assert listener.header("icy-metaint") == str(INTRO_METAINT)
+    audio, blocks = split_icy(bytes(listener.body), INTRO_METAINT)
+    assert audio[:len(intro)] == intro
+    locate_in_pattern(audio[len(intro):])
+    title = b"StreamTitle='Jingle';"
+    assert blocks[0] == bytes([2]) + title + b"\0" * (32 - len(title))  # the full block first
+    assert set(blocks[1:]) == {b"\0"}  # then "unchanged", in the intro and in the stream
+    assert len(blocks) >= len(intro) // INTRO_METAINT + 2
+
+
+@needs_ffmpeg
+def test_an_ogg_intro_is_a_link_before_the_streams_own_header_pages(server, jingles, tmp_path) -> None:
+    stream = encode_tone("-c:a", "libvorbis", "-f", "ogg", seconds=3)
+    source = Source(server.host, server.port, INTRO_OGG, content_type="application/ogg")
+    assert source.accepted
+    source.send(stream[:len(stream) // 2])
+    listener = Listener(server.host, server.port, INTRO_OGG).start()
+    source.send(stream[len(stream) // 2:])
+    source.close()
+    assert listener.closed.wait(10)
+    body = bytes(listener.body)
+    assert body[:len(jingles["ogg"])] == jingles["ogg"]
+    pages = ogg_pages(body[len(jingles["ogg"]):])
+    assert pages[0].bos and pages[0].body.startswith(b"\x01vorbis")  # the stream's own headers
+    decoded = decode(body, tmp_path / "intro-then-stream.ogg")
+    assert decoded.errors == "" and decoded.seconds > 1.0
+
+
+def test_an_intro_in_another_format_is_refused_with_one_line(server, jingles, place: Path) -> None:
+    source = Source(server.host, server.port, WRONG_INTRO, content_type="audio/mpeg")
+    assert source.accepted
+    source.send_pattern(8192)
+    listeners = [Listener(server.host, server.port, WRONG_INTRO).start() for _ in range(4)]
+    source.send_pattern(16 * 1024)
+    for listener in listeners:
+        wait_for(lambda: len(listener.body) >= 8192, 10, "the stream")
+        listener.close()
+        locate_in_pattern(bytes(listener.body))  # no intro: the stream alone
+    source.close()
+    line = (f"{WRONG_INTRO}: intro file '{place / 'web' / 'jingle.ogg'}' not sent: the intro is "
+            "ogg, the mount's audio/mpeg is mpeg")
+    # read once per source by each worker that serves it (2), not once per listener (4)
+    assert 1 <= error_log(place).count(line) <= 2

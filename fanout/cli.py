@@ -25,6 +25,7 @@ from fanout import __version__, logs
 from fanout import supervisor as supervisor_package
 from fanout.config import Config, ConfigError, default_config
 from fanout.counters import MAX_WORKERS
+from fanout.protocol.yp import FIRST_ADD_DELAY
 from fanout.startup import EXIT_CONFIG, StartupError, load_config
 from fanout.supervisor import DEFAULT_TIMEOUT, Supervisor
 
@@ -82,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--allow-root", action="store_true",
                         help="run as root even without <security><changeowner> (Icecast "
                              "refuses to; so does fanout without this)")
+    parser.add_argument("--yp-add-delay", type=seconds, default=FIRST_ADD_DELAY, metavar="SECONDS",
+                        help="seconds a mount is public before it is listed in the <directory> "
+                             f"servers (default {FIRST_ADD_DELAY}, as Icecast)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--check-config", action="store_true",
                         help="load the config, print its warnings and exit (2 if invalid)")
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                             on_ready=(lambda: print(greeting, flush=True)) if greeting else None,
                             # read now, not at import: a test may point it elsewhere
                             worker_module=supervisor_package.WORKER_MODULE,
-                            allow_root=args.allow_root)
+                            allow_root=args.allow_root, yp_add_delay=args.yp_add_delay)
     try:
         return supervisor.run()
     except StartupError as exc:

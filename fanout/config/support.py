@@ -46,14 +46,10 @@ def _is_stderr(value: Any) -> bool:
 _KH = "an Icecast-KH element fanout does not implement"
 _TLS = "TLS is not supported"
 _ROTATION = "log files are not rotated by size; rotate them with logrotate and SIGUSR1"
-_YP = "streams are not listed in YP directories"
 
 # Generic element path (no [n]) → why fanout does not act on it yet.
 NOT_YET: dict[str, NotYet] = {
-    # -- Icecast 2.4.4: parsed and checked; the pure parts exist (see the report of issue 11)
-    "icecast/mount/cluster-password": NotYet(_YP),
-    "icecast/directory": NotYet(_YP),
-    # -- Icecast 2.4.4: nothing built yet
+    # -- Icecast 2.4.4
     "icecast/logging/accesslog": NotYet("'-' (stderr) is not supported: a file named '-' is written",
                                         _is_stderr),
     "icecast/logging/errorlog": NotYet("'-' (stderr) is not supported: a file named '-' is written",

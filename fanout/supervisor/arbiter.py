@@ -25,7 +25,7 @@ import signal
 import socket
 import time
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Mapping
 
 import gevent
 from gevent.queue import Queue
@@ -38,6 +38,7 @@ from fanout.mountinfo import MountInfo
 from fanout.privileges import Secured, secure_process
 from fanout.source_files import PlaylistLog
 from fanout.protocol.redirect import registration_query
+from fanout.protocol.yp import FIRST_ADD_DELAY
 from fanout.registry import SUPERVISOR_OWNER, MountRecord
 from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.poller import MasterPoller
@@ -49,6 +50,7 @@ from fanout.supervisor.mounts import Mounts
 from fanout.supervisor.ownership import RelayOwnership
 from fanout.supervisor.pool import DEFAULT_TIMEOUT, WORKER_MODULE, WorkerHandle, WorkerPool
 from fanout.supervisor.slaves import SlaveRedirects
+from fanout.supervisor.yp import YpDirectories
 
 log = logging.getLogger("fanout.supervisor")
 
@@ -57,7 +59,8 @@ class Supervisor:
     def __init__(self, config: Config, config_path: str | None, workers: int,
                  drain: float = 0.0, timeout: float = DEFAULT_TIMEOUT,
                  on_ready: Callable[[], None] | None = None,
-                 worker_module: str = WORKER_MODULE, allow_root: bool = False) -> None:
+                 worker_module: str = WORKER_MODULE, allow_root: bool = False,
+                 yp_add_delay: float = FIRST_ADD_DELAY) -> None:
         self.config = config
         self.config_path = config_path
         self.allow_root = allow_root  # --allow-root: run as root without <changeowner>
@@ -81,6 +84,7 @@ class Supervisor:
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
         self.notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify
+        self.directories = YpDirectories(self, yp_add_delay)  # issue 11 (opswire): YP
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class Supervisor:
             self.pool.start_watchdog()
             self.start_master_poller()
             registry.reserved = self.relays.apply(self.config.relays)
+            self.directories.apply(self.config.directories)  # issue 11 (opswire): YP
         except Exception as exc:
             log.debug("start-up failed", exc_info=True)
             self.stop()
@@ -135,6 +140,7 @@ class Supervisor:
 
     def stop(self) -> None:
         self.notifier.stopping()
+        self.directories.stop()  # issue 11 (opswire): YP listings removed first
         self.pool.stop_watchdog()
         self.stop_master_poller()
         self.relays.stop()
@@ -205,6 +211,7 @@ class Supervisor:
         self.pool.broadcast(NewConfig(config))
         self.slaves.reconfigure(config)
         self.mounts.registry.reserved = self.relays.apply(config.relays)
+        self.directories.apply(config.directories)  # issue 11 (opswire): YP
         if config.master != old_master:
             self.stop_master_poller()
             self.start_master_poller()
@@ -239,7 +246,16 @@ class Supervisor:
                 self.on_ready()  # before the last "booted" line, which callers wait for
         log.info("worker %d booted (pid %d)", handle.index, message.pid)
 
-    # -- issue 11 (opswire): titles into <playlistlog> ------------------------------------------
+    # -- issue 11 (opswire): the YP listings' view of the mounts; titles into <playlistlog> -----
+
+    def mount_records(self) -> Mapping[str, MountRecord]:
+        """Every live mount (for the YP listings)."""
+        return self.mounts.registry.mounts
+
+    def listen_port(self) -> int:
+        """The port listen URLs name: the first listen socket's, as bound (port 0 in the
+        config lets the kernel choose)."""
+        return int(self.config.port or self.listeners[0].getsockname()[1])
 
     def title_changed(self, name: str, title: str) -> None:
         """A mount's title changed: one playlist.log line, with its listeners now."""

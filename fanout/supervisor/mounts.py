@@ -39,6 +39,8 @@ class Mounts:
         self.broadcast = broadcast  # to every worker
         # Called when a source client's mount ended (the master may list it again).
         self.on_source_ended: Callable[[], None] = lambda: None
+        # Called with (mount, title) once a mount's title changed (the playlist log).
+        self.on_title: Callable[[str, str], None] = lambda name, title: None
 
     def claim(self, name: str, owner: int, info: MountInfo) -> MountRecord:
         """Create `name`'s ring for `owner` and announce it; raises ClaimRefused."""
@@ -129,6 +131,7 @@ class Mounts:
             return
         record.ring.set_metadata(block)
         self.change_info(record, dataclasses.replace(record.info, title=title, artist=""))
+        self.on_title(name, title)
 
     def change_info(self, record: MountRecord, info: MountInfo) -> None:
         record.info = info

@@ -18,6 +18,7 @@ This module sits above every handler (`route` picks one): nothing below imports 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable
@@ -30,6 +31,7 @@ from fanout.protocol.http import BadHead, Request, is_source_method
 from fanout.protocol.playlists import is_playlist_path
 from fanout.protocol.responses import render_error
 from fanout.protocol.sse import EVENTS_PATH
+from fanout.protocol.webroot import find_alias
 from fanout.worker import listeners, shoutcast, source, status, web, webadmin
 from fanout.worker.client import (
     Acceptor, Connection, HeaderTimeout, log_access, read_request,
@@ -124,11 +126,28 @@ def _serve(worker: Worker, conn: Connection, serve: Callable[[], None]) -> None:
 def serve_request(worker: Worker, conn: Connection) -> None:
     """Read an HTTP/ICE request head and hand the connection to the request's handler."""
     request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
-    conn.request = request
+    conn.request = request  # as sent: the access log shows the path asked for
+    request = aliased(worker, conn, request)
     handler = route(request)
     if handler is not source.serve_source:  # 2.4.4 counts every request but a source's
         worker.counters.add(worker.index, "client_connections", 1)
     handler(worker, conn, request, leftover)
+
+
+# -- issue 11 (opswire): <paths><alias> ----------------------------------------------------------
+def aliased(worker: Worker, conn: Connection, request: Request) -> Request:
+    """`request` with its path replaced by the destination of the first <alias> for it on
+    the listen socket it came in on (GET and HEAD only, once, before any route: 2.4.4's
+    order, §5.1 step 3). The socket's configured port and bind-address decide (a port-0
+    socket counts with the port it was bound to)."""
+    aliases = worker.cfg.paths.aliases
+    if not aliases or request.method not in ("GET", "HEAD"):
+        return request
+    spec = conn.server.spec
+    port = spec.port or conn.sock.getsockname()[1]
+    destination = find_alias(aliases, request.path, port, spec.bind_address)
+    return request if destination is None else dataclasses.replace(request, path=destination)
+# -- end of issue 11 (opswire) -------------------------------------------------------------------
 
 
 def route(request: Request) -> RequestHandler:

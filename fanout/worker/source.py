@@ -21,6 +21,7 @@ from typing import Iterator
 import gevent
 from gevent.socket import socket as GeventSocket
 
+from fanout.hooks import ON_CONNECT, ON_DISCONNECT, run_hook
 from fanout.messages import StreamTags
 from fanout.model.link_tags import LinkTags, link_tags
 from fanout.mountinfo import MountInfo, stream_info
@@ -31,6 +32,7 @@ from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
 from fanout.ringio import RingFeed
+from fanout.source_files import DumpFile
 from fanout.worker.client import Connection
 from fanout.worker.pump import TICK
 from fanout.worker.state import Worker
@@ -75,8 +77,9 @@ def stream_source(worker: Worker, conn: Connection, path: str, info: MountInfo,
         if greeting:
             conn.send(greeting)
         log.info("%s: source connected on %s (%s)", conn.ip, path, info.content_type)
-        with source_registered(worker, path, conn):
-            stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks)
+        with source_registered(worker, path, conn), source_scripts(worker, path) as dump:
+            stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks,
+                                  dump)
             pump_source(worker, path, stream, leftover)
     finally:
         worker.counters.add(worker.index, "sources", -1)
@@ -92,6 +95,27 @@ def source_registered(worker: Worker, mount: str, conn: Connection) -> Iterator[
     finally:
         if worker.sources.get(mount) is conn:
             del worker.sources[mount]
+
+
+# -- issue 11 (opswire): <dump-file>, <on-connect>, <on-disconnect> ---------------------------
+# A relay pull run by a worker calls this too (2.4.4 runs a mount's scripts and dump for
+# any kind of source).
+@contextmanager
+def source_scripts(worker: Worker, path: str) -> Iterator[DumpFile | None]:
+    """While a source streams to `path`: its dump file (None: none configured, or it
+    could not be opened), its on-connect program run at the start and its on-disconnect
+    program at the end, neither waited for (fanout.hooks)."""
+    resolved = worker.mounts[path].resolved
+    dump = DumpFile.open(path, resolved.dump_file, time.time()) if resolved.dump_file else None
+    if resolved.on_connect:
+        run_hook(ON_CONNECT, resolved.on_connect, path)
+    try:
+        yield dump
+    finally:
+        if dump is not None:
+            dump.close()
+        if resolved.on_disconnect:
+            run_hook(ON_DISCONNECT, resolved.on_disconnect, path)
 
 
 def check_source_auth(worker: Worker, request: Request, resolved: ResolvedMount) -> None:
@@ -124,7 +148,7 @@ def pump_source(worker: Worker, path: str, stream: "SourceStream", leftover: byt
     pace = SourcePace(mount.resolved.queue_size)
     links = LinkWatch(worker, path)
     data = stream.unframe(leftover)
-    count = None if data is None else feed.feed(data)
+    count = None if data is None else stream.feed(feed, data)
     while count is not None:
         if count:
             pace.wrote(count)
@@ -164,21 +188,23 @@ class SourceStream:
 
     `read` and `unframe` return the next stream bytes (possibly none, while a chunk line
     is cut), or None once the stream is over (closed, silent for <source-timeout>, chunked
-    body ended or badly framed), having logged why in one line.
+    body ended or badly framed), having logged why in one line. With a dump file, every
+    stream byte also goes there.
     """
 
     def __init__(self, conn: Connection, path: str, timeout: float,
-                 chunks: ChunkedDecoder | None) -> None:
+                 chunks: ChunkedDecoder | None, dump: DumpFile | None = None) -> None:
         self.conn, self.path, self.timeout, self.chunks = conn, path, timeout, chunks
+        self.dump = dump
         self.body_ended = False
         conn.sock.settimeout(timeout)
 
     def ingest(self, feed: RingFeed) -> int | None:
-        """Read what the source sent into `feed` (straight into the ring unless chunked);
-        the bytes read, or None once the stream is over."""
-        if self.chunks is not None:
+        """Read what the source sent into `feed` (straight into the ring unless chunked or
+        dumped: those read first); the bytes read, or None once the stream is over."""
+        if self.chunks is not None or self.dump is not None:
             data = self.read()
-            return None if data is None else feed.feed(data)
+            return None if data is None else self.feed(feed, data)
         try:
             count = feed.read(self.conn.sock)  # idle only if nothing to read now either
         except socket.timeout:
@@ -188,6 +214,12 @@ class SourceStream:
             self.ended(logging.INFO, "disconnected")
             return None
         return count
+
+    def feed(self, feed: RingFeed, data: bytes) -> int:
+        """Stream bytes already read into `feed` (and the dump); their length."""
+        if self.dump is not None:
+            self.dump.write(self.path, data)
+        return feed.feed(data)
 
     def read(self) -> bytes | None:
         if self.body_ended:

@@ -82,6 +82,9 @@ class LocalMount:
     urgent: bool = False  # a full pass is due at the next tick (e.g. listeners moved in)
     fresh: list[core.Listener] = field(default_factory=list)  # arrived since the last tick
     pending: int = 0  # listeners held until an on-demand relay's upstream is connected
+    # issue 11: the <intro> new listeners get first, once loaded: (its name, its bytes or
+    # None if it could not be used), loaded again when a reload names another file.
+    intro: tuple[str, bytes | None] | None = None
 
     @property
     def is_ogg(self) -> bool:

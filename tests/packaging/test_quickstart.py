@@ -67,7 +67,7 @@ def test_workers_import_the_fanout_the_supervisor_runs(tmp_path):
     (tmp_path / "icecast.xml").write_text(icecast_xml())
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, str(tmp_path / "bin" / "fanout"), "-c", "icecast.xml",
-                             "--workers", "1"], cwd=tmp_path, env=env, text=True,
+                             "--workers", "1", "--allow-root"], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert proc.stdout is not None

@@ -86,8 +86,12 @@ class FanoutProcess:
 def start_fanout(config_text: str | None, tmp_path: Path, workers: int = 2,
                  args: tuple[str, ...] = (), prefix: Sequence[str] = ()) -> FanoutProcess:
     """Start `python -m fanout` (under the command `prefix`, e.g. `ip netns exec NAME`) and
-    return it once its workers booted; a server that does not come up is stopped."""
-    cmd = [*prefix, sys.executable, "-m", "fanout", "--workers", str(workers), *args]
+    return it once its workers booted; a server that does not come up is stopped.
+
+    Tests run as root, which fanout (as Icecast) refuses without <changeowner>: the
+    server gets --allow-root."""
+    cmd = [*prefix, sys.executable, "-m", "fanout", "--allow-root", "--workers", str(workers),
+           *args]
     if config_text is not None:
         path = tmp_path / "icecast.xml"
         path.write_text(config_text)

@@ -168,6 +168,16 @@ def serves(server, mount: str = MOUNT) -> bool:
     return probe_listener.head.startswith(b"HTTP/1.0 200")
 
 
+def wait_for_stream(server, folder: Path, mount: str = MOUNT) -> None:
+    """Wait until liquidsoap's stream is served; if it never is, fail with what
+    liquidsoap and fanout said (a start-up on a loaded machine takes seconds)."""
+    try:
+        wait_for(lambda: serves(server, mount), 60, "liquidsoap's stream")
+    except AssertionError as timed_out:
+        said = (folder / "liquidsoap.log").read_text(errors="replace").splitlines()[-30:]
+        raise AssertionError("\n".join([str(timed_out), *said, *server.lines[-30:]])) from None
+
+
 def link_count(listener: Listener) -> int:
     return len(links(whole_pages(bytes(listener.body))))
 
@@ -177,7 +187,7 @@ def test_listeners_joining_after_track_changes_and_before_them_decode(
         server, tracks, tmp_path, encoder, codec):
     liquidsoap = start_liquidsoap(server, tracks, encoder, tmp_path)
     try:
-        wait_for(lambda: serves(server), 30, "liquidsoap's stream")
+        wait_for_stream(server, tmp_path)
         early = Listener(server.host, server.port, MOUNT).start()
         wait_for(lambda: link_count(early) >= 3, 20, "a track change after liquidsoap's first")
         joiners = []
@@ -228,7 +238,7 @@ def test_mp3_listener_joining_after_a_track_change_decodes_and_the_title_follows
     liquidsoap = start_liquidsoap(server, tracks, "%mp3", tmp_path, output, mount)
     titles = [f"tone {freq}" for freq in TRACKS]
     try:
-        wait_for(lambda: serves(server, mount), 30, "liquidsoap's stream")
+        wait_for_stream(server, tmp_path, mount)
         first = wait_for(lambda: stats_title(server, mount), 20, "the first track's title")
         assert first in titles
         changed = wait_for(lambda: (title := stats_title(server, mount)) != first and title, 20,

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
+from fanout import __version__
+from fanout.protocol.identity import default_server_id
 from fanout.protocol.yp import FIRST_TOUCH_DELAY
 from tests.support.admin import get
 from tests.support.clients import Listener, Source
@@ -89,7 +91,7 @@ def test_public_mounts_are_added_touched_and_removed(directories, tmp_path) -> N
         adds = wait_for(lambda: len(yp.of("add")) == 2 and yp.of("add"), 10, "both public mounts added")
         assert time.monotonic() - started >= ADD_DELAY
         add = next(event for event in adds if event.fields["listenurl"].endswith(LISTED))
-        assert add.ok and add.user_agent == "Icecast 2.4.4"
+        assert add.ok and add.user_agent == default_server_id(__version__)  # 2.4.4 sends its <server-id>
         assert {name: add.fields[name] for name in ("sn", "genre", "desc", "url", "listenurl",
                                                     "type", "b", "cpswd")} == {
             "sn": "Fanout FM", "genre": "jazz blues", "desc": "Late & live",

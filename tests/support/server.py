@@ -23,16 +23,17 @@ LISTEN_LINE = re.compile(r"listening on http://([\d.]+):(\d+)/")
 
 
 def icecast_xml(port: int = 0, limits: str = "", mounts: str = "", extra: str = "",
-                sources: int = 8, address: str = "127.0.0.1") -> str:
+                sources: int = 8, address: str = "127.0.0.1", source_timeout: int = 3) -> str:
     """A small icecast.xml for tests, bound to and named by `address`; port 0 lets the
-    kernel choose."""
+    kernel choose. A short `source_timeout` lets tests see idle sources go; tests whose
+    sources pause between steps (a loaded machine stretches the pause) pass a long one."""
     return f"""<icecast>
   <hostname>{address}</hostname>
   <limits>
     <clients>500</clients>
     <sources>{sources}</sources>
     <header-timeout>3</header-timeout>
-    <source-timeout>3</source-timeout>
+    <source-timeout>{source_timeout}</source-timeout>
     {limits}
   </limits>
   <authentication>

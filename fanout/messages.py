@@ -16,6 +16,7 @@ from typing import Mapping
 
 from fanout.config import Config
 from fanout.mountinfo import MountInfo
+from fanout.protocol.redirect import SlaveLoad
 from fanout.redirects import Target
 
 # The query a worker runs to move its listeners of one mount to another (its handler is
@@ -73,11 +74,14 @@ class StreamTags:
 
 @dataclass(frozen=True, slots=True)
 class SlaveRegister:
-    """An authenticated stream-list poll carried a KH redirect registration."""
+    """An authenticated stream-list poll carried a KH redirect registration (`load`: a
+    fanout slave's load report, None from a KH slave; `peer`: the poll's address)."""
 
     host: str
     port: int
     interval: int
+    load: SlaveLoad | None = None
+    peer: str = ""
 
 
 @dataclass(frozen=True, slots=True)

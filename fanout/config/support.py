@@ -72,8 +72,6 @@ NOT_YET: dict[str, NotYet] = {
                                                 lambda value: value is False),
     "icecast/redirect-mode": NotYet("redirects are chosen as Icecast-KH does (when full)",
                                     lambda value: value == "always"),
-    "icecast/master-redirect-capacity": NotYet("the slave's load is not reported yet",
-                                               lambda value: value != 0),
     "icecast/relay/bind": NotYet("relays connect from the address the system picks"),
     # -- Icecast-KH and 2.5
     "icecast/master-ssl-port": NotYet(_KH),

@@ -10,7 +10,7 @@ import json
 
 from tests.integration.test_relay import (PacedSource, assert_pattern_flows, servers,  # noqa: F401
                                           wait_status)
-from tests.support.clients import Listener, raw_request
+from tests.support.clients import Listener, basic, raw_request
 from tests.support.netns import Lan, host_xml, needs_netns, start_fanout_in
 from tests.support.server import RELAY_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.waiting import wait_for
@@ -19,9 +19,9 @@ FULL_MOUNT = "<mount><mount-name>/full</mount-name><max-listeners>1</max-listene
 
 
 def redirecting_slave_xml(master: FanoutProcess, redirect: int = 1, address: str = "127.0.0.1",
-                          port: int = 0) -> str:
+                          port: int = 0, extra: str = "") -> str:
     """A slave of `master` that registers for redirects (with `address` as its hostname)."""
-    return icecast_xml(address=address, port=port, extra=f"""
+    return icecast_xml(address=address, port=port, extra=f"""{extra}
   <master-server>{master.host}</master-server>
   <master-server-port>{master.port}</master-server-port>
   <master-password>{RELAY_PASSWORD}</master-password>
@@ -71,6 +71,28 @@ def test_a_full_mount_redirects_to_a_registered_slave(servers):
         first.close()
     finally:
         source.close()
+
+
+def test_a_fanout_slave_registers_with_its_capacity_and_listeners(servers):
+    master = servers("master", icecast_xml(extra="<max-redirect-slaves>2</max-redirect-slaves>"))
+    slave = servers("slave", redirecting_slave_xml(
+        master, extra="<master-redirect-capacity>7</master-redirect-capacity>"))
+    registered = f"redirect slave 127.0.0.1:{slave.port} registered (capacity 7, 0 listeners)"
+    wait_for(lambda: registered in master.output(), 10, "the registration with its load")
+    assert "fanout-capacity" not in slave.output()  # the report is not an error anywhere
+
+
+def test_only_a_poll_with_a_load_report_is_asked_for_the_fast_schedule(servers):
+    master = servers("master", icecast_xml(extra="<max-redirect-slaves>2</max-redirect-slaves>"),
+                     workers=1)
+    auth = f"Authorization: {basic('relay', RELAY_PASSWORD)}\r\n"
+    kh = "?rserver=10.9.9.9&rport=8000&interval=5"
+    for path in ("/admin/streamlist.txt", "/admin/streams"):
+        plain, loaded = (get(master, path + kh + load, auth) for load in
+                         ("", "&fanout-listeners=1&fanout-capacity=9&fanout-health=ok"))
+        assert plain.startswith(b"HTTP/1.0 200") and loaded.startswith(b"HTTP/1.0 200")
+        assert (head_line(plain, "x-fanout-refresh"), head_line(loaded, "x-fanout-refresh")) == \
+            (None, "0.5")
 
 
 def test_no_redirect_without_max_redirect_slaves_or_master_redirect(servers):

@@ -6,6 +6,12 @@ expired slaves are purged first, and every change goes to every worker as `Redir
 which is also among the first messages a new worker gets. A fanout slave's registration
 carries its load; the workers choose by it and add its listeners to the cluster totals.
 
+A slave that goes away must leave the rotation within 2 s (issue 12). Its registration
+lapses after MISSED_REFRESHES fast-schedule periods (the workers compare the expiry with
+the clock themselves: no message needed), and while any fanout slave is registered one
+greenlet probes every live one's `/health` every PROBE_INTERVAL s: a refused, failed or
+slow (over PROBE_TIMEOUT) probe marks it dead at once, until it registers again.
+
 As a slave with `<master-redirect>`: `own_load` is what this server reports of itself on
 each poll: its listeners (relay pulls of its own slaves never count: the workers do not
 count them), the capacity it offers, whether it is healthy (serving, and every mount its
@@ -18,21 +24,34 @@ import logging
 import time
 from typing import Mapping
 
+import gevent
+
+from fanout import supervised
 from fanout.config import Config
 from fanout.counters import Counters
+from fanout.httpclient import FetchError, fetch
 from fanout.messages import Redirects, SlaveRegister
 from fanout.protocol.redirect import SlaveLoad, advertised_capacity
-from fanout.redirects import ADDED, FULL, RedirectTable
+from fanout.redirects import ADDED, FULL, RedirectTable, Target
 from fanout.registry import MountRecord
 from fanout.supervisor.pool import WorkerHandle, WorkerPool
 
 log = logging.getLogger("fanout.supervisor")
+
+# Seconds between two rounds of /health probes of the registered fanout slaves: with
+# PROBE_TIMEOUT, a dead slave is out within 1.5 s even if its registration is fresh.
+PROBE_INTERVAL = 0.5
+# Seconds a probe may take: a healthy slave answers /health at once, without a gather.
+PROBE_TIMEOUT = 1.0
+HEALTH_PROBE = b"GET /health HTTP/1.0\r\nUser-Agent: fanout master\r\n\r\n"
 
 
 class SlaveRedirects:
     def __init__(self, config: Config, pool: WorkerPool) -> None:
         self.table = RedirectTable(config.max_redirect_slaves, config.redirects)
         self.pool = pool
+        self.prober: gevent.Greenlet | None = None
+        self.failing: set[tuple[str, int]] = set()  # probes failed: said once in the log
 
     def message(self) -> Redirects:
         return Redirects(self.table.targets())
@@ -56,6 +75,53 @@ class SlaveRedirects:
         if outcome == ADDED:
             log.info("redirect slave %s:%d registered%s", host, port, load_text(message.load))
         self.pool.broadcast(self.message())
+        if message.load is not None:
+            self.start_probes()
+
+    # -- /health probes ---------------------------------------------------------------------
+
+    def start_probes(self) -> None:
+        """Probe the fanout slaves (a no-op while the prober runs)."""
+        if self.prober is None or self.prober.dead:
+            self.prober = supervised.spawn("supervisor.slave_probes", self.probe_slaves,
+                                           restart=True)
+
+    def probe_slaves(self) -> None:
+        """Rounds of probes while any fanout slave is registered."""
+        while probed := self.probed_slaves():
+            started = time.monotonic()
+            probes = [gevent.spawn(probe_health, t.host, t.port) for t in probed]
+            gevent.joinall(probes)  # each ends within PROBE_TIMEOUT
+            for target, probe in zip(probed, probes):
+                self.probe_done(target, probe.value or "")
+            gevent.sleep(max(0.0, started + PROBE_INTERVAL - time.monotonic()))
+
+    def probed_slaves(self) -> list[Target]:
+        now = time.monotonic()
+        return [t for t in self.table.dynamic.values() if t.load is not None and t.live(now)]
+
+    def probe_done(self, target: Target, failure: str) -> None:
+        """Mark a slave whose probe failed dead (and tell the workers)."""
+        if not failure:
+            self.failing.discard(target.key)
+            return
+        if not self.table.mark_dead(target.host, target.port, time.monotonic()):
+            return
+        if target.key not in self.failing:
+            self.failing.add(target.key)
+            log.warning("redirect slave %s:%d: /health probe failed (%s); not chosen until "
+                        "it registers again", target.host, target.port, failure)
+        self.pool.broadcast(self.message())
+
+
+def probe_health(host: str, port: int) -> str:
+    """Why `host:port` does not serve ("" if its /health answered 200 within PROBE_TIMEOUT)."""
+    try:
+        with gevent.Timeout(PROBE_TIMEOUT, FetchError(f"no answer in {PROBE_TIMEOUT:g}s")):
+            head, _ = fetch(host, port, HEALTH_PROBE)
+    except FetchError as exc:
+        return str(exc)
+    return "" if head.status == 200 else f"{head.status} {head.reason}"
 
 
 def load_text(load: SlaveLoad | None) -> str:

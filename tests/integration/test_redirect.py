@@ -7,10 +7,11 @@ with their own addresses, in network namespaces, share the listeners at the end.
 from __future__ import annotations
 
 import json
+import socket
 
 from tests.integration.test_relay import (PacedSource, assert_pattern_flows, servers,  # noqa: F401
                                           wait_status)
-from tests.support.clients import Listener, basic, raw_request
+from tests.support.clients import Listener, basic, raw_request, read_head
 from tests.support.netns import Lan, host_xml, needs_netns, start_fanout_in
 from tests.support.server import RELAY_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.waiting import wait_for
@@ -32,6 +33,20 @@ def redirecting_slave_xml(master: FanoutProcess, redirect: int = 1, address: str
 def get(server: FanoutProcess, target: str, extra: str = "") -> bytes:
     request = f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"
     return raw_request(server.host, server.port, request.encode(), timeout=5)
+
+
+# Where the listeners of the loopback tests come from: not 127.0.0.1, where the slaves poll
+# from, since a master never sends a listener to a slave on the listener's own address.
+LISTENER_ADDRESS = "127.0.0.2"
+
+
+def answer_head(server: FanoutProcess, target: str, extra: str = "",
+                source: str = LISTENER_ADDRESS) -> bytes:
+    """The head of the answer to a GET from `source` (a stream's body is not waited for)."""
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+    with socket.create_connection((server.host, server.port), 5, (source, 0)) as sock:
+        sock.sendall(request)
+        return read_head(sock)[0]
 
 
 def listeners_of(server: FanoutProcess, mount: str) -> int:
@@ -63,10 +78,15 @@ def test_a_full_mount_redirects_to_a_registered_slave(servers):
                  10, "the slave's registration at the master")
         first = Listener(master.host, master.port, "/full").start()
         assert first.head.startswith(b"HTTP/1.0 200 OK")
-        answer = get(master, "/full?token=abc")
+        answer = answer_head(master, "/full?token=abc")
         assert answer.startswith(b"HTTP/1.1 302 Found\r\n"), answer[:80]
-        assert head_line(answer, "location") == f"http://127.0.0.1:{slave.port}/full?token=abc"
+        assert head_line(answer, "location") == \
+            f"http://127.0.0.1:{slave.port}/full?token=abc&fanout-redirected=1"
         assert head_line(answer, "content-length") == "0"
+        # Never back to where it came from, never a second time: the refusal stands.
+        for refused in (answer_head(master, "/full", source="127.0.0.1"),
+                        answer_head(master, "/full?token=abc&fanout-redirected=1")):
+            assert refused.startswith(b"HTTP/1.0 403 Forbidden"), refused[:80]
         assert_pattern_flows(slave, "/full")  # where the Location leads
         first.close()
     finally:
@@ -108,7 +128,7 @@ def test_no_redirect_without_max_redirect_slaves_or_master_redirect(servers):
         for server in (master, other):
             first = Listener(server.host, server.port, "/full").start()
             assert first.head.startswith(b"HTTP/1.0 200 OK")
-            assert get(server, "/full").startswith(b"HTTP/1.0 403 Forbidden"), server.url
+            assert answer_head(server, "/full").startswith(b"HTTP/1.0 403 Forbidden"), server.url
             first.close()
         assert "registered" not in master.output() + other.output()
     finally:
@@ -128,8 +148,69 @@ def test_static_redirect_targets_need_no_registration(servers):
         first = Listener(master.host, master.port, "/full").start()
         assert first.head.startswith(b"HTTP/1.0 200 OK"), first.head
         answer = get(master, "/full")
-        assert head_line(answer, "location") == "http://relay.example.org:8123/full"
+        assert head_line(answer, "location") == "http://relay.example.org:8123/full?fanout-redirected=1"
         first.close()
+    finally:
+        source.close()
+
+
+def kill_hard(server: FanoutProcess) -> None:
+    """SIGKILL the server's supervisor and workers at once, as if its host died."""
+    for process in [*server.workers(), server.proc]:
+        process.kill()
+    server.proc.wait(5)
+
+
+def test_a_director_sends_every_listener_to_a_slave_but_relay_pulls_and_redirected_ones(servers):
+    master = servers("master", icecast_xml(extra="<max-redirect-slaves>2</max-redirect-slaves>"
+                                                 "<redirect-mode>always</redirect-mode>"))
+    source = PacedSource(master, "/live")
+    try:
+        slave = servers("slave", redirecting_slave_xml(master))
+        wait_status(slave, "/live", 200, 10)
+        wait_for(lambda: "redirect slave 127.0.0.1:%d registered" % slave.port in master.output(),
+                 10, "the slave's registration at the master")
+        answer = answer_head(master, "/live?token=abc")
+        assert answer.startswith(b"HTTP/1.1 302 Found\r\n"), answer[:80]
+        assert head_line(answer, "location") == \
+            f"http://127.0.0.1:{slave.port}/live?token=abc&fanout-redirected=1"
+        served = {
+            "a relay pull": answer_head(master, "/live", f"Authorization: {basic('relay', RELAY_PASSWORD)}\r\n"),
+            "an Icecast slave's pull": answer_head(master, "/live", "User-Agent: Icecast 2.4.4\r\n"),
+            "a redirected listener": answer_head(master, "/live?fanout-redirected=1"),
+            "a listener on the slave's address": answer_head(master, "/live", source="127.0.0.1"),
+        }
+        for who, head in served.items():
+            assert head.startswith(b"HTTP/1.0 200 OK"), (who, head[:80])
+        kill_hard(slave)
+        wait_for(lambda: answer_head(master, "/live").startswith(b"HTTP/1.0 200 OK"), 10,
+                 "the master to serve its listeners itself once its only slave died")
+    finally:
+        source.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_registered_slave_whose_health_probe_fails_gets_no_listener(servers):
+    master = servers("master", icecast_xml(extra="<max-redirect-slaves>2</max-redirect-slaves>"
+                                                 "<redirect-mode>always</redirect-mode>"))
+    source = PacedSource(master, "/live")
+    try:
+        wait_status(master, "/live", 200, 10)
+        port = closed_port()  # nothing answers its /health there
+        # Registered on a 60 s schedule: it would stay in the table for 3 minutes.
+        registration = (f"?rserver=127.0.0.3&rport={port}&interval=5&fanout-listeners=0"
+                        "&fanout-capacity=10&fanout-health=ok&fanout-refresh=60")
+        get(master, "/admin/streams" + registration,
+            f"Authorization: {basic('relay', RELAY_PASSWORD)}\r\n")
+        wait_for(lambda: f"redirect slave 127.0.0.3:{port}: /health probe failed (cannot connect"
+                 in master.output(), 10, "the failed probe")
+        answer = answer_head(master, "/live")
+        assert answer.startswith(b"HTTP/1.0 200 OK"), answer[:80]
     finally:
         source.close()
 
@@ -157,7 +238,7 @@ def test_listeners_are_shared_between_live_slaves_on_their_own_hosts(tmp_path):
                 config = redirecting_slave_xml(master, address=host.address, port=8000)
                 started.append(start_fanout_in(host, config, tmp_path))
             slaves = started[1:]
-            urls = {f"http://{lan[i].address}:8000/full" for i in (1, 2)}
+            urls = {f"http://{lan[i].address}:8000/full?fanout-redirected=1" for i in (1, 2)}
             for slave in slaves:
                 wait_status(slave, "/full", 200, 15)
             first = Listener(master.host, master.port, "/full").start()
@@ -166,7 +247,7 @@ def test_listeners_are_shared_between_live_slaves_on_their_own_hosts(tmp_path):
             assert_pattern_flows(slaves[0], "/full")
             slaves[1].stop()
             # It stops polling: once its interval + 10 s are over, only the live one is chosen.
-            live = f"http://{lan[1].address}:8000/full"
+            live = f"http://{lan[1].address}:8000/full?fanout-redirected=1"
             wait_for(lambda: set(locations(master, 20)) == {live}, 30,
                      "redirects to the live slave only")
             first.close()

@@ -85,6 +85,14 @@ class SlaveRegister:
 
 
 @dataclass(frozen=True, slots=True)
+class SlavePullClosed:
+    """A slave's relay pull from `address` failed and the worker holds no other pull from
+    there: the slave may be gone (issue 12: out of the redirect rotation at once)."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Gather:
     """Ask every worker (this one included) query `query` with `args`."""
 
@@ -184,7 +192,7 @@ class Gathered:
     answers: tuple[object, ...]
 
 
-TO_SUPERVISOR = (Booted, Claim, Release, Metadata, StreamTags, SlaveRegister, Gather, Answer,
-                 Remount)
+TO_SUPERVISOR = (Booted, Claim, Release, Metadata, StreamTags, SlaveRegister, SlavePullClosed,
+                 Gather, Answer, Remount)
 TO_WORKER = (NewConfig, Redirects, MountUp, MountDown, MountChanged, ClaimResult, Stop,
              Query, Gathered)

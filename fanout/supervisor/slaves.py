@@ -10,7 +10,8 @@ A slave that goes away must leave the rotation within 2 s (issue 12). Its regist
 lapses after MISSED_REFRESHES fast-schedule periods (the workers compare the expiry with
 the clock themselves: no message needed), and while any fanout slave is registered one
 greenlet probes every live one's `/health` every PROBE_INTERVAL s: a refused, failed or
-slow (over PROBE_TIMEOUT) probe marks it dead at once, until it registers again.
+slow (over PROBE_TIMEOUT) probe marks it dead at once, until it registers again. So
+does a worker whose last relay pull from the slave's address failed (`SlavePullClosed`).
 
 As a slave with `<master-redirect>`: `own_load` is what this server reports of itself on
 each poll: its listeners (relay pulls of its own slaves never count: the workers do not
@@ -30,7 +31,7 @@ from fanout import supervised
 from fanout.config import Config
 from fanout.counters import Counters
 from fanout.httpclient import FetchError, fetch
-from fanout.messages import Redirects, SlaveRegister
+from fanout.messages import Redirects, SlavePullClosed, SlaveRegister
 from fanout.protocol.redirect import SlaveLoad, advertised_capacity
 from fanout.redirects import ADDED, FULL, RedirectTable, Target
 from fanout.registry import MountRecord
@@ -77,6 +78,14 @@ class SlaveRedirects:
         self.pool.broadcast(self.message())
         if message.load is not None:
             self.start_probes()
+
+    def on_slave_pull_closed(self, message: SlavePullClosed, handle: WorkerHandle) -> None:
+        """A worker's last relay pull from a slave's address failed: that slave is
+        probably gone; it is chosen again once it registers again."""
+        for target in self.table.mark_dead_from(message.address, time.monotonic()):
+            log.info("redirect slave %s:%d: its relay pulls from %s closed; not chosen until "
+                     "it registers again", target.host, target.port, message.address)
+            self.pool.broadcast(self.message())
 
     # -- /health probes ---------------------------------------------------------------------
 

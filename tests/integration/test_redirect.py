@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 
 from tests.integration.test_relay import (PacedSource, assert_pattern_flows, servers,  # noqa: F401
                                           wait_status)
 from tests.support.clients import Listener, basic, raw_request, read_head
+from tests.support.hostile import HostileServer, answer
 from tests.support.netns import Lan, host_xml, needs_netns, start_fanout_in
 from tests.support.server import RELAY_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.waiting import wait_for
@@ -212,6 +214,36 @@ def test_a_registered_slave_whose_health_probe_fails_gets_no_listener(servers):
         answer = answer_head(master, "/live")
         assert answer.startswith(b"HTTP/1.0 200 OK"), answer[:80]
     finally:
+        source.close()
+
+
+def test_a_slave_whose_relay_pulls_all_failed_gets_no_listener(servers):
+    master = servers("master", icecast_xml(extra="<max-redirect-slaves>2</max-redirect-slaves>"
+                                                 "<redirect-mode>always</redirect-mode>"), workers=1)
+    source = PacedSource(master, "/live")
+    health = HostileServer(lambda conn, line: answer(conn, b"HTTP/1.0 200 OK\r\n\r\n{}"))
+    pull = socket.create_connection((master.host, master.port), 5)
+    try:
+        wait_status(master, "/live", 200, 10)
+        relay = f"Authorization: {basic('relay', RELAY_PASSWORD)}\r\n"
+        # A slave at the healthy peer's port, registered on a 60 s schedule (it stays).
+        get(master, f"/admin/streams?rserver=127.0.0.1&rport={health.port}&interval=5"
+                    "&fanout-listeners=0&fanout-capacity=10&fanout-health=ok&fanout-refresh=60",
+            relay)
+        pull.sendall(f"GET /admin/streams?mount=/live HTTP/1.0\r\n{relay}\r\n".encode())
+        assert read_head(pull)[0].startswith(b"HTTP/1.0 200 OK")
+        location = f"http://127.0.0.1:{health.port}/live?fanout-redirected=1"
+        wait_for(lambda: head_line(answer_head(master, "/live"), "location") == location, 10,
+                 "listeners sent to the registered slave")
+        pull.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        pull.close()  # a reset, as from a host that died
+        wait_for(lambda: "its relay pulls from 127.0.0.1 closed" in master.output(), 10,
+                 "the master to notice the slave's pull failed")
+        assert answer_head(master, "/live").startswith(b"HTTP/1.0 200 OK")  # served here
+        assert health.served("GET /health") > 0  # it was probed, and it is healthy
+    finally:
+        pull.close()
+        health.close()
         source.close()
 
 

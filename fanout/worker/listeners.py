@@ -83,7 +83,7 @@ def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Logi
         return files.serve_file(worker, conn, request)
     listener_auth.refuse_duplicate(worker, login)
     slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
-    if directed(worker, request) and redirect_to_slave(worker, conn, request, "director"):
+    if directed(worker, mount, request) and redirect_to_slave(worker, conn, request, "director"):
         return
     if not slave and is_full(mount):
         mount = fallback_when_full(worker, mount)
@@ -144,10 +144,13 @@ def refuse_or_redirect(worker: Worker, conn: Connection, request: Request,
         raise refusal
 
 
-def directed(worker: Worker, request: Request) -> bool:
+def directed(worker: Worker, mount: LocalMount, request: Request) -> bool:
     """Whether `<redirect-mode>always` sends this request on to a slave before anything
-    else (issue 12): never a relay pull, never a listener a master already sent here."""
-    return worker.cfg.redirect_mode == ALWAYS and redirect_wanted(
+    else (issue 12): never a relay pull, never a listener a master already sent here,
+    never one of a hidden mount (slaves do not relay those: §1.3)."""
+    if worker.cfg.redirect_mode != ALWAYS or mount.resolved.hidden:
+        return False
+    return redirect_wanted(
         ALWAYS, refused=False, relay=is_relay_pull(worker, request),
         redirected=is_redirected(request.query))
 

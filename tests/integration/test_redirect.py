@@ -164,9 +164,10 @@ def kill_hard(server: FanoutProcess) -> None:
 
 
 def test_a_director_sends_every_listener_to_a_slave_but_relay_pulls_and_redirected_ones(servers):
-    master = servers("master", icecast_xml(extra="<max-redirect-slaves>2</max-redirect-slaves>"
-                                                 "<redirect-mode>always</redirect-mode>"))
-    source = PacedSource(master, "/live")
+    master = servers("master", icecast_xml(
+        mounts="<mount><mount-name>/secret</mount-name><hidden>1</hidden></mount>",
+        extra="<max-redirect-slaves>2</max-redirect-slaves><redirect-mode>always</redirect-mode>"))
+    source, hidden = PacedSource(master, "/live"), PacedSource(master, "/secret")
     try:
         slave = servers("slave", redirecting_slave_xml(master))
         wait_status(slave, "/live", 200, 10)
@@ -181,6 +182,7 @@ def test_a_director_sends_every_listener_to_a_slave_but_relay_pulls_and_redirect
             "an Icecast slave's pull": answer_head(master, "/live", "User-Agent: Icecast 2.4.4\r\n"),
             "a redirected listener": answer_head(master, "/live?fanout-redirected=1"),
             "a listener on the slave's address": answer_head(master, "/live", source="127.0.0.1"),
+            "a listener of a hidden mount (no slave relays it)": answer_head(master, "/secret"),
         }
         for who, head in served.items():
             assert head.startswith(b"HTTP/1.0 200 OK"), (who, head[:80])
@@ -189,6 +191,7 @@ def test_a_director_sends_every_listener_to_a_slave_but_relay_pulls_and_redirect
                  "the master to serve its listeners itself once its only slave died")
     finally:
         source.close()
+        hidden.close()
 
 
 def closed_port() -> int:
@@ -278,7 +281,8 @@ def test_listeners_are_shared_between_live_slaves_on_their_own_hosts(tmp_path):
             wait_for(lambda: set(locations(master, 40)) == urls, 15, "redirects to both slaves")
             assert_pattern_flows(slaves[0], "/full")
             slaves[1].stop()
-            # It stops polling: once its interval + 10 s are over, only the live one is chosen.
+            # It stops: once its master notices (a failed /health probe, its registration
+            # lapsing on the fast schedule), only the live one is chosen.
             live = f"http://{lan[1].address}:8000/full?fanout-redirected=1"
             wait_for(lambda: set(locations(master, 20)) == {live}, 30,
                      "redirects to the live slave only")

@@ -16,8 +16,9 @@ does a worker whose last relay pull from the slave's address failed (`SlavePullC
 As a slave with `<master-redirect>`: `own_load` is what this server reports of itself on
 each poll: its listeners (relay pulls of its own slaves never count: the workers do not
 count them), the capacity it offers, whether it is healthy (serving, and every mount its
-master lists is up here: a slave whose relays are still connecting would answer the
-listeners it is sent with a 404) and its listeners per public mount.
+master lists is up here and takes newcomers: a slave whose relays are still connecting
+or reconnecting would answer the listeners it is sent with a 404) and its listeners per
+public mount.
 """
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ import gevent
 from fanout import supervised
 from fanout.config import Config
 from fanout.counters import Counters
+from fanout.lifecycle import RelayState
 from fanout.httpclient import FetchError, fetch
 from fanout.messages import Redirects, SlavePullClosed, SlaveRegister
+from fanout.mountinfo import MountInfo
 from fanout.protocol.redirect import SlaveLoad, advertised_capacity
 from fanout.redirects import ADDED, FULL, RedirectTable, Target
 from fanout.registry import MountRecord
@@ -133,6 +136,14 @@ def probe_health(host: str, port: int) -> str:
     return "" if head.status == 200 else f"{head.status} {head.reason}"
 
 
+def takes_newcomers(info: MountInfo) -> bool:
+    """Whether a mount serves a new listener now: not a relay that is reconnecting (its
+    workers hold the mount and turn newcomers away) or retrying; an idle on-demand relay
+    does (it connects for them)."""
+    relay = info.relay
+    return relay is None or relay.state in (RelayState.STREAMING, RelayState.IDLE)
+
+
 def load_text(load: SlaveLoad | None) -> str:
     """How a registration's load shows in the log ("" for a KH slave's)."""
     if load is None:
@@ -144,7 +155,7 @@ def own_load(config: Config, counters: Counters, mounts: Mapping[str, MountRecor
              relayed: set[str], serving: bool, refresh: float | None) -> SlaveLoad:
     """What this server reports of itself as a slave (see the module doc). `relayed`: the
     mounts its master poller relays; `refresh`: the fast schedule it is on, if any."""
-    up = all(name in mounts for name in relayed)
+    up = all(name in mounts and takes_newcomers(mounts[name].info) for name in relayed)
     listed = [(name, record.ring.listener_count()) for name, record in mounts.items()
               if not config.resolve_mount(name).hidden]
     return SlaveLoad(listeners=counters.total("listeners"),

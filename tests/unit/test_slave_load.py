@@ -9,7 +9,8 @@ import pytest
 from fanout import core
 from fanout.config import parse_config
 from fanout.counters import Counters
-from fanout.mountinfo import stream_info
+from fanout.lifecycle import RelayState
+from fanout.mountinfo import RelayInfo, stream_info
 from fanout.registry import SUPERVISOR_OWNER, MountRecord
 from fanout.supervisor.slaves import own_load
 
@@ -24,10 +25,11 @@ def counters() -> Iterator[Counters]:
     shared.close()
 
 
-def record(name: str, listeners: int) -> MountRecord:
+def record(name: str, listeners: int, state: RelayState = RelayState.STREAMING) -> MountRecord:
     ring = core.Ring.create(core.ring_capacity_for(65536, 0), core.FORMAT_GENERIC)
     ring.set_listener_count(0, listeners)
-    return MountRecord(name, ring, SUPERVISOR_OWNER, stream_info(None, "10.0.0.1"))
+    relay = RelayInfo("http://master:8000" + name, state)
+    return MountRecord(name, ring, SUPERVISOR_OWNER, stream_info(None, "10.0.0.1", relay=relay))
 
 
 def test_a_slave_reports_its_listeners_capacity_and_public_mounts(counters):
@@ -47,3 +49,11 @@ def test_a_configured_capacity_wins_over_the_clients_limit(counters):
 def test_a_slave_with_a_relay_not_up_or_stopping_is_unhealthy(counters, relayed, serving):
     load = own_load(CONFIG, counters, {"/a": record("/a", 0)}, relayed, serving, refresh=0.5)
     assert not load.healthy
+
+
+@pytest.mark.parametrize("state, healthy", [
+    (RelayState.STREAMING, True), (RelayState.IDLE, True),  # idle: on demand, connects for them
+    (RelayState.RECONNECTING, False), (RelayState.RETRYING, False), (RelayState.CONNECTING, False)])
+def test_a_slave_is_healthy_only_while_its_relays_take_newcomers(counters, state, healthy):
+    load = own_load(CONFIG, counters, {"/a": record("/a", 0, state)}, {"/a"}, True, refresh=0.5)
+    assert load.healthy is healthy

@@ -9,8 +9,10 @@ carries its load; the workers choose by it and add its listeners to the cluster 
 A slave that goes away must leave the rotation within 2 s (issue 12). Its registration
 lapses after MISSED_REFRESHES fast-schedule periods (the workers compare the expiry with
 the clock themselves: no message needed), and while any fanout slave is registered one
-greenlet probes every live one's `/health` every PROBE_INTERVAL s: a refused, failed or
-slow (over PROBE_TIMEOUT) probe marks it dead at once, until it registers again. So
+greenlet probes every live one's `/health` every PROBE_INTERVAL s: a refused or failed
+probe marks it dead at once, until it registers again; a slow one (over PROBE_TIMEOUT)
+only when the one before was slow too, since a busy host may be slow once and a hung one
+stops registering anyway (its registration lapses within the 2 s). So
 does a worker whose last relay pull from the slave's address failed (`SlavePullClosed`).
 
 As a slave with `<master-redirect>`: `own_load` is what this server reports of itself on
@@ -47,6 +49,7 @@ log = logging.getLogger("fanout.supervisor")
 PROBE_INTERVAL = 0.5
 # Seconds a probe may take: a healthy slave answers /health at once, without a gather.
 PROBE_TIMEOUT = 1.0
+SLOW = f"no answer in {PROBE_TIMEOUT:g}s"  # a probe's failure when it timed out
 HEALTH_PROBE = b"GET /health HTTP/1.0\r\nUser-Agent: fanout master\r\n\r\n"
 
 
@@ -56,6 +59,7 @@ class SlaveRedirects:
         self.pool = pool
         self.prober: gevent.Greenlet | None = None
         self.failing: set[tuple[str, int]] = set()  # probes failed: said once in the log
+        self.slow: set[tuple[str, int]] = set()  # the last probe timed out
 
     def message(self) -> Redirects:
         return Redirects(self.table.targets())
@@ -116,7 +120,11 @@ class SlaveRedirects:
         """Mark a slave whose probe failed dead (and tell the workers)."""
         if not failure:
             self.failing.discard(target.key)
+            self.slow.discard(target.key)
             return
+        if failure == SLOW and target.key not in self.slow:
+            self.slow.add(target.key)
+            return  # once is no proof (see the module doc)
         if not self.table.mark_dead(target.host, target.port, time.monotonic()):
             return
         if target.key not in self.failing:
@@ -129,7 +137,7 @@ class SlaveRedirects:
 def probe_health(host: str, port: int) -> str:
     """Why `host:port` does not serve ("" if its /health answered 200 within PROBE_TIMEOUT)."""
     try:
-        with gevent.Timeout(PROBE_TIMEOUT, FetchError(f"no answer in {PROBE_TIMEOUT:g}s")):
+        with gevent.Timeout(PROBE_TIMEOUT, FetchError(SLOW)):
             head, _ = fetch(host, port, HEALTH_PROBE)
     except FetchError as exc:
         return str(exc)

@@ -10,10 +10,12 @@ import json
 import socket
 import struct
 
+import pytest
+
 from tests.integration.test_relay import (PacedSource, assert_pattern_flows, servers,  # noqa: F401
                                           wait_status)
 from tests.support.clients import Listener, basic, raw_request, read_head
-from tests.support.hostile import HostileServer, answer
+from tests.support.hostile import HostileServer, answer, silent
 from tests.support.netns import Lan, host_xml, needs_netns, start_fanout_in
 from tests.support.server import RELAY_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.waiting import wait_for
@@ -200,23 +202,28 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_a_registered_slave_whose_health_probe_fails_gets_no_listener(servers):
+@pytest.mark.parametrize("peer, why", [("refused", "cannot connect"),
+                                       ("silent", "no answer in 1s")])  # twice in a row
+def test_a_registered_slave_whose_health_probe_fails_gets_no_listener(servers, peer, why):
     master = servers("master", icecast_xml(extra="<max-redirect-slaves>2</max-redirect-slaves>"
-                                                 "<redirect-mode>always</redirect-mode>"))
+                                                 "<redirect-mode>always</redirect-mode>"), workers=1)
     source = PacedSource(master, "/live")
+    hung = HostileServer(lambda conn, line: silent(conn)) if peer == "silent" else None
     try:
         wait_status(master, "/live", 200, 10)
-        port = closed_port()  # nothing answers its /health there
+        port = closed_port() if hung is None else hung.port
         # Registered on a 60 s schedule: it would stay in the table for 3 minutes.
-        registration = (f"?rserver=127.0.0.3&rport={port}&interval=5&fanout-listeners=0"
+        registration = (f"?rserver=127.0.0.1&rport={port}&interval=5&fanout-listeners=0"
                         "&fanout-capacity=10&fanout-health=ok&fanout-refresh=60")
         get(master, "/admin/streams" + registration,
             f"Authorization: {basic('relay', RELAY_PASSWORD)}\r\n")
-        wait_for(lambda: f"redirect slave 127.0.0.3:{port}: /health probe failed (cannot connect"
+        wait_for(lambda: f"redirect slave 127.0.0.1:{port}: /health probe failed ({why}"
                  in master.output(), 10, "the failed probe")
         answer = answer_head(master, "/live")
         assert answer.startswith(b"HTTP/1.0 200 OK"), answer[:80]
     finally:
+        if hung is not None:
+            hung.close()
         source.close()
 
 

@@ -1,8 +1,11 @@
 """KH slave redirect between fanout servers on loopback (PROTOCOL.md §2).
 
 A slave with `<master-redirect>1` registers through its polls; its master, when it would
-refuse a listener for `<max-listeners>`, answers 302 to the slave instead. Several hosts
-with their own addresses, in network namespaces, share the listeners at the end.
+refuse a listener for `<max-listeners>`, answers 302 to the slave instead. A fanout slave
+also reports its load and goes on the fast schedule; a master with `<redirect-mode>always`
+sends every listener on (never a relay pull, never twice, never back to its own address)
+and stops choosing a slave whose /health probe or relay pulls failed (issue 12). Several
+hosts with their own addresses, in network namespaces, share the listeners at the end.
 """
 from __future__ import annotations
 

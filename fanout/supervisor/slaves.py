@@ -169,4 +169,5 @@ def own_load(config: Config, counters: Counters, mounts: Mapping[str, MountRecor
     return SlaveLoad(listeners=counters.total("listeners"),
                      capacity=advertised_capacity(config.master_redirect_capacity,
                                                   config.limits.clients),
-                     healthy=serving and up, refresh=refresh, mounts=tuple(listed))
+                     healthy=serving and up, refresh=refresh, mounts=tuple(listed),
+                     mount_count=len(listed))

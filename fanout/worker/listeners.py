@@ -164,10 +164,10 @@ def is_relay_pull(worker: Worker, request: Request) -> bool:
 
 def redirect_to_slave(worker: Worker, conn: Connection, request: Request, why: str) -> bool:
     """Answer `302` to the slave the chooser picks (load-aware, never the requester
-    itself); False, with nothing sent, if no slave is usable. The Location keeps the path,
+    itself, never one that said it lacks the mount); False, with nothing sent, if no slave is usable. The Location keeps the path,
     query and credentials, and carries the marker that stops a second redirect."""
     target = worker.redirect_chooser.pick(worker.redirect_targets, time.monotonic(), worker.rng,
-                                          exclude={conn.ip})
+                                          exclude={conn.ip}, mount=request.path)
     if target is None:
         return False
     given = basic_credentials(request)

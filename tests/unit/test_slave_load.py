@@ -38,6 +38,7 @@ def test_a_slave_reports_its_listeners_capacity_and_public_mounts(counters):
     load = own_load(CONFIG, counters, mounts, {"/a"}, serving=True, refresh=0.5)
     assert (load.listeners, load.capacity, load.healthy, load.refresh) == (7, 300, True, 0.5)
     assert load.mounts == (("/a", 5),)  # a hidden mount's name never leaves the server
+    assert load.mount_count == 1  # the list is complete: a master may rely on it
 
 
 def test_a_configured_capacity_wins_over_the_clients_limit(counters):

@@ -16,6 +16,7 @@ from typing import Mapping
 
 from fanout.config import Config
 from fanout.mountinfo import MountInfo
+from fanout.protocol.redirect import SlaveLoad
 from fanout.redirects import Target
 
 # The query a worker runs to move its listeners of one mount to another (its handler is
@@ -73,11 +74,22 @@ class StreamTags:
 
 @dataclass(frozen=True, slots=True)
 class SlaveRegister:
-    """An authenticated stream-list poll carried a KH redirect registration."""
+    """An authenticated stream-list poll carried a KH redirect registration (`load`: a
+    fanout slave's load report, None from a KH slave; `peer`: the poll's address)."""
 
     host: str
     port: int
     interval: int
+    load: SlaveLoad | None = None
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlavePullClosed:
+    """A slave's relay pull from `address` failed and the worker holds no other pull from
+    there: the slave may be gone (issue 12: out of the redirect rotation at once)."""
+
+    address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +192,7 @@ class Gathered:
     answers: tuple[object, ...]
 
 
-TO_SUPERVISOR = (Booted, Claim, Release, Metadata, StreamTags, SlaveRegister, Gather, Answer,
-                 Remount)
+TO_SUPERVISOR = (Booted, Claim, Release, Metadata, StreamTags, SlaveRegister, SlavePullClosed,
+                 Gather, Answer, Remount)
 TO_WORKER = (NewConfig, Redirects, MountUp, MountDown, MountChanged, ClaimResult, Stop,
              Query, Gathered)

@@ -13,7 +13,8 @@ Expired slaves are purged before any change, so a slave that stopped polling fre
 place. The supervisor sends `targets()` to every worker.
 
 Choosing (`choose`, `Chooser`, `RedirectTable.pick`): never a target that is expired,
-dead, unhealthy, full, or the requester itself; among the others, two drawn at random
+dead, unhealthy, full, the requester itself, or one whose complete mount list lacks the
+listener's mount (`SlaveLoad.carries`); among the others, two drawn at random
 and the less utilised of the two (listeners plus the redirects this chooser sent since
 the target's last report, over capacity). Always taking the emptiest would send every
 worker's (and every master's) arrivals between two reports to the same slave: a herd;
@@ -70,11 +71,13 @@ class Target:
             return float("inf")
         return (self.load.listeners + sent) / self.load.capacity
 
-    def usable(self, now: float, sent: int) -> bool:
+    def usable(self, now: float, sent: int, mount: str | None = None) -> bool:
         if not self.live(now):
             return False
         if self.load is None:
             return True
+        if mount is not None and not self.load.carries(mount):
+            return False
         return self.load.healthy and self.load.listeners + sent < self.load.capacity
 
 
@@ -144,11 +147,11 @@ class RedirectTable:
     def targets(self) -> tuple[Target, ...]:
         return (*self.static.values(), *self.dynamic.values())
 
-    def pick(self, now: float, rng: random.Random,
-             exclude: Collection[str] = ()) -> Target | None:
+    def pick(self, now: float, rng: random.Random, exclude: Collection[str] = (),
+             mount: str | None = None) -> Target | None:
         """The target for one listener (see the module doc), counted as sent; None if no
-        target is usable. `exclude`: the requester's addresses."""
-        return self.chooser.pick(self.targets(), now, rng, exclude)
+        target is usable. `exclude`: the requester's addresses; `mount`: the one it asked for."""
+        return self.chooser.pick(self.targets(), now, rng, exclude, mount)
 
 
 class Chooser:
@@ -159,10 +162,10 @@ class Chooser:
         self.sent: dict[tuple[str, int, int], int] = {}  # (host, port, report) → redirects
 
     def pick(self, targets: Sequence[Target], now: float, rng: random.Random,
-             exclude: Collection[str] = ()) -> Target | None:
+             exclude: Collection[str] = (), mount: str | None = None) -> Target | None:
         current = {(*t.key, t.report) for t in targets}
         self.sent = {key: n for key, n in self.sent.items() if key in current}
-        target = choose(targets, now, rng, exclude, self.sent)
+        target = choose(targets, now, rng, exclude, self.sent, mount)
         if target is not None:
             key = (*target.key, target.report)
             self.sent[key] = self.sent.get(key, 0) + 1
@@ -171,15 +174,18 @@ class Chooser:
 
 def choose(targets: Sequence[Target], now: float, rng: random.Random | None = None,
            exclude: Collection[str] = (),
-           sent: dict[tuple[str, int, int], int] | None = None) -> Target | None:
+           sent: dict[tuple[str, int, int], int] | None = None,
+           mount: str | None = None) -> Target | None:
     """A usable target (see the module doc), or None if there is none. `sent`: redirects
-    already sent to each (host, port, report) since that report; nothing is counted here."""
+    already sent to each (host, port, report) since that report; nothing is counted here;
+    `mount`: the listener's (None: any target will do)."""
     counts = sent if sent is not None else {}
 
     def sent_to(target: Target) -> int:
         return counts.get((*target.key, target.report), 0)
 
-    usable = [t for t in targets if t.usable(now, sent_to(t)) and not t.is_requester(exclude)]
+    usable = [t for t in targets
+              if t.usable(now, sent_to(t), mount) and not t.is_requester(exclude)]
     if len(usable) <= 1:
         return usable[0] if usable else None
     first, second = (rng or random).sample(usable, 2)

@@ -70,10 +70,6 @@ NOT_YET: dict[str, NotYet] = {
     "icecast/paths/ssl-upstream-cafile": NotYet("upstreams are not reached over TLS yet"),
     "icecast/paths/ssl-upstream-verify": NotYet("upstreams are not reached over TLS yet",
                                                 lambda value: value is False),
-    "icecast/redirect-mode": NotYet("redirects are chosen as Icecast-KH does (when full)",
-                                    lambda value: value == "always"),
-    "icecast/master-redirect-capacity": NotYet("the slave's load is not reported yet",
-                                               lambda value: value != 0),
     "icecast/relay/bind": NotYet("relays connect from the address the system picks"),
     # -- Icecast-KH and 2.5
     "icecast/master-ssl-port": NotYet(_KH),

@@ -10,9 +10,11 @@ percent-encoded, the original query kept.
 fanout's extension (issue 12). A fanout slave also reports its load in the same query,
 as parameters a KH or 2.4.4 master ignores (both look up `rserver`, `rport`, `interval`
 by name and nothing else; 2.4.4 reads no registration at all):
-`&fanout-listeners=N&fanout-capacity=C&fanout-health=ok[&fanout-refresh=S]` and one
-`&fanout-mount=<mount>:<listeners>` per mount (the largest first, bounded so the whole
-request head stays well inside the 4 KiB an Icecast master reads). A fanout master that
+`&fanout-listeners=N&fanout-capacity=C&fanout-health=ok[&fanout-refresh=S]`, the number
+of mounts it serves (`&fanout-mount-count=M`) and one `&fanout-mount=<mount>:<listeners>`
+per mount (the largest first, bounded so the whole request head stays well inside the
+4 KiB an Icecast master reads): a master sends a listener only to a slave whose complete
+list names the mount (a cut list, or none, says nothing against it). A fanout master that
 got a load answers with `X-Fanout-Refresh: S`; the slave then re-registers every S
 seconds (the fast schedule) and says so with `fanout-refresh`, which lets the master
 expire it within a few S of its last registration instead of KH's interval + 10 s.
@@ -37,6 +39,7 @@ CAPACITY_KEY = "fanout-capacity"
 HEALTH_KEY = "fanout-health"
 REFRESH_KEY = "fanout-refresh"
 MOUNT_KEY = "fanout-mount"  # repeated, one per mount: "<mount>:<listeners>"
+MOUNT_COUNT_KEY = "fanout-mount-count"  # how many mounts it serves (its list may be cut)
 HEALTHY = "ok"  # any other health (a slave says "draining" while it stops) takes no listener
 DRAINING = "draining"
 # The master's answer header that asks a reporting slave to re-register every S seconds.
@@ -73,6 +76,13 @@ class SlaveLoad:
     healthy: bool  # False: it is stopping (or said something else): send nobody there
     refresh: float | None = None  # seconds between its registrations; None: KH's interval
     mounts: tuple[tuple[str, int], ...] = ()  # (mount, listeners), largest first, bounded
+    mount_count: int | None = None  # mounts it serves; None: not said (the list may be cut)
+
+    def carries(self, mount: str) -> bool:
+        """Whether it may serve `mount`: unless its list is complete and lacks it."""
+        if self.mount_count is None or len(self.mounts) < self.mount_count:
+            return True
+        return any(name == mount for name, _ in self.mounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,8 @@ def _load_query(load: SlaveLoad, room: int) -> str:
             f"&{HEALTH_KEY}={HEALTHY if load.healthy else DRAINING}")
     if load.refresh is not None:
         text += f"&{REFRESH_KEY}={load.refresh:g}"
+    if load.mount_count is not None:
+        text += f"&{MOUNT_COUNT_KEY}={load.mount_count}"
     ranked = sorted(load.mounts, key=lambda item: (-item[1], item[0]))[:MAX_REPORTED_MOUNTS]
     for mount, count in ranked:
         piece = f"&{MOUNT_KEY}={quote(mount, safe='/')}:{count}"
@@ -132,7 +144,7 @@ def parse_load(query: Sequence[tuple[str, str]]) -> SlaveLoad | None:
     if REFRESH_KEY in values and refresh is None:
         return None  # a schedule we cannot hold it to: trust none of the report
     return SlaveLoad(listeners, capacity, values.get(HEALTH_KEY) == HEALTHY, refresh,
-                     _mounts(query))
+                     _mounts(query), _integer(values.get(MOUNT_COUNT_KEY)))
 
 
 def _mounts(query: Sequence[tuple[str, str]]) -> tuple[tuple[str, int], ...]:

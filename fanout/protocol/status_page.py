@@ -37,7 +37,7 @@ HTML_TYPE = "text/html; charset=utf-8"
 REFRESH_SECONDS = 30
 # Row fields the script writes as text, each into the row's element of that class.
 TEXT_FIELDS = ("server_name", "server_description", "genre", "title", "listeners",
-               "listener_peak", "codec", "bitrate", "stream_start")
+               "listener_peak", "codec", "bitrate", "stream_start", "cluster_listeners")
 COLUMNS = ("Stream", "Now playing", "Listeners", "Format", "On air since", "Listen")
 # Content-Type (no parameters) -> codec name; Ogg says its codec in the `subtype` stat.
 CODECS = {"audio/mpeg": "MP3", "audio/mp3": "MP3", "audio/mpg": "MP3", "audio/aac": "AAC",
@@ -134,7 +134,16 @@ def _server_line(server: Stats | None) -> str:
     started = (f'<time class="server_start" datetime="{iso}">'
                f'{html_text(server["server_start"])}</time>')
     where = f" in {html_text(server['location'])}" if server.get("location") else ""
-    return f'<p class="server">Serving{where} since {started}</p>'
+    return f'<p class="server">Serving{where} since {started}{_cluster_line(server)}</p>'
+
+
+def _cluster_line(server: Stats) -> str:
+    """A master's cluster (issue 12 §3): its listeners and its live slaves'."""
+    if "cluster_listeners" not in server:
+        return ""
+    return (f'<br><span class="cluster_total">{html_text(server["cluster_listeners"])}'
+            f'</span> listeners on {html_text(server.get("cluster_nodes", "1"))} servers'
+            " (this one and its slaves)")
 
 
 def _table(views: list[MountView]) -> str:
@@ -156,7 +165,10 @@ def _row(view: MountView) -> str:
               f'<div class="genre">{e["genre"]}</div>'
               f'<a class="listen" href="{path}">{e["mount"]}</a>')
     audience = (f'<span class="listeners">{e["listeners"]}</span> now<br>'
-                f'<span class="listener_peak">{e["listener_peak"]}</span> peak')
+                f'<span class="listener_peak">{e["listener_peak"]}</span> peak'
+                # A master's listeners and its slaves' (issue 12); hidden while empty.
+                f'<span class="in_cluster"><br><span class="cluster_listeners">'
+                f'{e["cluster_listeners"]}</span> in the cluster</span>')
     kind = f'<span class="codec">{e["codec"]}</span> <span class="bitrate">{e["bitrate"]}</span>'
     since = (f'<time class="stream_start" datetime="{e["stream_start_iso8601"]}">'
              f'{e["stream_start"]}</time>')

@@ -38,6 +38,7 @@ background:var(--band);font-size:.85em}
 a.listen{display:block;font-family:ui-monospace,monospace;font-size:.85em}
 td.title{font-style:italic}
 .listeners{font-size:1.3em;font-weight:600}
+.in_cluster:has(.cluster_listeners:empty){display:none}
 audio{width:16em;max-width:100%}
 tr.gone{opacity:.5}
 #live{color:var(--muted);font-size:.9em}

@@ -5,7 +5,10 @@ start and then every `master-update-interval`. `trigger()` asks for an immediate
 (a relay ended, a local source left, the config changed); polls are never closer than
 MIN_POLL_GAP. After a mount vanished, polls run every FAST_REPOLL seconds for
 FAST_WINDOW seconds so a source that comes back is relayed again within about a second
-(2.4.4 waits for its next regular poll). The first poll asks for KH's `/admin/streams`;
+(2.4.4 waits for its next regular poll). A fanout master that got this slave's load
+report answers `X-Fanout-Refresh: S`; polls then run every S seconds (the fast
+registration schedule, issue 12) until a poll fails or a master stops asking.
+The first poll asks for KH's `/admin/streams`;
 a master that does not answer it with 200 (2.4.4 says 400) is asked for
 `/admin/streamlist.txt` from then on. Only a successful poll changes anything; the first
 one after a failed poll cuts the backoff of every kept relay short (the master is back).
@@ -29,6 +32,7 @@ from gevent.event import Event
 
 from fanout import supervised
 from fanout.config import MasterConfig
+from fanout.protocol.redirect import REFRESH_HEADER, parse_refresh
 from fanout.protocol.streamlist import MAX_LINES, ListedMount, StreamList, parse_streamlist
 from fanout.protocol.upstream import render_streamlist_request
 from fanout.httpclient import FetchError, fetch
@@ -60,7 +64,7 @@ KH_STREAMS_PATH = "/admin/streams"
 
 class PollerHost(RelayHost, Protocol):
     def local_mounts(self) -> set[str]: ...
-    def redirect_registration(self) -> str: ...
+    def redirect_registration(self, refresh: float | None = None) -> str: ...
 
 
 class MasterPoller:
@@ -73,6 +77,7 @@ class MasterPoller:
         self.fast_until = 0.0
         self.greenlet: gevent.Greenlet | None = None
         self.last_poll_failed = False
+        self.refresh: float | None = None  # the fast schedule the master asked for, if any
         # The limits the last list hit: (more than MAX_LINES lines, more than
         # MAX_RELAYED_MOUNTS mounts); warned when they change.
         self.over_limits = (False, False)
@@ -104,7 +109,8 @@ class MasterPoller:
 
     def next_delay(self) -> float:
         fast = time.monotonic() < self.fast_until
-        return min(FAST_REPOLL, self.master.update_interval) if fast else self.master.update_interval
+        delay = min(FAST_REPOLL, self.master.update_interval) if fast else self.master.update_interval
+        return delay if self.refresh is None else min(delay, self.refresh)
 
     def poll_once(self) -> None:
         listing = self.fetch_list()
@@ -127,7 +133,8 @@ class MasterPoller:
     def fetch_list(self) -> StreamList | None:
         """The master's list, or None (logged) if this poll failed."""
         paths = [STREAMLIST_PATH] if self.kh_master is False else [KH_STREAMS_PATH, STREAMLIST_PATH]
-        registration = self.host.redirect_registration()  # KH slave redirect (§2.3)
+        registration = self.host.redirect_registration(self.refresh)  # KH slave redirect (§2.3)
+        self.refresh = None  # until a master asks again
         for path in paths:
             request = render_streamlist_request(path + registration, self.master.username,
                                                 self.master.password or "")
@@ -138,6 +145,7 @@ class MasterPoller:
                 return None
             if head.status == 200 and head.version.startswith("HTTP/"):
                 self.kh_master = path == KH_STREAMS_PATH
+                self.refresh = parse_refresh(head.header(REFRESH_HEADER)) if registration else None
                 return parse_streamlist(body)
             if path != paths[-1]:
                 continue  # not a KH master (2.4.4 answers 400): ask for the 2.4.4 list

@@ -49,7 +49,7 @@ from fanout.supervisor.gathering import Gathering
 from fanout.supervisor.mounts import Mounts
 from fanout.supervisor.ownership import RelayOwnership
 from fanout.supervisor.pool import DEFAULT_TIMEOUT, WORKER_MODULE, WorkerHandle, WorkerPool
-from fanout.supervisor.slaves import SlaveRedirects
+from fanout.supervisor.slaves import SlaveRedirects, own_load
 from fanout.supervisor.yp import YpDirectories
 
 log = logging.getLogger("fanout.supervisor")
@@ -312,10 +312,14 @@ class Supervisor:
     def local_mounts(self) -> set[str]:
         return self.mounts.local_mounts()
 
-    def redirect_registration(self) -> str:
-        """What this server, as a slave with <master-redirect>, appends to its polls."""
+    def redirect_registration(self, refresh: float | None = None) -> str:
+        """What this server, as a slave with <master-redirect>, appends to its polls: KH's
+        registration and its load (`refresh`: the fast schedule its master asked for)."""
         master = self.config.master
         if master is None or not master.redirect or not self.listeners:
             return ""
         port = self.listeners[0].getsockname()[1]
-        return registration_query(self.config.hostname, port, master.update_interval)
+        relayed = set(self.poller.pulls) if self.poller is not None else set()
+        load = own_load(self.config, self.counters, self.mounts.registry.mounts, relayed,
+                        self.exit_status is None, refresh)
+        return registration_query(self.config.hostname, port, master.update_interval, load)

@@ -9,7 +9,8 @@ from typing import Callable
 
 from fanout.control import Dispatch
 from fanout.messages import (
-    Answer, Booted, Claim, Gather, Metadata, Release, Remount, SlaveRegister, StreamTags,
+    Answer, Booted, Claim, Gather, Metadata, Release, Remount, SlavePullClosed, SlaveRegister,
+    StreamTags,
 )
 from fanout.supervisor.gathering import Gathering
 from fanout.supervisor.mounts import Mounts
@@ -29,4 +30,5 @@ def worker_messages(mounts: Mounts, gathering: Gathering, slaves: SlaveRedirects
     table.on(Gather, gathering.on_gather)
     table.on(Answer, gathering.on_answer)
     table.on(SlaveRegister, slaves.on_slave_register)
+    table.on(SlavePullClosed, slaves.on_slave_pull_closed)
     return table

@@ -29,6 +29,7 @@ from fanout.protocol.http import Request
 from fanout.protocol.icy import MAX_META_TEXT, encode_block, shown_title, stream_title_text
 from fanout.protocol.listener_auth import render_manageauth
 from fanout.protocol.responses import render_text
+from fanout.protocol.cluster import cluster_xml
 from fanout.protocol.stats import global_stats
 from fanout.protocol.stats_xml import (
     ListedClient, ListedMount, render_iceresponse, render_listclients, render_listmounts,
@@ -178,8 +179,12 @@ def require_mount(worker: Worker, call: AdminCall) -> tuple[str, LocalMount]:
 def command_stats(worker: Worker, conn: Connection, call: AdminCall) -> None:
     only = call.text("mount")
     authorize(worker, call.request, only)
-    mounts = [m for m in stats.collect_mounts(worker) if only is None or m.name == only]
-    body = render_stats(global_stats(stats.collect_server(worker)), stats.stats_of(worker, mounts))
+    figures = stats.collect_mounts(worker)
+    mounts = [m for m in figures if only is None or m.name == only]
+    totals = stats.cluster(worker, figures)  # issue 12: the cluster's listeners
+    server, shown = stats.with_cluster(totals, global_stats(stats.collect_server(worker)),
+                                       stats.stats_of(worker, mounts))
+    body = render_stats(server, shown, "" if totals is None else cluster_xml(totals))
     send_xml(worker, conn, body)
 
 

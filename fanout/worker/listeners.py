@@ -28,9 +28,10 @@ from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
 from fanout.protocol.icy import DEFAULT_METAINT
-from fanout.protocol.redirect import redirect_location
+from fanout.protocol.redirect import (
+    ALWAYS, is_redirected, marked_query, redirect_location, redirect_wanted,
+)
 from fanout.protocol.responses import listener_icy_headers, render_listener_head, render_redirect
-from fanout.redirects import choose
 from fanout.source_files import load_intro
 from fanout.worker import files, listener_auth
 from fanout.worker.client import Connection
@@ -42,6 +43,9 @@ from fanout.worker.state import ListenerInfo, LocalMount, Login, Worker
 
 log = logging.getLogger("fanout.listener")
 
+# How an Icecast slave's relay pull starts its User-Agent (its <server-id>, by default
+# "Icecast 2.4.4"): no player says that, and a pull must never be redirected.
+ICECAST_AGENT = "icecast"
 # Seconds a listener of an idle on-demand relay waits for the upstream before a 404.
 ON_DEMAND_WAIT = 10.0
 # Seconds between two looks at a held listener's mount.
@@ -79,6 +83,8 @@ def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Logi
         return files.serve_file(worker, conn, request)
     listener_auth.refuse_duplicate(worker, login)
     slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
+    if directed(worker, mount, request) and redirect_to_slave(worker, conn, request, "director"):
+        return
     if not slave and is_full(mount):
         mount = fallback_when_full(worker, mount)
         if mount is None:
@@ -128,18 +134,52 @@ def fallback_when_full(worker: Worker, mount: LocalMount) -> LocalMount | None:
 def refuse_or_redirect(worker: Worker, conn: Connection, request: Request,
                        refusal: ProtocolError) -> None:
     """A master sends a listener it must refuse to a registered slave instead, as KH does
-    (PROTOCOL.md §2.5); with no live slave the refusal stands."""
-    target = choose(worker.redirect_targets, time.monotonic())
-    if target is None:
+    (PROTOCOL.md §2.5); with no usable slave, or for a listener already sent here by a
+    master (no loop), the refusal stands."""
+    if not redirect_wanted(worker.cfg.redirect_mode, refused=True,
+                           relay=is_relay_pull(worker, request),
+                           redirected=is_redirected(request.query)):
         raise refusal
+    if not redirect_to_slave(worker, conn, request, refusal.message):
+        raise refusal
+
+
+def directed(worker: Worker, mount: LocalMount, request: Request) -> bool:
+    """Whether `<redirect-mode>always` sends this request on to a slave before anything
+    else (issue 12): never a relay pull, never a listener a master already sent here,
+    never one of a hidden mount (slaves do not relay those: §1.3)."""
+    if worker.cfg.redirect_mode != ALWAYS or mount.resolved.hidden:
+        return False
+    return redirect_wanted(
+        ALWAYS, refused=False, relay=is_relay_pull(worker, request),
+        redirected=is_redirected(request.query))
+
+
+def is_relay_pull(worker: Worker, request: Request) -> bool:
+    """A slave's relay pull: with the relay credentials (fanout, KH), or from an Icecast
+    slave, whose pulls carry no credentials but its <server-id> as User-Agent (2.4.4)."""
+    agent = (request.header("user-agent") or "").lstrip().lower()
+    return is_relay_client(worker, request) or agent.startswith(ICECAST_AGENT)
+
+
+def redirect_to_slave(worker: Worker, conn: Connection, request: Request, why: str) -> bool:
+    """Answer `302` to the slave the chooser picks (load-aware, never the requester
+    itself, never one that said it lacks the mount); False, with nothing sent, if no slave is usable. The Location keeps the path,
+    query and credentials, and carries the marker that stops a second redirect."""
+    target = worker.redirect_chooser.pick(worker.redirect_targets, time.monotonic(), worker.rng,
+                                          exclude={conn.ip}, mount=request.path)
+    if target is None:
+        return False
     given = basic_credentials(request)
     credentials = None if given is None else (given.user, given.password)
-    query = request.target.partition("?")[2]
+    query = marked_query(request.target.partition("?")[2])
     location = redirect_location(target.host, target.port, request.path, query, credentials)
     conn.send(render_redirect(location, server_id=worker.cfg.server_id, now=time.time(),
                               version=request.version))
-    log.info("%s: %s on %s; redirected to slave %s:%d", conn.ip, refusal.message, request.path,
-             target.host, target.port)
+    log.log(logging.DEBUG if why == "director" else logging.INFO,
+            "%s: %s on %s; redirected to slave %s:%d", conn.ip, why, request.path,
+            target.host, target.port)
+    return True
 
 
 def await_upstream(worker: Worker, mount: LocalMount) -> LocalMount:

@@ -24,6 +24,7 @@ import time
 import gevent
 
 from fanout import core, supervised
+from fanout.messages import SlavePullClosed
 from fanout.model.ogg import page_length
 from fanout.worker.client import log_access
 from fanout.worker.state import LocalMount, Worker, info_of
@@ -139,6 +140,7 @@ def drop_failed(worker: Worker, mount: LocalMount,
         elif status == core.ERROR:
             log.debug("%s: listener on %s gone (errno %d)", info_of(listener).conn.ip,
                       mount.name, errno)
+            slave_pull_failed(worker, listener)  # issue 12
         else:
             continue
         dropped.add(id(listener))
@@ -146,6 +148,20 @@ def drop_failed(worker: Worker, mount: LocalMount,
     if dropped:
         mount.listeners[:] = [l for l in mount.listeners if id(l) not in dropped]
         publish_count(worker, mount)
+
+
+def slave_pull_failed(worker: Worker, listener: core.Listener) -> None:
+    """If `listener` is a slave's relay pull and this worker holds no other from that
+    address, tell the supervisor (issue 12: a dead slave leaves the redirect rotation at
+    once). A slave that stopped one relay on purpose is back at its next registration."""
+    info = info_of(listener)
+    if not info.slave or worker.cfg.max_redirect_slaves <= 0:
+        return
+    others = (other for mount in worker.mounts.values() for other in map(info_of, mount.listeners)
+              if other is not info and other.slave and not other.closed
+              and other.conn.ip == info.conn.ip)
+    if next(others, None) is None:
+        worker.link.send(SlavePullClosed(info.conn.ip))
 
 
 def close_listener(worker: Worker, mount: LocalMount, listener: core.Listener) -> None:

@@ -16,6 +16,7 @@ forgotten (the ring is closed).
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Concatenate, Mapping, ParamSpec, TypeVar, cast
@@ -31,7 +32,7 @@ from fanout.lifecycle import MountEvent, MountState, next_mount_state
 from fanout.mountinfo import MountInfo
 from fanout.protocol.auth import Credentials
 from fanout.protocol.http import Request
-from fanout.redirects import Target
+from fanout.redirects import Chooser, Target
 from fanout.worker.client import Connection
 from fanout.worker.htpasswd_file import HtpasswdFiles
 from fanout.worker.link import BUSY, ClaimAnswer, SupervisorLink
@@ -188,6 +189,8 @@ class Worker:
         self.mounts: dict[str, LocalMount] = {}
         self.lost_rings: set[str] = set()  # mounts whose MountUp came without its fd
         self.redirect_targets: tuple[Target, ...] = ()  # the master's live slaves
+        self.redirect_chooser = Chooser()  # counts this worker's redirects between reports
+        self.rng = random.Random()  # the chooser's "little randomness" (fanout.redirects)
         self.bound_ports: list[int] = []  # of the inherited listening sockets, in order
         self.sources: dict[str, Connection] = {}  # mount -> the source served here
         self.sessions = Sessions()

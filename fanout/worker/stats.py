@@ -5,6 +5,10 @@ listener count, the bytes sent to listeners that have left, the bytes read from 
 source), so most figures are read locally. What only a worker knows — its listener peak
 observations (`Worker.tallies`), its slow-listener drops, the bytes sent to listeners
 still connected — is asked of every worker with one `gather(mount_figures)` per request.
+
+A master that takes redirect slaves (`<max-redirect-slaves>`) also shows the cluster's
+listeners (issue 12 §3): its own plus each live fanout slave's last report, which every
+worker holds in its copy of the slave table (`cluster`, `with_cluster`); no gather.
 """
 from __future__ import annotations
 
@@ -16,9 +20,14 @@ from typing import TypedDict
 import psutil
 
 from fanout.mountinfo import MountInfo
+from fanout.protocol.cluster import (
+    ClusterTotals, NodeListeners, cluster_totals, global_cluster_stats, mount_cluster_stats,
+    node_name, with_cluster_keys,
+)
 from fanout.protocol.stats import (
     MountFigures, MountSettings, RelayFigures, ServerFigures, Stats, mount_stats,
 )
+from fanout.redirects import slave_listeners
 from fanout.worker.queries import query
 from fanout.worker.state import LocalMount, Worker
 
@@ -136,3 +145,24 @@ def stats_of(worker: Worker, mounts: list[MountFigures]) -> list[tuple[str, Stat
     """(mount name, its stats) for each of `mounts`, as /admin/stats shows them."""
     host, port = worker.cfg.hostname, advertised_port(worker)
     return [(m.name, mount_stats(m, host, port)) for m in mounts]
+
+
+def cluster(worker: Worker, mounts: list[MountFigures]) -> ClusterTotals | None:
+    """This server's listeners (per mount: those of `mounts`, the ones the caller may
+    show) plus each live slave's report; None unless this server takes redirect slaves."""
+    if worker.cfg.max_redirect_slaves <= 0:
+        return None
+    own = NodeListeners(node_name(worker.cfg.hostname, advertised_port(worker)),
+                        worker.counters.total("listeners"),
+                        tuple((m.name, m.listeners) for m in mounts))
+    return cluster_totals(own, slave_listeners(worker.redirect_targets, time.monotonic()))
+
+
+def with_cluster(totals: ClusterTotals | None, server: Stats,
+                 mounts: list[tuple[str, Stats]]) -> tuple[Stats, list[tuple[str, Stats]]]:
+    """The global and per-mount stats with the cluster keys added (unchanged if None)."""
+    if totals is None:
+        return server, mounts
+    return (with_cluster_keys(server, global_cluster_stats(totals)),
+            [(name, with_cluster_keys(values, mount_cluster_stats(totals, name)))
+             for name, values in mounts])

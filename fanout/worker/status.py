@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from fanout import __version__
+from fanout.protocol.cluster import cluster_families, global_cluster_stats
 from fanout.protocol.http import Request
 from fanout.protocol.prometheus import CONTENT_TYPE as METRICS_TYPE
 from fanout.protocol.prometheus import MetricFamily, render_metrics
@@ -39,19 +40,31 @@ def public_mounts(worker: Worker, only: str | None = None) -> list[MountFigures]
 
 
 def public_stats(worker: Worker, only: str | None = None) -> list[Stats]:
-    """Each public mount's stats (all of them: callers show the public keys)."""
-    return [s for _, s in stats.stats_of(worker, public_mounts(worker, only))]
+    """Each public mount's stats (all of them: callers show the public keys), with its
+    cluster listeners on a master that takes redirect slaves."""
+    return public_view(worker, only)[0]
 
 
-def public_server_stats(worker: Worker) -> Stats:
-    """The global stats a page for anyone may show (those status-json.xsl shows)."""
+def public_view(worker: Worker, only: str | None = None) -> tuple[list[Stats], Stats]:
+    """`public_stats`, and the cluster's global keys (none unless this server takes
+    redirect slaves), from one gather."""
+    mounts = public_mounts(worker)
+    totals = stats.cluster(worker, mounts)
+    shown = stats.stats_of(worker, [m for m in mounts if only is None or m.name == only])
+    _, listed = stats.with_cluster(totals, {}, shown)
+    return [s for _, s in listed], {} if totals is None else global_cluster_stats(totals)
+
+
+def public_server_stats(worker: Worker, extra: Stats | None = None) -> Stats:
+    """The global stats a page for anyone may show (those status-json.xsl shows), and
+    `extra` (the cluster's)."""
     server = global_stats(stats.collect_server(worker))
-    return {key: server[key] for key in PUBLIC_GLOBAL_KEYS}
+    return {key: server[key] for key in PUBLIC_GLOBAL_KEYS} | (extra or {})
 
 
 def serve_status_json(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
-    body = render_status_json(global_stats(stats.collect_server(worker)),
-                              public_stats(worker, text_param(request, "mount")))
+    mounts, cluster = public_view(worker, text_param(request, "mount"))
+    body = render_status_json(global_stats(stats.collect_server(worker)), mounts, cluster)
     send(worker, conn, body, JSON_TYPE)
 
 
@@ -68,6 +81,8 @@ def serve_metrics(worker: Worker, conn: Connection, request: Request, leftover: 
     mounts = [m for m in stats.collect_mounts(worker) if show_hidden or not m.settings.hidden]
     workers = sorted((w for w in worker.gather(worker_figures) if w), key=lambda w: w["index"])
     families = mount_families(mounts) + worker_families(workers) + server_families(worker, workers)
+    totals = stats.cluster(worker, mounts)  # issue 12: fanout_cluster_listeners{mount,node}
+    families += [] if totals is None else cluster_families(totals)
     send(worker, conn, render_metrics(families), METRICS_TYPE)
 
 
@@ -148,9 +163,9 @@ def internal_errors_family(worker: Worker) -> MetricFamily:
 
 def serve_status_page(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
     """The product page: every public mount, kept current by the events at EVENTS_PATH."""
-    page = render_status_page(worker.cfg.server_id,
-                              [public_mount_stats(s) for s in public_stats(worker)],
-                              server=public_server_stats(worker), version=__version__,
+    mounts, cluster = public_view(worker)
+    page = render_status_page(worker.cfg.server_id, [public_mount_stats(s) for s in mounts],
+                              server=public_server_stats(worker, cluster), version=__version__,
                               events=EVENTS_PATH)
     send(worker, conn, page, HTML_TYPE)
 

@@ -7,6 +7,8 @@ or admin credentials; without `mount=` it lists `/admin/streams?mount=/x` lines,
 code recognises as a slave by its relay credentials (no max-listeners, not counted).
 With `<max-redirect-slaves>` set, a list request carrying KH's redirect registration
 (`rserver`, `rport`, `interval`, §2.3) is passed to the supervisor, which keeps the table.
+A fanout slave's registration also carries its load (issue 12); the answer to it says
+`X-Fanout-Refresh`, which puts the slave on the fast registration schedule.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 from fanout.messages import SlaveRegister
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request
-from fanout.protocol.redirect import parse_registration
+from fanout.protocol.redirect import parse_registration, refresh_header
 from fanout.protocol.responses import render_text
 from fanout.protocol.streamlist import render_kh_streams, render_streamlist
 from fanout.worker.client import Connection
@@ -43,8 +45,8 @@ def public_mounts(worker: Worker) -> list[str]:
 def command_streamlist_txt(worker: Worker, conn: Connection, request: Request) -> None:
     if not is_relay_client(worker, request):
         raise ProtocolError("You need to authenticate", 401)
-    register_slave(worker, request)
-    send_list(worker, conn, render_streamlist(public_mounts(worker)))
+    fast = register_slave(worker, conn, request)
+    send_list(worker, conn, render_streamlist(public_mounts(worker)), fast)
 
 
 def command_streams(worker: Worker, conn: Connection, request: Request) -> None:
@@ -52,19 +54,23 @@ def command_streams(worker: Worker, conn: Connection, request: Request) -> None:
         raise ProtocolError("You need to authenticate", 401)
     mount = request.query_value("mount")
     if mount is None:
-        register_slave(worker, request)
-        return send_list(worker, conn, render_kh_streams(public_mounts(worker)))
+        fast = register_slave(worker, conn, request)
+        return send_list(worker, conn, render_kh_streams(public_mounts(worker)), fast)
     serve_listener(worker, conn, dataclasses.replace(request, path=mount), b"")
 
 
-def register_slave(worker: Worker, request: Request) -> None:
-    """Pass an authenticated poll's redirect registration on, if this master takes any."""
+def register_slave(worker: Worker, conn: Connection, request: Request) -> bool:
+    """Pass an authenticated poll's redirect registration on, if this master takes any;
+    whether it reported its load (the answer then asks for the fast schedule)."""
     registration = parse_registration(request.query)
     if registration is None or worker.cfg.max_redirect_slaves <= 0:
-        return
+        return False
     worker.link.send(SlaveRegister(registration.host, registration.port,
-                                      registration.interval))
+                                   registration.interval, registration.load, conn.ip))
+    return registration.load is not None
 
 
-def send_list(worker: Worker, conn: Connection, body: bytes) -> None:
-    conn.send(render_text(200, body, TEXT_TYPE, server_id=worker.cfg.server_id, now=time.time()))
+def send_list(worker: Worker, conn: Connection, body: bytes, fast: bool = False) -> None:
+    extra = [refresh_header()] if fast else []
+    conn.send(render_text(200, body, TEXT_TYPE, server_id=worker.cfg.server_id, now=time.time(),
+                          extra_headers=extra))

@@ -31,6 +31,7 @@ from fanout.protocol.sse import (
     KEEPALIVE_SECONDS, Views, changes, keepalive, opening, render_events_head, views,
 )
 from fanout.protocol.stats import public_mount_stats
+from fanout.redirects import slave_listeners
 from fanout.worker import stats, status
 from fanout.worker.client import Connection
 from fanout.worker.link import GATHER_WAIT
@@ -103,9 +104,11 @@ def serve_status_events(worker: Worker, conn: Connection, request: Request, left
 def look(worker: Worker) -> object:
     """What a row could show of each live mount, cheaply and locally (no gather): a
     change here is worth a refresh. A relay's own figures (bytes read, reconnects) are left
-    out: the page does not show them and they change every few seconds."""
-    return [(m.name, m.resolved, dataclasses.replace(m.info, relay=None), m.ring.listener_count())
-            for m in stats.live_mounts(worker)]
+    out: the page does not show them and they change every few seconds. A master's
+    slaves' reports are in (the rows' cluster listeners)."""
+    local = [(m.name, m.resolved, dataclasses.replace(m.info, relay=None), m.ring.listener_count())
+             for m in stats.live_mounts(worker)]
+    return local, slave_listeners(worker.redirect_targets, time.monotonic())
 
 
 def refresh(worker: Worker) -> Views:

@@ -68,7 +68,6 @@ _CONTENT = {
     "icecast/logging/accesslog": "-",
     "icecast/logging/errorlog": "-",
     "icecast/paths/x-forwarded-for": "10.0.0.0/8",
-    "icecast/redirect-mode": "always",
     "icecast/paths/ssl-upstream-verify": "0",
 }
 # Elements a document must also hold for the element to be valid (a TLS port needs a

@@ -224,6 +224,25 @@ def test_redirects_sent_since_the_last_report_fill_a_slave():
     assert chooser.pick(refreshed, 0.0, rng) is not None
 
 
+def test_a_slave_whose_complete_mount_list_lacks_the_mount_is_not_chosen_for_it():
+    lists = SlaveLoad(0, 100, True, 0.5, (("/a", 0),), mount_count=1)
+    cut = SlaveLoad(0, 100, True, 0.5, (("/a", 0),), mount_count=2)  # one more, not listed
+    unsaid = SlaveLoad(0, 100, True, 0.5, (("/a", 0),))  # an older slave: no count
+    assert (lists.carries("/a"), lists.carries("/b")) == (True, False)
+    assert cut.carries("/b") and unsaid.carries("/b")
+    targets = [Target("lists", 1, None, lists), Target("cut", 1, None, cut)]
+    rng = random.Random(3)
+    assert {choose(targets, 0.0, rng, mount="/b").host for _ in range(50)} == {"cut"}  # type: ignore[union-attr]
+    assert {choose(targets, 0.0, rng, mount="/a").host for _ in range(50)} == {"lists", "cut"}  # type: ignore[union-attr]
+
+
+def test_the_mount_count_rides_in_the_query_and_parses_back():
+    report = SlaveLoad(3, 9, True, 0.5, (("/a", 3),), mount_count=4)
+    text = registration_query("relay1", 8001, 30, report)
+    assert "&fanout-refresh=0.5&fanout-mount-count=4&fanout-mount=/a:3" in text
+    assert parse_registration(poll(text)) == Registration("relay1", 8001, 30, report)
+
+
 def test_the_requester_itself_is_never_chosen():
     targets = [Target("10.0.0.2", 8000, None, load(0, 100)),
                Target("relay3", 8000, None, load(0, 100), peer="10.0.0.3"),

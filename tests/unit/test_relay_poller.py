@@ -43,11 +43,13 @@ class FakePull:
 class FakeHost:
     local: set[str] = field(default_factory=set)
     registration: str = ""
+    refreshes: list[float | None] = field(default_factory=list)  # asked with, per poll
 
     def local_mounts(self) -> set[str]:
         return self.local
 
-    def redirect_registration(self) -> str:
+    def redirect_registration(self, refresh: float | None = None) -> str:
+        self.refreshes.append(refresh)
         return self.registration
 
 
@@ -156,6 +158,28 @@ def test_a_redirect_slave_registers_on_every_poll_of_either_list(answers):
     assert paths == [b"/admin/streams?rserver=10.0.0.2&rport=8000&interval=5",
                      b"/admin/streamlist.txt?rserver=10.0.0.2&rport=8000&interval=5",
                      b"/admin/streamlist.txt?rserver=10.0.0.2&rport=8000&interval=5"]
+
+
+def test_a_master_asking_for_the_fast_schedule_gets_polls_that_often_until_one_fails(answers):
+    host = FakeHost(registration="?rserver=10.0.0.2&rport=8000&interval=30")
+    poller = make_poller(host)
+    poller.kh_master = False
+    fast = b"HTTP/1.0 200 OK\r\nX-Fanout-Refresh: 0.5"
+    answers += [(fast, b"/a\r\n"), (fast, b"/a\r\n"), FetchError("refused"), (OK, b"/a\r\n")]
+    delays = []
+    for _ in range(4):
+        poller.poll_once()
+        delays.append(poller.next_delay())
+    assert host.refreshes == [None, 0.5, 0.5, None]  # the schedule it is on, said in the poll
+    assert delays == [0.5, 0.5, poller.master.update_interval, poller.master.update_interval]
+
+
+def test_a_fast_schedule_is_not_taken_without_a_registration(answers):
+    poller = make_poller()  # not registering for redirects
+    poller.kh_master = False
+    answers.append((b"HTTP/1.0 200 OK\r\nX-Fanout-Refresh: 0.5", b"/a\r\n"))
+    poller.poll_once()
+    assert poller.next_delay() == poller.master.update_interval
 
 
 # -- bounds: a huge or junk list costs bounded work and a bounded number of log lines --------

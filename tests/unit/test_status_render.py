@@ -285,6 +285,20 @@ def test_status_page_names_the_server_its_start_and_fanout():
     assert page.find("footer").text().startswith("fanout 9.8.7, compatible with Icecast 2.4.4.")
 
 
+def test_status_page_of_a_master_shows_its_cluster_listeners():
+    mount = public() | {"cluster_listeners": "42"}
+    page = page_of(mount, server=SERVER_STATS | {"cluster_listeners": "45", "cluster_nodes": "3"})
+    assert page.find(cls="cluster_total").text() == "45"
+    assert "45 listeners on 3 servers" in page.find("p", "server").text()
+    assert page.find("tr", "mount").find(cls="cluster_listeners").text() == "42"
+
+
+def test_status_page_of_a_server_without_slaves_shows_no_cluster():
+    page = page_of(public(), server=SERVER_STATS)
+    assert "listeners on" not in page.find("p", "server").text()
+    assert page.find("tr", "mount").find(cls="cluster_listeners").text() == ""  # hidden by CSS
+
+
 def test_status_page_reloads_itself_only_without_javascript():
     noscript = page_of(public()).find("noscript")
     meta = noscript.find("meta")

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fanout import __version__
 from fanout.protocol.identity import default_server_id
 from tests.support.admin import ADMIN, get, listeners_on_every_worker
-from tests.support.clients import Listener, Source
+from tests.support.clients import Feeding, Listener, Source
 from tests.support.server import icecast_xml, start_fanout
 from tests.support.waiting import wait_for
 
@@ -29,7 +29,9 @@ VARYING = {"server_start", "server_start_iso8601", "stream_start", "stream_start
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = start_fanout(icecast_xml(mounts=MOUNTS, sources=16),
+    # Its test sources send a little and then wait while the test looks: they must not
+    # time out however long a loaded machine stretches the looking.
+    srv = start_fanout(icecast_xml(mounts=MOUNTS, sources=16, source_timeout=600),
                        tmp_path_factory.mktemp("status"), workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
@@ -187,13 +189,19 @@ def test_status_json_matches_icecast_structurally(icecast, twin):
     (ice, ice_config), (fan, fan_config) = icecast, twin
     opened = (open_sources(ice.host, ice.port, ice_config.source_password, SAME_SOURCES)
               + open_sources(fan.host, fan.port, fan_config.source_password, SAME_SOURCES))
-    for server in (ice, fan):  # both sources up on both servers, not just the first
-        wait_for(lambda: mounts_in(status(server)) == set(SAME_SOURCES), 5,
-                 "both mounts on both servers")
-    for query in ("", "?mount=/b"):
-        assert_same_shape(status(ice, query), status(fan, query))
-    for source in opened:
-        source.close()
+    # Both servers drop a source idle for <source-timeout>: keep them all sending.
+    feedings = [Feeding(lambda source=source: source.send(MP3_FRAMES), 0.5) for source in opened]
+    try:
+        for server in (ice, fan):  # both sources up on both servers, not just the first
+            wait_for(lambda: mounts_in(status(server)) == set(SAME_SOURCES), 30,
+                     "both mounts on both servers")
+        for query in ("", "?mount=/b"):
+            assert_same_shape(status(ice, query), status(fan, query))
+    finally:
+        for feeding in feedings:
+            feeding.close()
+        for source in opened:
+            source.close()
 
 
 def assert_same_shape(expected: dict, actual: dict) -> None:

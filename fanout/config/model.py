@@ -22,6 +22,7 @@ DEFAULT_RELAY_USER = "relay"  # 2.4.4: both <relay-user> and <master-username>
 DEFAULT_RELAY_SERVER = "127.0.0.1"  # 2.4.4: <relay><server> when absent
 DEFAULT_RELAY_MOUNT = "/"  # upstream path when <mount> is absent; "/" suits Shoutcast v1
 DEFAULT_UPSTREAM_PORT = 80  # 2.5 <upstream><port>; a 2.4 flat <relay> has none (§3.1)
+DEFAULT_CONNECTIONS_PER_IP = 1000  # <limits><connections-per-ip> (ours; see Limits)
 DEFAULT_MIME_TYPES = "/etc/mime.types"  # 2.4.4's <mime-types>: file extension → Content-Type
 
 __all__ = [
@@ -57,6 +58,10 @@ class Limits:
     source_timeout: int = 10  # seconds of upstream silence before a source is dropped
     header_timeout: int = 15  # seconds for a request head to arrive
     client_timeout: int = 30  # parsed, unused by 2.4.4 too
+    # issue 12 (fleet.py): connections one client address may hold at once, across every
+    # worker (DESIGN invariant 6); the next one is refused 403. Room for a carrier-grade
+    # NAT's listeners behind one address, not for one host taking a whole server.
+    connections_per_ip: int = DEFAULT_CONNECTIONS_PER_IP
 
     @property
     def effective_burst_size(self) -> int:

@@ -59,14 +59,7 @@ NOT_YET: dict[str, NotYet] = {
     "icecast/paths/adminroot": NotYet("the admin pages are built in; its XSLT files are not read"),
     "icecast/paths/allow-ip": NotYet("connections are not filtered by address"),
     "icecast/paths/deny-ip": NotYet("connections are not filtered by address"),
-    "icecast/paths/ssl-certificate": NotYet(_TLS),
-    "icecast/paths/ssl-allowed-ciphers": NotYet(_TLS),
-    "icecast/listen-socket/ssl": NotYet("TLS is not served yet: this port serves plain HTTP",
-                                        _is_on),
     # -- issue 12 (fleet.py): parsed and checked; the pure parts exist, not wired yet
-    "icecast/listen-socket/proxy-protocol": NotYet(
-        "PROXY headers are not read yet: they are refused as bad requests", _is_on),
-    "icecast/paths/ssl-private-key": NotYet(_TLS),
     "icecast/paths/ssl-upstream-cafile": NotYet("upstreams are not reached over TLS yet"),
     "icecast/paths/ssl-upstream-verify": NotYet("upstreams are not reached over TLS yet",
                                                 lambda value: value is False),
@@ -90,7 +83,6 @@ NOT_YET: dict[str, NotYet] = {
     "icecast/limits/workers": NotYet(_KH + "; use --workers"),
     "icecast/limits/inactivity-timeout": NotYet(_KH),
     "icecast/mount/max-bandwidth": NotYet(_KH),
-    "icecast/paths/x-forwarded-for": NotYet("X-Forwarded-For is not read yet"),
     "icecast/paths/mime-types": NotYet("Icecast-KH's place for it; 2.4.4 reads <icecast><mime-types>"),
     "icecast/relay/timeout": NotYet(_KH),
     "icecast/relay/interval": NotYet(_KH),

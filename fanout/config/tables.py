@@ -54,6 +54,7 @@ LIMITS = table(
     value("source-timeout", POSITIVE_SECONDS),
     value("header-timeout", POSITIVE_SECONDS),
     value("client-timeout", POSITIVE_SECONDS),
+    fleet.LIMITS_TAGS,  # <connections-per-ip>
     _not_acted_on("limits"),
 )
 

@@ -127,6 +127,8 @@ def _serve(worker: Worker, conn: Connection, serve: Callable[[], None]) -> bool:
         log.warning("%s: %s (%s)", conn.ip, exc.message, exc.status or "closed")
         worker.tallies.count_refusal(exc.status)
         _answer_error(worker, conn, exc)
+        if isinstance(exc, edge.AddressOverLimit):
+            edge.linger(conn)
     except HeaderTimeout:
         log.info("%s: no request head within %ss; closed", conn.ip, worker.cfg.limits.header_timeout)
     except (ConnectionError, BrokenPipeError, ssl.SSLError):  # SSLError: a TLS client's

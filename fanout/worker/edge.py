@@ -44,6 +44,15 @@ log = logging.getLogger("fanout.client")
 # Bytes peeked at once for a PROXY header: the longest one the parser takes.
 PROXY_PEEK = V2_FIXED + MAX_V2_PAYLOAD
 TOO_MANY = "too many connections from this address"
+# A refused connection's request may still be arriving: closing with unread bytes sends
+# RST, and the client may lose our 403. So after the answer the connection is half-closed
+# and read (and dropped) for at most LINGER_TIME s and LINGER_BYTES bytes, then closed.
+LINGER_TIME = 1.0
+LINGER_BYTES = 16 * 1024
+
+
+class AddressOverLimit(ProtocolError):
+    """The connection's address holds <connections-per-ip> connections already."""
 
 
 def open_edge(conn: Connection, certificates: Certificates, counters: Counters, row: int,
@@ -99,7 +108,7 @@ def count_address(conn: Connection, counters: Counters, row: int, limit: int) ->
         conn.uncount = None
     ip = conn.ip
     if counters.ip_connections(ip) >= limit:
-        raise ProtocolError(f"{TOO_MANY} ({limit}, <connections-per-ip>)", 403)
+        raise AddressOverLimit(f"{TOO_MANY} ({limit}, <connections-per-ip>)", 403)
     counters.add_ip(row, ip, 1)
     conn.uncount = lambda: counters.add_ip(row, ip, -1)
 
@@ -122,3 +131,18 @@ def forwarded(conn: Connection, request: Request, certificates: Certificates,
     if real.ip != conn.ip:
         conn.ip = real.ip
         count_address(conn, counters, row, config.limits.connections_per_ip)
+
+
+def linger(conn: Connection) -> None:
+    """Half-close a refused plain connection and read what the client still sends (see
+    LINGER_TIME), so that it reads our answer before the connection closes."""
+    if conn.encrypted:
+        return  # closing says close_notify and reads the client's (tls.close_tls)
+    try:
+        conn.sock.shutdown(socket.SHUT_WR)
+        left = LINGER_BYTES
+        with gevent.Timeout(LINGER_TIME, False):
+            while left > 0 and (data := conn.sock.recv(min(left, 4096))):
+                left -= len(data)
+    except OSError:
+        pass

@@ -14,6 +14,7 @@ import socket
 
 from fanout import logs
 from fanout.config import Config, ConfigError, parse_config
+from fanout.httpclient import UPSTREAM_TLS
 from fanout.tls import TlsError, server_context
 
 log = logging.getLogger("fanout")
@@ -121,25 +122,35 @@ def open_log_files(config: Config, role: str) -> None:
 CERTIFICATE_ELEMENT = "icecast/paths/ssl-certificate"
 
 
+CAFILE_ELEMENT = "icecast/paths/ssl-upstream-cafile"
+
+
 def check_tls(config: Config) -> None:
-    """The certificate (and key) of the config's `<ssl>` ports load; raises StartupError
+    """The certificate (and key) of the config's `<ssl>` ports load, and so does the CA
+    file for https upstreams, which this process uses from now on; raises StartupError
     (EXIT_CONFIG, one line naming the element and why) before anything is bound."""
     if any(spec.ssl for spec in config.listen_sockets):
         try:
             server_context(config.paths)
         except TlsError as exc:
             raise StartupError(f"config error: {CERTIFICATE_ELEMENT}: {exc}", EXIT_CONFIG) from None
+    try:
+        UPSTREAM_TLS.configure(config.paths)
+    except TlsError as exc:
+        raise StartupError(f"config error: {CAFILE_ELEMENT}: {exc}", EXIT_CONFIG) from None
 
 
 def tls_for_reload(config: Config, running: Config) -> Config:
-    """`config`, or, if its certificate does not load, `config` with the running one's
-    certificate settings (logged in one line): a SIGHUP never leaves TLS ports without."""
+    """`config`, or, if its certificate or upstream CA file does not load, `config` with
+    the running one's TLS settings (logged in one line): a SIGHUP never leaves TLS ports
+    without a certificate."""
     try:
         check_tls(config)
     except StartupError as exc:
-        log.error("SIGHUP: keeping the running TLS certificate: %s", exc.message)
+        log.error("SIGHUP: keeping the running TLS settings: %s", exc.message)
         old = running.paths
         return dataclasses.replace(config, paths=dataclasses.replace(
             config.paths, ssl_certificate=old.ssl_certificate, ssl_private_key=old.ssl_private_key,
-            ssl_allowed_ciphers=old.ssl_allowed_ciphers))
+            ssl_allowed_ciphers=old.ssl_allowed_ciphers, ssl_upstream_verify=old.ssl_upstream_verify,
+            ssl_upstream_cafile=old.ssl_upstream_cafile))
     return config

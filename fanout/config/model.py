@@ -124,6 +124,15 @@ class MasterConfig:
     redirect: bool = False  # KH <master-redirect>: register for listener redirects
     ssl_port: int = 0  # KH <master-ssl-port>: poll and relay the master over TLS there; 0: plain
 
+    @property
+    def upstream_port(self) -> int:
+        """The port polled and relayed: the TLS one when set (KH)."""
+        return self.ssl_port or self.port
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_port > 0
+
 
 @dataclass(frozen=True, slots=True)
 class Paths:

@@ -32,6 +32,7 @@ class RelaySpec:
     alternates: tuple[tuple[str, int, str], ...] = ()
     retry_max: float | None = None  # longest wait between attempts (None: the puller's)
     run_on: float = 0.0  # on demand: seconds to stay connected after the last listener left
+    tls: bool = False  # issue 12: `host:port` speaks https (alternates: plain)
 
     def upstreams(self) -> tuple[tuple[str, int, str], ...]:
         """Every (host, port, path) to try, first choice first."""

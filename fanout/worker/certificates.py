@@ -1,10 +1,12 @@
-"""What a worker's listen sockets need from the config beyond their spec (issue 12): the
-TLS certificate of its `<ssl>` ports and the proxies it trusts (`edge.py` uses both)."""
+"""What a worker's connections need from the config beyond their spec (issue 12): the
+TLS certificate of its `<ssl>` ports and the proxies it trusts (`edge.py` uses both), and
+the checks of https upstreams' certificates (`httpclient.UPSTREAM_TLS`)."""
 from __future__ import annotations
 
 import logging
 
 from fanout.config import Config
+from fanout.httpclient import UPSTREAM_TLS
 from fanout.protocol.forwarded import TrustedProxies
 from fanout.tls import ServerTls, TlsError
 
@@ -23,6 +25,10 @@ class Certificates:
 
     def configure(self, config: Config) -> None:
         self.trusted = TrustedProxies.from_config(config.paths.x_forwarded_for)
+        try:
+            UPSTREAM_TLS.configure(config.paths)  # this worker's https connections
+        except TlsError as exc:
+            log.debug("upstream TLS settings not (re)loaded here: %s", exc)
         if not any(spec.ssl for spec in config.listen_sockets):
             return
         try:

@@ -279,7 +279,7 @@ def test_sighup_reloads_the_certificate_and_keeps_tls_listeners(tmp_path, ca, se
         wait_for(lambda: srv.output().count("configuration reloaded") == 2, CLIENT_TIMEOUT,
                  "the second reload")
         refusals = [line for line in srv.output().splitlines()
-                    if "keeping the running TLS certificate" in line]
+                    if "keeping the running TLS settings" in line]
         assert len(refusals) == 1, srv.output()
         assert refusals[0].endswith(f"config error: icecast/paths/ssl-certificate: TLS certificate "
                                     f"{live} (key {live}) not loaded: {live} holds no PEM certificate")

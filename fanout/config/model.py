@@ -105,6 +105,8 @@ class RelayConfig:
     retry_delay: int = DEFAULT_MASTER_UPDATE_INTERVAL
     run_on: int = 0  # KH: seconds an on-demand relay lingers at 0 listeners (2.4.4: none)
     enabled: bool = True  # KH <enable>0: reserve the mount, never connect
+    # issue 12: the (server, port)s of the upstreams above reached over https (KH <ssl>)
+    tls_upstreams: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.local_mount:

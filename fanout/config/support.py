@@ -44,7 +44,6 @@ def _is_stderr(value: Any) -> bool:
 
 # Reasons shared by several rows.
 _KH = "an Icecast-KH element fanout does not implement"
-_TLS = "TLS is not supported"
 _ROTATION = "log files are not rotated by size; rotate them with logrotate and SIGUSR1"
 
 # Generic element path (no [n]) → why fanout does not act on it yet.
@@ -84,13 +83,9 @@ NOT_YET: dict[str, NotYet] = {
     "icecast/relay/http-headers": NotYet(_KH),
     "icecast/relay/host/timeout": NotYet(_KH),
     "icecast/relay/host/bind": NotYet(_KH),
-    "icecast/relay/host/ssl": NotYet(_TLS),
-    "icecast/relay/host/tls": NotYet(_TLS),
     "icecast/relay/host/http-headers": NotYet(_KH),
     "icecast/relay/master/timeout": NotYet(_KH),
     "icecast/relay/master/bind": NotYet(_KH),
-    "icecast/relay/master/ssl": NotYet(_TLS),
-    "icecast/relay/master/tls": NotYet(_TLS),
     "icecast/relay/master/http-headers": NotYet(_KH),
     "icecast/relay/upstream/bind": NotYet("an Icecast 2.5 element fanout does not implement"),
 }

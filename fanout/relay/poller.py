@@ -168,7 +168,9 @@ class MasterPoller:
         return {entry.mount: RelaySpec(entry.mount, self.master.server, self.master.upstream_port,
                                        entry.fetch_path, self.master.on_demand,
                                        credentials if entry.fetch_path != entry.mount else None,
-                                       tls=self.master.tls)
+                                       tls_upstreams=frozenset(
+                                           {(self.master.server, self.master.upstream_port)}
+                                           if self.master.tls else ()))
                 for entry in entries}
 
     def apply(self, plan: Plan, retry: bool = False) -> None:

@@ -277,7 +277,7 @@ class RelayPull:
 
     def open_at(self, host: str, port: int, path: str) -> tuple[socket.socket, ResponseHead, bytes]:
         """Connect and get a 2xx head, following redirects; raises FetchError."""
-        tls = self.spec.tls and (host, port) == (self.spec.host, self.spec.port)
+        tls = (host, port) in self.spec.tls_upstreams
         for _ in range(MAX_REDIRECTS + 1):
             sock = connect(host, port, tls=tls)  # issue 12: https upstreams
             request = render_relay_request(path, host=host, port=port,

@@ -98,3 +98,15 @@ def test_verification_switched_off_relays_any_certificate(master, tmp_path):
         assert_pattern_flows(slave, "/secure", timeout=TIMEOUT)
     finally:
         assert slave.stop() == 0, slave.output()
+
+
+def test_a_configured_relay_pulls_from_an_https_host(master, ca, tmp_path):
+    relay = (f"<relay><host><server>127.0.0.1</server><port>{tls_port(master)}</port>"
+             "<mount>/secure</mount><ssl>1</ssl></host><local-mount>/mirror</local-mount></relay>"
+             f"<paths><ssl-upstream-cafile>{ca.certificate}</ssl-upstream-cafile></paths>")
+    slave = start_in(tmp_path, "relay", icecast_xml(extra=relay))
+    try:
+        assert_pattern_flows(slave, "/mirror", timeout=TIMEOUT)
+        assert connections_to(slave, tls_port(master)) >= 1
+    finally:
+        assert slave.stop() == 0, slave.output()

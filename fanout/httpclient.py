@@ -10,6 +10,7 @@ module only moves bytes, and every failure is a `FetchError` whose message says 
 from __future__ import annotations
 
 import errno
+import logging
 import ssl
 
 import gevent
@@ -19,6 +20,8 @@ from fanout import tls as tls_
 from fanout.config import Paths
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.upstream import ResponseHead, head_end, parse_response_head
+
+log = logging.getLogger("fanout.http")
 
 # Seconds to establish a TCP connection to an upstream (2.4.4: 10; KH: 4–5).
 CONNECT_TIMEOUT = 5.0
@@ -62,6 +65,16 @@ class UpstreamTls:
 
 
 UPSTREAM_TLS = UpstreamTls()
+
+
+def configure_upstream_tls(paths: Paths) -> None:
+    """This process checks https peers as `paths` says from now on; settings that do not
+    load keep the current ones (the supervisor refuses them first, with one log line:
+    `startup.check_tls`, so this says it only at debug level)."""
+    try:
+        UPSTREAM_TLS.configure(paths)
+    except tls_.TlsError as exc:
+        log.debug("upstream TLS settings not (re)loaded: %s", exc)
 
 
 def connect(host: str, port: int, *, tls: bool = False,

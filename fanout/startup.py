@@ -14,8 +14,7 @@ import socket
 
 from fanout import logs
 from fanout.config import Config, ConfigError, parse_config
-from fanout.httpclient import UPSTREAM_TLS
-from fanout.tls import TlsError, server_context
+from fanout.tls import TlsError, client_context, server_context
 
 log = logging.getLogger("fanout")
 
@@ -127,15 +126,15 @@ CAFILE_ELEMENT = "icecast/paths/ssl-upstream-cafile"
 
 def check_tls(config: Config) -> None:
     """The certificate (and key) of the config's `<ssl>` ports load, and so does the CA
-    file for https upstreams, which this process uses from now on; raises StartupError
-    (EXIT_CONFIG, one line naming the element and why) before anything is bound."""
+    file for https upstreams; raises StartupError (EXIT_CONFIG, one line naming the
+    element and why) before anything is bound."""
     if any(spec.ssl for spec in config.listen_sockets):
         try:
             server_context(config.paths)
         except TlsError as exc:
             raise StartupError(f"config error: {CERTIFICATE_ELEMENT}: {exc}", EXIT_CONFIG) from None
     try:
-        UPSTREAM_TLS.configure(config.paths)
+        client_context(config.paths.ssl_upstream_verify, config.paths.ssl_upstream_cafile)
     except TlsError as exc:
         raise StartupError(f"config error: {CAFILE_ELEMENT}: {exc}", EXIT_CONFIG) from None
 

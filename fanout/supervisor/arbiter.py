@@ -33,6 +33,7 @@ from gevent.queue import Queue
 from fanout import logs, sdnotify, supervised
 from fanout.config import Config, ConfigError
 from fanout.counters import SUPERVISOR_ROW, Counters
+from fanout.httpclient import configure_upstream_tls
 from fanout.messages import Booted, MountUp, NewConfig
 from fanout.mountinfo import MountInfo
 from fanout.privileges import Secured, secure_process
@@ -108,6 +109,7 @@ class Supervisor:
         supervised.count_into(self.counters, SUPERVISOR_ROW)
         supervised.install_hub_reporter()
         before, now = raise_open_file_limit()
+        configure_upstream_tls(self.config.paths)  # issue 12: this process's https upstreams
         self.listeners = bind_listeners(self.config)
         # -- issue 11 (opswire): <changeowner>, <chroot>, <pidfile>, right after binding
         # (ports below 1024); what is opened from here on (log files, webroot, dumps) is
@@ -200,6 +202,7 @@ class Supervisor:
         for warning in config.warnings:
             log.warning("%s", warning)
         config = tls_for_reload(config, self.config)  # issue 12: a bad one keeps the old
+        configure_upstream_tls(config.paths)  # issue 12: this process's https upstreams
         if config.listen_sockets != self.config.listen_sockets:
             log.warning("SIGHUP: listen-socket changes need a restart; keeping the old sockets")
             # Workers map their inherited fds to these specs by position: keep the bound ones.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from fanout.config import Config
-from fanout.httpclient import UPSTREAM_TLS
+from fanout.httpclient import configure_upstream_tls
 from fanout.protocol.forwarded import TrustedProxies
 from fanout.tls import ServerTls, TlsError
 
@@ -25,10 +25,7 @@ class Certificates:
 
     def configure(self, config: Config) -> None:
         self.trusted = TrustedProxies.from_config(config.paths.x_forwarded_for)
-        try:
-            UPSTREAM_TLS.configure(config.paths)  # this worker's https connections
-        except TlsError as exc:
-            log.debug("upstream TLS settings not (re)loaded here: %s", exc)
+        configure_upstream_tls(config.paths)  # this worker's https connections
         if not any(spec.ssl for spec in config.listen_sockets):
             return
         try:

@@ -9,6 +9,8 @@ relays from it anyway.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -110,3 +112,15 @@ def test_a_configured_relay_pulls_from_an_https_host(master, ca, tmp_path):
         assert connections_to(slave, tls_port(master)) >= 1
     finally:
         assert slave.stop() == 0, slave.output()
+
+
+def test_an_unreadable_upstream_ca_file_is_refused_at_start_with_one_line(tmp_path):
+    missing = tmp_path / "no-such-ca.pem"
+    (tmp_path / "icecast.xml").write_text(icecast_xml(
+        extra=f"<paths><ssl-upstream-cafile>{missing}</ssl-upstream-cafile></paths>"))
+    run = subprocess.run([sys.executable, "-m", "fanout", "--allow-root", "-c",
+                          str(tmp_path / "icecast.xml")], capture_output=True, text=True, timeout=20)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        f"fanout: config error: icecast/paths/ssl-upstream-cafile: <ssl-upstream-cafile> {missing} "
+        "not loaded: No such file or directory"]

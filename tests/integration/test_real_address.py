@@ -16,6 +16,7 @@ import struct
 
 import pytest
 
+from tests.integration.test_listener_auth import AuthServer
 from tests.support.admin import get
 from tests.support.clients import FillSource, read_head
 from tests.support.server import FanoutProcess, icecast_xml, start_fanout
@@ -56,18 +57,28 @@ def logdir(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def server(ca, logdir, tmp_path_factory):
+def auth():
+    server = AuthServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(ca, logdir, auth, tmp_path_factory):
     certificate = ca.issue("balanced").combined
     sockets = "".join(
         f"<listen-socket><port>0</port><bind-address>127.0.0.1</bind-address>{inner}</listen-socket>"
         for inner in ("<proxy-protocol>1</proxy-protocol>",
                       "<proxy-protocol>1</proxy-protocol><ssl>1</ssl>"))
-    srv = start_fanout(icecast_xml(extra=(
+    paid = ("<mount><mount-name>/paid.mp3</mount-name><authentication type='url'>"
+            f"<option name='listener_add' value='{auth.url}/add'/></authentication></mount>")
+    srv = start_fanout(icecast_xml(mounts=paid, extra=(
         f"{sockets}<paths><logdir>{logdir}</logdir><ssl-certificate>{certificate}</ssl-certificate>"
         "<x-forwarded-for>127.0.0.1</x-forwarded-for></paths>")), tmp_path_factory.mktemp("srv"))
-    source = FillSource(srv, "/real.mp3", content_type="audio/mpeg")
+    sources = [FillSource(srv, mount, content_type="audio/mpeg") for mount in ("/real.mp3", "/paid.mp3")]
     yield srv
-    source.close()
+    for source in sources:
+        source.close()
     assert srv.stop() == 0, srv.output()
 
 
@@ -205,3 +216,11 @@ def test_a_tls_connection_makes_playlists_https(server, ca):
         while chunk := sock.recv(4096):
             data += chunk
     assert data.partition(b"\r\n\r\n")[2].strip() == f"https://127.0.0.1:{port}/real.mp3".encode()
+
+
+def test_listener_authentication_is_told_the_proxied_address(server, auth):
+    with connect(proxy_port(server)) as sock:
+        sock.sendall(proxy_v2("203.0.113.77") + b"GET /paid.mp3 HTTP/1.0\r\nUser-Agent: paying\r\n\r\n")
+        assert read_head(sock)[0].startswith(b"HTTP/1.0 200 OK\r\n")
+    [form] = auth.forms("/add", agent="paying")
+    assert form["ip"] == "203.0.113.77"

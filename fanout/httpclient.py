@@ -52,15 +52,25 @@ class UpstreamTls:
     every worker, so a connection gets it wherever it is made."""
 
     def __init__(self) -> None:
-        self.context: ssl.SSLContext = tls_.client_context()
+        self._context: ssl.SSLContext | None = None  # made when first needed (reading
+        # the system's CAs costs a start-up that makes no https connection)
         self.settings: tuple[bool, str | None] = (True, None)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = tls_.client_context(*self.settings)
+        return self._context
 
     def configure(self, paths: Paths) -> None:
         """Use `paths`' settings from now on; raises TlsError (keeping the current ones)
         for an unreadable CA file."""
         settings = (paths.ssl_upstream_verify, paths.ssl_upstream_cafile)
         if settings != self.settings:
-            self.context = tls_.client_context(*settings)
+            if settings[0] and settings[1] is not None:
+                self._context = tls_.client_context(*settings)  # checked now: it may fail
+            else:
+                self._context = None
             self.settings = settings
 
 

@@ -26,7 +26,7 @@ from fanout import supervisor as supervisor_package
 from fanout.config import Config, ConfigError, default_config
 from fanout.counters import MAX_WORKERS
 from fanout.protocol.yp import FIRST_ADD_DELAY
-from fanout.startup import EXIT_CONFIG, StartupError, load_config
+from fanout.startup import EXIT_CONFIG, StartupError, check_tls, load_config
 from fanout.supervisor import DEFAULT_TIMEOUT, Supervisor
 
 log = logging.getLogger("fanout")
@@ -130,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fanout: config error: icecast/paths/logdir: {config.paths.logdir!r} is not valid: "
               "expected a writable directory", file=sys.stderr)
         return EXIT_CONFIG
+    if config is not None:
+        try:
+            check_tls(config)  # issue 12: a certificate that does not load: exit 2, one line
+        except StartupError as exc:
+            print(f"fanout: {exc.message}", file=sys.stderr)
+            return exc.status
     if args.check_config:
         print(f"fanout: {args.config or 'built-in config'} is valid", flush=True)
         return 0

@@ -10,6 +10,7 @@ killed and replaced, as gunicorn's arbiter does with its workers' temp files).
 """
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import struct
@@ -35,7 +36,15 @@ GAUGES = ("clients", "listeners", "sources", "heartbeat")
 _ROW = struct.Struct("<" + "Q" * len(FIELDS))
 _INDEX = {name: index for index, name in enumerate(FIELDS)}
 ROWS = MAX_WORKERS + 1
-SIZE = _ROW.size * ROWS
+# Connections per client address (DESIGN invariant 6), counted across processes without a
+# lock: a count-min sketch of IP_HASHES tables of IP_BUCKETS buckets, each bucket one u32
+# per row (one writer each). An address's count is the smallest of its buckets' sums, so
+# it is never under-counted; another address shares both its buckets only rarely (then
+# both count for each other). 2 x 4096 x 65 x 4 bytes: 2 MiB, mapped once per process.
+IP_HASHES = 2
+IP_BUCKETS = 4096
+_IP_BASE = _ROW.size * ROWS
+SIZE = _IP_BASE + IP_HASHES * IP_BUCKETS * ROWS * 4
 
 
 class Counters:
@@ -45,6 +54,7 @@ class Counters:
         self.fd = fd
         self._owned = owned
         self._map = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._ips = memoryview(self._map)[_IP_BASE:].cast("I")
 
     @classmethod
     def create(cls) -> "Counters":
@@ -90,10 +100,32 @@ class Counters:
         return {unit: self.total(error_field(unit)) for unit in UNITS}
 
     def reset_row(self, worker: int) -> None:
-        """Zero a dead worker's gauges; its cumulative counts are kept."""
+        """Zero a dead worker's gauges (its per-address counts too); its cumulative
+        counts are kept."""
         for name in GAUGES:
             self.set(worker, name, 0)
+        for bucket in range(IP_HASHES * IP_BUCKETS):
+            self._ips[bucket * ROWS + worker] = 0
+
+    def ip_connections(self, ip: str) -> int:
+        """Connections from address `ip` in every process (never fewer than there are)."""
+        return min(sum(self._ips[b * ROWS:(b + 1) * ROWS]) for b in ip_buckets(ip))
+
+    def add_ip(self, row: int, ip: str, delta: int) -> None:
+        """Count `delta` more connections from `ip` in process row `row`."""
+        for bucket in ip_buckets(ip):
+            slot = bucket * ROWS + row
+            self._ips[slot] = max(0, self._ips[slot] + delta)
 
     def close(self) -> None:
+        self._ips.release()
         self._map.close()
         os.close(self.fd)
+
+
+def ip_buckets(ip: str) -> tuple[int, ...]:
+    """The buckets of address `ip`, one per table (the same in every process: a keyed
+    hash, not Python's per-process salted one)."""
+    digest = hashlib.blake2b(ip.encode(), digest_size=4 * IP_HASHES).digest()
+    return tuple(table * IP_BUCKETS + int.from_bytes(digest[4 * table:4 * table + 4], "little")
+                 % IP_BUCKETS for table in range(IP_HASHES))

@@ -2,20 +2,26 @@
 bounded response head within a deadline, read a bounded body.
 
 Used for a slave's stream-list poll (`fetch`), a relay pull (`connect` + `request_head`)
-and a listener-authentication POST (`exchange`). Parsing stays in
+and a listener-authentication POST (`exchange`). Over TLS when asked (`tls`), with the
+certificate checks `UPSTREAM_TLS` holds (issue 12). Parsing stays in
 `fanout.protocol.upstream` (one rule for where a response head ends, `head_end`); this
 module only moves bytes, and every failure is a `FetchError` whose message says why.
 """
 from __future__ import annotations
 
 import errno
+import logging
+import ssl
 
 import gevent
 from gevent import socket
-from gevent import ssl
 
+from fanout import tls as tls_
+from fanout.config import Paths
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.upstream import ResponseHead, head_end, parse_response_head
+
+log = logging.getLogger("fanout.http")
 
 # Seconds to establish a TCP connection to an upstream (2.4.4: 10; KH: 4–5).
 CONNECT_TIMEOUT = 5.0
@@ -39,6 +45,48 @@ class FetchError(Exception):
     """The peer could not be reached, or did not answer usably; the message says why."""
 
 
+class UpstreamTls:
+    """How this process checks the certificates of the https peers it connects to:
+    `<paths><ssl-upstream-verify>` and `<ssl-upstream-cafile>` (issue 12). One per
+    process (`UPSTREAM_TLS`), set from each config (`configure`) by the supervisor and by
+    every worker, so a connection gets it wherever it is made."""
+
+    def __init__(self) -> None:
+        self._context: ssl.SSLContext | None = None  # made when first needed (reading
+        # the system's CAs costs a start-up that makes no https connection)
+        self.settings: tuple[bool, str | None] = (True, None)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = tls_.client_context(*self.settings)
+        return self._context
+
+    def configure(self, paths: Paths) -> None:
+        """Use `paths`' settings from now on; raises TlsError (keeping the current ones)
+        for an unreadable CA file."""
+        settings = (paths.ssl_upstream_verify, paths.ssl_upstream_cafile)
+        if settings != self.settings:
+            if settings[0] and settings[1] is not None:
+                self._context = tls_.client_context(*settings)  # checked now: it may fail
+            else:
+                self._context = None
+            self.settings = settings
+
+
+UPSTREAM_TLS = UpstreamTls()
+
+
+def configure_upstream_tls(paths: Paths) -> None:
+    """This process checks https peers as `paths` says from now on; settings that do not
+    load keep the current ones (the supervisor refuses them first, with one log line:
+    `startup.check_tls`, so this says it only at debug level)."""
+    try:
+        UPSTREAM_TLS.configure(paths)
+    except tls_.TlsError as exc:
+        log.debug("upstream TLS settings not (re)loaded: %s", exc)
+
+
 def connect(host: str, port: int, *, tls: bool = False,
             timeout: float | None = CONNECT_TIMEOUT,
             read_timeout: float | None = READ_TIMEOUT) -> socket.socket:
@@ -52,10 +100,11 @@ def connect(host: str, port: int, *, tls: bool = False,
         raise FetchError(f"cannot connect to {host}:{port}: not a valid host name") from None
     if tls:
         try:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-        except OSError as exc:  # ssl.SSLError included
+            sock = tls_.wrap_upstream(sock, host, port, UPSTREAM_TLS.context,
+                                      timeout if timeout is not None else tls_.HANDSHAKE_TIMEOUT)
+        except tls_.TlsError as exc:  # "TLS certificate of host:port refused: …"
             sock.close()
-            raise FetchError(f"TLS with {host}:{port} failed: {_why(exc)}") from None
+            raise FetchError(str(exc)) from None
     sock.settimeout(read_timeout)
     return sock
 
@@ -138,11 +187,11 @@ def read_body(sock: socket.socket, first: bytes, length: int | None = None,
     return b"".join(chunks)
 
 
-def fetch(host: str, port: int, request: bytes) -> tuple[ResponseHead, bytes]:
-    """One request on a fresh connection, within FETCH_DEADLINE: (head, whole body);
-    raises FetchError."""
+def fetch(host: str, port: int, request: bytes, tls: bool = False) -> tuple[ResponseHead, bytes]:
+    """One request on a fresh connection (https if `tls`), within FETCH_DEADLINE: (head,
+    whole body); raises FetchError."""
     with gevent.Timeout(FETCH_DEADLINE, FetchError(f"no complete answer in {FETCH_DEADLINE:g}s")):
-        sock = connect(host, port)
+        sock = connect(host, port, tls=tls)
         try:
             head, first = request_head(sock, request, deadline=None)
             try:

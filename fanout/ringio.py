@@ -20,7 +20,7 @@ from gevent.hub import get_hub
 from gevent.socket import socket as GeventSocket
 from gevent.socket import wait
 
-from fanout import core
+from fanout import core, tls
 from fanout.model.comments import link_comments
 
 log = logging.getLogger("fanout.ingest")
@@ -58,6 +58,8 @@ class RingFeed:
         Returns the bytes read, 0 once the peer closed. Raises socket.timeout when the
         socket had nothing to read for its timeout, OSError as the socket fails.
         """
+        if tls.is_tls(sock):  # issue 12: its fd holds TLS records
+            return self.feed(sock.recv(core.FEED_FD_MAX))
         fd = sock.fileno()
         count = core.READ_AGAIN if self._drained else self.ingest.feed_fd(fd)
         while count == core.READ_AGAIN:

@@ -6,12 +6,17 @@ the machine refuses), raised before any password of the built-in config is print
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import resource
 import socket
 
 from fanout import logs
 from fanout.config import Config, ConfigError, parse_config
+from fanout.tls import TlsError, client_context, server_context
+
+log = logging.getLogger("fanout")
 
 # Exit statuses of the whole server.
 EXIT_OK = 0
@@ -110,3 +115,41 @@ def open_log_files(config: Config, role: str) -> None:
     except OSError as exc:
         raise StartupError(f"config error: icecast/paths/logdir: cannot open the log files "
                            f"in {paths.logdir!r}: {exc.strerror or exc}", EXIT_CONFIG) from None
+
+
+# -- issue 12: the certificate of the <ssl> ports ---------------------------------------------
+CERTIFICATE_ELEMENT = "icecast/paths/ssl-certificate"
+
+
+CAFILE_ELEMENT = "icecast/paths/ssl-upstream-cafile"
+
+
+def check_tls(config: Config) -> None:
+    """The certificate (and key) of the config's `<ssl>` ports load, and so does the CA
+    file for https upstreams; raises StartupError (EXIT_CONFIG, one line naming the
+    element and why) before anything is bound."""
+    if any(spec.ssl for spec in config.listen_sockets):
+        try:
+            server_context(config.paths)
+        except TlsError as exc:
+            raise StartupError(f"config error: {CERTIFICATE_ELEMENT}: {exc}", EXIT_CONFIG) from None
+    try:
+        client_context(config.paths.ssl_upstream_verify, config.paths.ssl_upstream_cafile)
+    except TlsError as exc:
+        raise StartupError(f"config error: {CAFILE_ELEMENT}: {exc}", EXIT_CONFIG) from None
+
+
+def tls_for_reload(config: Config, running: Config) -> Config:
+    """`config`, or, if its certificate or upstream CA file does not load, `config` with
+    the running one's TLS settings (logged in one line): a SIGHUP never leaves TLS ports
+    without a certificate."""
+    try:
+        check_tls(config)
+    except StartupError as exc:
+        log.error("SIGHUP: keeping the running TLS settings: %s", exc.message)
+        old = running.paths
+        return dataclasses.replace(config, paths=dataclasses.replace(
+            config.paths, ssl_certificate=old.ssl_certificate, ssl_private_key=old.ssl_private_key,
+            ssl_allowed_ciphers=old.ssl_allowed_ciphers, ssl_upstream_verify=old.ssl_upstream_verify,
+            ssl_upstream_cafile=old.ssl_upstream_cafile))
+    return config

@@ -76,6 +76,12 @@ CLOSE_TIMEOUT = 1.0
 BRIDGE_STALL = 30.0
 
 
+def is_tls(sock: object) -> bool:
+    """Whether `sock` speaks TLS (its fd carries records, not the plain bytes): gevent's
+    SSLSocket is no subclass of the standard library's."""
+    return isinstance(sock, (gevent.ssl.SSLSocket, ssl.SSLSocket))
+
+
 class TlsError(Exception):
     """TLS could not be set up; the message is one line for the operator's log."""
 

@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenarios-file", type=Path, default=DEFAULT_FILE)
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument("--tls", action="store_true",
+                   help="listeners connect over TLS (both servers get an <ssl> port and a "
+                        "self-signed certificate; sources stay plain)")
     return p.parse_args(argv)
 
 
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise ValueError(f"unknown server(s) {unknown}; known: {', '.join(default_servers())}")
             results, start_errors = run_on_servers(kinds, scenarios, display, args.workers,
-                                                   args.swarm_procs)
+                                                   args.swarm_procs, args.tls)
     except (ScenarioError, ValueError) as exc:
         print(f"fanout.bench: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,6 +20,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from fanout.bench.serving import ServerProcess, ServerStartError, free_port
+from fanout.bench.tlsproxy import self_signed
 
 ICECAST_USER = "icecast2"  # created by the Debian package
 ICECAST_SHARE = Path("/usr/share/icecast2")  # web/ (status-json.xsl) and admin/
@@ -28,6 +29,7 @@ MAX_CLIENTS = 30_000  # above what one process can hold: the fd limit decides
 # it too). The limit is not what the bench measures.
 MAX_SOURCES = 2_000
 QUEUE_SIZE = 524_288  # Icecast's default
+CERTIFICATE = "bench-tls.pem"  # --tls: certificate and key, in the server's work directory
 BURST_SIZE = 65_535  # Icecast's default
 
 
@@ -53,12 +55,29 @@ class BenchServerConfig:
     clients: int = MAX_CLIENTS
     sources: int = MAX_SOURCES
     master: MasterLink | None = None
+    tls_port: int = 0  # --tls: a second <listen-socket> with <ssl>1 (0: none)
 
 
-def new_config(host: str = "127.0.0.1", master: MasterLink | None = None) -> BenchServerConfig:
-    """Return a config with a free port and fresh passwords."""
+def new_config(host: str = "127.0.0.1", master: MasterLink | None = None,
+               tls: bool = False) -> BenchServerConfig:
+    """Return a config with a free port (and a free TLS port if `tls`) and fresh passwords."""
     return BenchServerConfig(port=free_port(host), source_password=secrets.token_hex(8),
-                             admin_password=secrets.token_hex(8), host=host, master=master)
+                             admin_password=secrets.token_hex(8), host=host, master=master,
+                             tls_port=free_port(host) if tls else 0)
+
+
+def _tls_socket_xml(config: BenchServerConfig) -> str:
+    if not config.tls_port:
+        return ""
+    return (f"  <listen-socket>\n    <port>{config.tls_port}</port>\n"
+            f"    <bind-address>{escape(config.host)}</bind-address>\n    <ssl>1</ssl>\n"
+            "  </listen-socket>\n")
+
+
+def _certificate_xml(config: BenchServerConfig, workdir: Path) -> str:
+    if not config.tls_port:
+        return ""
+    return f"    <ssl-certificate>{escape(str(workdir / CERTIFICATE))}</ssl-certificate>\n"
 
 
 def _master_xml(master: MasterLink | None) -> str:
@@ -88,6 +107,7 @@ def render_icecast_xml(config: BenchServerConfig, workdir: Path) -> str:
     <source-timeout>10</source-timeout>
     <burst-on-connect>1</burst-on-connect>
     <burst-size>{BURST_SIZE}</burst-size>
+    <connections-per-ip>{config.clients}</connections-per-ip>
   </limits>
   <authentication>
     <source-password>{e(config.source_password)}</source-password>
@@ -99,14 +119,14 @@ def render_icecast_xml(config: BenchServerConfig, workdir: Path) -> str:
     <port>{config.port}</port>
     <bind-address>{e(config.host)}</bind-address>
   </listen-socket>
-{_master_xml(config.master)}  <fileserve>1</fileserve>
+{_tls_socket_xml(config)}{_master_xml(config.master)}  <fileserve>1</fileserve>
   <paths>
     <basedir>{e(ICECAST_SHARE)}</basedir>
     <logdir>{e(workdir)}</logdir>
     <webroot>{e(ICECAST_SHARE / "web")}</webroot>
     <adminroot>{e(ICECAST_SHARE / "admin")}</adminroot>
     <pidfile>{e(workdir / "icecast.pid")}</pidfile>
-  </paths>
+{_certificate_xml(config, workdir)}  </paths>
   <logging>
     <accesslog>access.log</accesslog>
     <errorlog>error.log</errorlog>
@@ -124,9 +144,12 @@ def write_config(config: BenchServerConfig, prefix: str, owner: str | None = Non
     """Create a temp dir (owned by ``owner`` if given) holding icecast.xml; return the dir."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     (workdir / "icecast.xml").write_text(render_icecast_xml(config, workdir))
+    files = [workdir, workdir / "icecast.xml"]
+    if config.tls_port:
+        files.append(self_signed(workdir, config.host))
     if owner is not None:
         user = pwd.getpwnam(owner)
-        for path in (workdir, workdir / "icecast.xml"):
+        for path in files:
             os.chown(path, user.pw_uid, user.pw_gid)
     return workdir
 

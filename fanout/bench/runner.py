@@ -50,6 +50,7 @@ class Endpoint:
     pid: int | None = None
     fresh_mounts: bool = True
     swarm_processes: int = 0
+    listen_port: int | None = None  # --tls: where the swarm connects (the TLS proxies)
     _serial: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def next_mounts(self, count: int) -> list[str]:
@@ -99,7 +100,7 @@ def wait_for_mount(host: str, port: int, mount: str, timeout: float = MOUNT_READ
 
 
 def swarm_spec(endpoint: Endpoint, step: Step, mounts: list[str], **extra: Any) -> SwarmSpec:
-    return SwarmSpec(host=endpoint.host, port=endpoint.port,
+    return SwarmSpec(host=endpoint.host, port=endpoint.listen_port or endpoint.port,
                      path=mounts[0] if len(mounts) == 1 else tuple(mounts),
                      listeners=step.total_listeners, duration=step.duration,
                      arrival_rate=step.arrival_rate, read_rate=step.read_rate,

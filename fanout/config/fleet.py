@@ -7,6 +7,8 @@ features' elements read in one place:
   listeners a slave offers its master's redirects) and KH's ``<master-ssl-port>``;
   KH's ``<master>`` block: ``<ssl-port>``.
 * ``<listen-socket>``: ``<ssl>`` (2.4.4) and ``<proxy-protocol>`` (ours).
+* ``<limits>``: ``<connections-per-ip>`` (ours: DESIGN invariant 6; neither 2.4.4 nor KH
+  bounds one address below ``<clients>``).
 * ``<paths>``: ``<ssl-certificate>`` and ``<ssl-allowed-ciphers>`` (2.4.4),
   ``<ssl-private-key>`` and ``<x-forwarded-for>`` (KH), ``<ssl-upstream-cafile>`` and
   ``<ssl-upstream-verify>`` (ours: KH and 2.4.4 never verify an upstream's certificate,
@@ -17,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .converters import COUNT, PORT_OR_OFF, BadValue, boolean, choice, string
+from .converters import COUNT, PORT_OR_OFF, BadValue, boolean, choice, integer, string
 from .errors import ConfigError
 from .model import Config, ListenSocket
 from .tagtable import ReadContext, element, text_reader, value
@@ -46,6 +48,10 @@ ROOT_TAGS = (
 
 KH_MASTER_TAGS = (
     value("ssl-port", PORT_OR_OFF, field="master_ssl_port"),
+)
+
+LIMITS_TAGS = (
+    value("connections-per-ip", integer(1)),
 )
 
 LISTEN_SOCKET_TAGS = (

@@ -22,6 +22,7 @@ DEFAULT_RELAY_USER = "relay"  # 2.4.4: both <relay-user> and <master-username>
 DEFAULT_RELAY_SERVER = "127.0.0.1"  # 2.4.4: <relay><server> when absent
 DEFAULT_RELAY_MOUNT = "/"  # upstream path when <mount> is absent; "/" suits Shoutcast v1
 DEFAULT_UPSTREAM_PORT = 80  # 2.5 <upstream><port>; a 2.4 flat <relay> has none (§3.1)
+DEFAULT_CONNECTIONS_PER_IP = 1000  # <limits><connections-per-ip> (ours; see Limits)
 DEFAULT_MIME_TYPES = "/etc/mime.types"  # 2.4.4's <mime-types>: file extension → Content-Type
 
 __all__ = [
@@ -57,6 +58,10 @@ class Limits:
     source_timeout: int = 10  # seconds of upstream silence before a source is dropped
     header_timeout: int = 15  # seconds for a request head to arrive
     client_timeout: int = 30  # parsed, unused by 2.4.4 too
+    # issue 12 (fleet.py): connections one client address may hold at once, across every
+    # worker (DESIGN invariant 6); the next one is refused 403. Room for a carrier-grade
+    # NAT's listeners behind one address, not for one host taking a whole server.
+    connections_per_ip: int = DEFAULT_CONNECTIONS_PER_IP
 
     @property
     def effective_burst_size(self) -> int:
@@ -100,6 +105,8 @@ class RelayConfig:
     retry_delay: int = DEFAULT_MASTER_UPDATE_INTERVAL
     run_on: int = 0  # KH: seconds an on-demand relay lingers at 0 listeners (2.4.4: none)
     enabled: bool = True  # KH <enable>0: reserve the mount, never connect
+    # issue 12: the (server, port)s of the upstreams above reached over https (KH <ssl>)
+    tls_upstreams: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.local_mount:
@@ -118,6 +125,15 @@ class MasterConfig:
     on_demand: bool = False  # <relays-on-demand> (final value) or KH <master><on-demand>
     redirect: bool = False  # KH <master-redirect>: register for listener redirects
     ssl_port: int = 0  # KH <master-ssl-port>: poll and relay the master over TLS there; 0: plain
+
+    @property
+    def upstream_port(self) -> int:
+        """The port polled and relayed: the TLS one when set (KH)."""
+        return self.ssl_port or self.port
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_port > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ class Upstream:
     username: str | None = None  # 2.5 <upstream> may carry its own credentials
     password: str | None = None
     relay_shoutcast_metadata: bool | None = None
+    tls: bool = False  # KH <ssl>/<tls>: reached over https (issue 12)
 
 
 # Relay settings copied into RelayConfig when the XML gives them.
@@ -43,6 +44,7 @@ def build_relay_host(values: Values, path: str, ctx: ReadContext) -> Upstream:
     return Upstream(
         values.get("server", DEFAULT_RELAY_SERVER), port,
         values.get("mount", DEFAULT_RELAY_MOUNT), values.get("priority"),
+        tls=values.get("ssl", False),
     )
 
 
@@ -57,6 +59,7 @@ def build_relay(values: Values, path: str, ctx: ReadContext) -> Values:
     relay: Values = {
         "server": first.server, "port": first.port, "mount": first.mount,
         "backups": tuple((host.server, host.port, host.mount) for host in backups),
+        "tls_upstreams": tuple((host.server, host.port) for host in (first, *backups) if host.tls),
         "on_demand": values.get("on_demand", ctx.relays_on_demand),
     }
     relay.update((key, values[key]) for key in _RELAY_OPTIONAL if key in values)

@@ -44,7 +44,6 @@ def _is_stderr(value: Any) -> bool:
 
 # Reasons shared by several rows.
 _KH = "an Icecast-KH element fanout does not implement"
-_TLS = "TLS is not supported"
 _ROTATION = "log files are not rotated by size; rotate them with logrotate and SIGUSR1"
 
 # Generic element path (no [n]) → why fanout does not act on it yet.
@@ -59,23 +58,11 @@ NOT_YET: dict[str, NotYet] = {
     "icecast/paths/adminroot": NotYet("the admin pages are built in; its XSLT files are not read"),
     "icecast/paths/allow-ip": NotYet("connections are not filtered by address"),
     "icecast/paths/deny-ip": NotYet("connections are not filtered by address"),
-    "icecast/paths/ssl-certificate": NotYet(_TLS),
-    "icecast/paths/ssl-allowed-ciphers": NotYet(_TLS),
-    "icecast/listen-socket/ssl": NotYet("TLS is not served yet: this port serves plain HTTP",
-                                        _is_on),
-    # -- issue 12 (fleet.py): parsed and checked; the pure parts exist, not wired yet
-    "icecast/listen-socket/proxy-protocol": NotYet(
-        "PROXY headers are not read yet: they are refused as bad requests", _is_on),
-    "icecast/paths/ssl-private-key": NotYet(_TLS),
-    "icecast/paths/ssl-upstream-cafile": NotYet("upstreams are not reached over TLS yet"),
-    "icecast/paths/ssl-upstream-verify": NotYet("upstreams are not reached over TLS yet",
-                                                lambda value: value is False),
+    # -- outgoing connections
     "icecast/relay/bind": NotYet("relays connect from the address the system picks"),
     # -- Icecast-KH and 2.5
-    "icecast/master-ssl-port": NotYet(_KH),
     "icecast/master-bind": NotYet(_KH),
     "icecast/master-relay-auth": NotYet(_KH),
-    "icecast/master/ssl-port": NotYet(_KH),
     "icecast/master/bind": NotYet(_KH),
     "icecast/master/relay-auth": NotYet(_KH),
     "icecast/master/retry-delay": NotYet(_KH),
@@ -86,20 +73,15 @@ NOT_YET: dict[str, NotYet] = {
     "icecast/limits/workers": NotYet(_KH + "; use --workers"),
     "icecast/limits/inactivity-timeout": NotYet(_KH),
     "icecast/mount/max-bandwidth": NotYet(_KH),
-    "icecast/paths/x-forwarded-for": NotYet("X-Forwarded-For is not read yet"),
     "icecast/paths/mime-types": NotYet("Icecast-KH's place for it; 2.4.4 reads <icecast><mime-types>"),
     "icecast/relay/timeout": NotYet(_KH),
     "icecast/relay/interval": NotYet(_KH),
     "icecast/relay/http-headers": NotYet(_KH),
     "icecast/relay/host/timeout": NotYet(_KH),
     "icecast/relay/host/bind": NotYet(_KH),
-    "icecast/relay/host/ssl": NotYet(_TLS),
-    "icecast/relay/host/tls": NotYet(_TLS),
     "icecast/relay/host/http-headers": NotYet(_KH),
     "icecast/relay/master/timeout": NotYet(_KH),
     "icecast/relay/master/bind": NotYet(_KH),
-    "icecast/relay/master/ssl": NotYet(_TLS),
-    "icecast/relay/master/tls": NotYet(_TLS),
     "icecast/relay/master/http-headers": NotYet(_KH),
     "icecast/relay/upstream/bind": NotYet("an Icecast 2.5 element fanout does not implement"),
 }

@@ -35,7 +35,7 @@ NOT_ACTED_ON: dict[str, tuple[str, ...]] = {
     "directory": ("server",),  # 2.4.4 reads <server><host> but never uses it
     "mount": ("max-bandwidth",),
     "relay": ("bind", "timeout", "interval", "http-headers"),
-    "relay host": ("timeout", "bind", "ssl", "tls", "http-headers"),  # KH <host>/<master>
+    "relay host": ("timeout", "bind", "http-headers"),  # KH <host>/<master>
     "upstream": ("bind",),  # 2.5
     "master": ("bind", "relay-auth", "retry-delay", "run-on"),  # KH root <master>
 }
@@ -54,6 +54,7 @@ LIMITS = table(
     value("source-timeout", POSITIVE_SECONDS),
     value("header-timeout", POSITIVE_SECONDS),
     value("client-timeout", POSITIVE_SECONDS),
+    fleet.LIMITS_TAGS,  # <connections-per-ip>
     _not_acted_on("limits"),
 )
 
@@ -138,6 +139,8 @@ RELAY_HOST = table(  # KH <relay><host> and <relay><master>
     value("port", PORT),
     value("mount", mount_name),
     value("priority", integer(1)),
+    value("ssl", boolean),  # issue 12: https to this host (KH)
+    value("tls", boolean, field="ssl"),  # KH spelling
     _not_acted_on("relay host"),
 )
 

@@ -124,24 +124,31 @@ class Location:
     host: str
     port: int
     path: str
+    tls: bool = False  # an https:// target (KH follows those too, §3.11)
+
+
+# Schemes a 302 may send a relay to, with their default ports.
+_REDIRECT_SCHEMES = {"http://": 80, "https://": 443}
 
 
 def parse_location(value: str) -> Location:
-    """A 302 `Location` as 2.4.4 follows it: lowercase `http://` only, port 80 by default,
-    path from the first `/` (query kept). Raises ProtocolError otherwise, and for a port
-    outside 1-65535 or a host name the resolver cannot take."""
-    if not value.startswith("http://"):
+    """A 302 `Location` as 2.4.4 follows it: lowercase `http://` (or, as KH, `https://`)
+    only, the scheme's port by default, path from the first `/` (query kept). Raises
+    ProtocolError otherwise, and for a port outside 1-65535 or a host name the resolver
+    cannot take."""
+    scheme = next((s for s in _REDIRECT_SCHEMES if value.startswith(s)), None)
+    if scheme is None:
         raise ProtocolError(f"unsupported redirect target {value[:60]!r}", 0)
-    rest = value[len("http://"):]
+    rest = value[len(scheme):]
     slash = rest.find("/")
     authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
     host, colon, port = authority.partition(":")
-    number = 80
+    number = _REDIRECT_SCHEMES[scheme]
     if colon:
         number = int(port) if _PORT.fullmatch(port) else 0
     if not host or not 0 < number < 65536 or not _resolvable(host):
         raise ProtocolError(f"bad redirect target {value[:60]!r}", 0)
-    return Location(host, number, path)
+    return Location(host, number, path, scheme == "https://")
 
 
 def _resolvable(host: str) -> bool:

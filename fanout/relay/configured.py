@@ -31,7 +31,8 @@ def spec_for(relay: RelayConfig) -> RelaySpec:
     return RelaySpec(relay.local_mount, relay.server, relay.port, relay.mount,
                      on_demand=relay.on_demand, credentials=credentials,
                      icy_metadata=relay.relay_shoutcast_metadata, alternates=relay.backups,
-                     retry_max=float(max(1, relay.retry_delay)), run_on=float(relay.run_on))
+                     retry_max=float(max(1, relay.retry_delay)), run_on=float(relay.run_on),
+                     tls_upstreams=frozenset(relay.tls_upstreams))
 
 
 class ConfiguredRelays:

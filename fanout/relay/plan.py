@@ -32,6 +32,8 @@ class RelaySpec:
     alternates: tuple[tuple[str, int, str], ...] = ()
     retry_max: float | None = None  # longest wait between attempts (None: the puller's)
     run_on: float = 0.0  # on demand: seconds to stay connected after the last listener left
+    # issue 12: the (host, port)s among the upstreams that speak https
+    tls_upstreams: frozenset[tuple[str, int]] = frozenset()
 
     def upstreams(self) -> tuple[tuple[str, int, str], ...]:
         """Every (host, port, path) to try, first choice first."""

@@ -128,7 +128,7 @@ class MasterPoller:
 
     @property
     def address(self) -> str:
-        return f"{self.master.server}:{self.master.port}"
+        return f"{self.master.server}:{self.master.upstream_port}"
 
     def fetch_list(self) -> StreamList | None:
         """The master's list, or None (logged) if this poll failed."""
@@ -139,7 +139,8 @@ class MasterPoller:
             request = render_streamlist_request(path + registration, self.master.username,
                                                 self.master.password or "")
             try:
-                head, body = fetch(self.master.server, self.master.port, request)
+                head, body = fetch(self.master.server, self.master.upstream_port, request,
+                                   tls=self.master.tls)  # issue 12: KH <master-ssl-port>
             except FetchError as exc:
                 log.warning("master %s: stream list poll failed: %s", self.address, exc)
                 return None
@@ -172,9 +173,12 @@ class MasterPoller:
 
     def desired(self, entries: Iterable[ListedMount]) -> dict[str, RelaySpec]:
         credentials = (self.master.username, self.master.password or "")
-        return {entry.mount: RelaySpec(entry.mount, self.master.server, self.master.port,
+        return {entry.mount: RelaySpec(entry.mount, self.master.server, self.master.upstream_port,
                                        entry.fetch_path, self.master.on_demand,
-                                       credentials if entry.fetch_path != entry.mount else None)
+                                       credentials if entry.fetch_path != entry.mount else None,
+                                       tls_upstreams=frozenset(
+                                           {(self.master.server, self.master.upstream_port)}
+                                           if self.master.tls else ()))
                 for entry in entries}
 
     def apply(self, plan: Plan, retry: bool = False) -> None:

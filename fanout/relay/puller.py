@@ -277,8 +277,9 @@ class RelayPull:
 
     def open_at(self, host: str, port: int, path: str) -> tuple[socket.socket, ResponseHead, bytes]:
         """Connect and get a 2xx head, following redirects; raises FetchError."""
+        tls = (host, port) in self.spec.tls_upstreams
         for _ in range(MAX_REDIRECTS + 1):
-            sock = connect(host, port)
+            sock = connect(host, port, tls=tls)  # issue 12: https upstreams
             request = render_relay_request(path, host=host, port=port,
                                            user_agent=self.host.config.server_id,
                                            icy_metadata=self.spec.icy_metadata,
@@ -287,7 +288,7 @@ class RelayPull:
                 head, first = request_head(sock, request)
                 if head.status == 302 and head.header("location"):
                     target = parse_location(head.header("location") or "")
-                    host, port, path = target.host, target.port, target.path
+                    host, port, path, tls = target.host, target.port, target.path, target.tls
                     sock.close()
                     continue
                 check_head(head)

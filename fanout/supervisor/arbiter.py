@@ -33,6 +33,7 @@ from gevent.queue import Queue
 from fanout import logs, sdnotify, supervised
 from fanout.config import Config, ConfigError
 from fanout.counters import SUPERVISOR_ROW, Counters
+from fanout.httpclient import configure_upstream_tls
 from fanout.messages import Booted, MountUp, NewConfig
 from fanout.mountinfo import MountInfo
 from fanout.privileges import Secured, secure_process
@@ -43,6 +44,7 @@ from fanout.registry import SUPERVISOR_OWNER, MountRecord
 from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.poller import MasterPoller
 from fanout.startup import (EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners, load_config,
+                            tls_for_reload,
                             open_log_files, raise_open_file_limit)
 from fanout.supervisor.dispatch import worker_messages
 from fanout.supervisor.gathering import Gathering
@@ -107,6 +109,7 @@ class Supervisor:
         supervised.count_into(self.counters, SUPERVISOR_ROW)
         supervised.install_hub_reporter()
         before, now = raise_open_file_limit()
+        configure_upstream_tls(self.config.paths)  # issue 12: this process's https upstreams
         self.listeners = bind_listeners(self.config)
         # -- issue 11 (opswire): <changeowner>, <chroot>, <pidfile>, right after binding
         # (ports below 1024); what is opened from here on (log files, webroot, dumps) is
@@ -153,14 +156,15 @@ class Supervisor:
             self.secured.release()
 
     def announce(self) -> None:
-        for sock in self.listeners:
+        for sock, spec in zip(self.listeners, self.config.listen_sockets):
             host, port = sock.getsockname()[:2]
+            scheme = "https" if spec.ssl else "http"  # issue 12: a TLS port
             if host in ("0.0.0.0", "::"):  # every interface: name one that works here
-                print(f"fanout: listening on http://127.0.0.1:{port}/ (all interfaces, "
+                print(f"fanout: listening on {scheme}://127.0.0.1:{port}/ (all interfaces, "
                       f"port {port})", flush=True)
             else:
                 shown = f"[{host}]" if ":" in host else host
-                print(f"fanout: listening on http://{shown}:{port}/", flush=True)
+                print(f"fanout: listening on {scheme}://{shown}:{port}/", flush=True)
 
     def halt(self, status: int) -> None:
         self.exit_status = status
@@ -197,6 +201,8 @@ class Supervisor:
             return
         for warning in config.warnings:
             log.warning("%s", warning)
+        config = tls_for_reload(config, self.config)  # issue 12: a bad one keeps the old
+        configure_upstream_tls(config.paths)  # issue 12: this process's https upstreams
         if config.listen_sockets != self.config.listen_sockets:
             log.warning("SIGHUP: listen-socket changes need a restart; keeping the old sockets")
             # Workers map their inherited fds to these specs by position: keep the bound ones.

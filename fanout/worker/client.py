@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 import gevent
 from gevent.socket import socket as GeventSocket
 
-from fanout import logs
+from fanout import logs, tls
 from fanout.config import ListenSocket
 from fanout.protocol.access_log import AccessRecord, format_access_line
 from fanout.protocol.http import HeadParser, Request
+from fanout.worker.certificates import Certificates
 
 # Bytes read per recv while a head arrives (a request head, a Shoutcast handshake).
 HEAD_READ_SIZE = 4096
@@ -34,6 +35,7 @@ class Acceptor(Protocol):
     """The server a connection came in on (`server.ClientServer`)."""
 
     spec: ListenSocket  # the <listen-socket> it was bound for (shoutcast-compat …)
+    certificates: Certificates  # issue 12: its TLS certificate and trusted proxies (edge.py)
 
     def keep(self, sock: GeventSocket) -> None:
         """Leave `sock` open when the connection's handler returns (the pump owns it)."""
@@ -43,7 +45,7 @@ class Connection:
     """A client socket with what we know of it, for handlers and log lines."""
 
     __slots__ = ("sock", "ip", "port", "server", "id", "answered", "kept", "request", "status",
-                 "sent", "started")
+                 "sent", "started", "scheme", "bridge", "uncount")
 
     def __init__(self, sock: GeventSocket, address: tuple[str, int], server: Acceptor,
                  client_id: int) -> None:
@@ -57,6 +59,12 @@ class Connection:
         self.status = 0  # of the response sent, for the access log
         self.sent = 0  # bytes sent through send()
         self.started = time.time()
+        # issue 12 (edge.py): "https" once a TLS handshake (or a trusted proxy) says so; the
+        # bridge the sender writes a TLS listener through (None: plain, or kernel TLS);
+        # what stops counting this connection against its address.
+        self.scheme = "http"
+        self.bridge: tls.Bridge | None = None
+        self.uncount: Callable[[], None] | None = None
 
     def send(self, data: bytes) -> None:
         if self.status in (0, 100):
@@ -65,6 +73,33 @@ class Connection:
         self.answered = True
         self.sock.sendall(data)
         self.sent += len(data)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the socket speaks TLS (its fd carries records, not plain bytes)."""
+        return tls.is_tls(self.sock)
+
+    def sender_fd(self) -> int:
+        """The fd the compiled sender writes this listener's bytes to (`tls.sender_fd`)."""
+        if not tls.is_tls(self.sock):
+            plain: int = self.sock.fileno()
+            return plain
+        fd, self.bridge = tls.sender_fd(self.sock)
+        return fd
+
+    def close(self) -> None:
+        """Close the connection (a TLS one says close_notify, without holding the caller)
+        and stop counting it against its address. Idempotent."""
+        if self.uncount is not None:
+            self.uncount()
+            self.uncount = None
+        sock = self.sock
+        if self.bridge is not None:
+            self.bridge.close()  # its greenlet sends what is queued, then closes `sock`
+        elif tls.is_tls(sock) and sock.fileno() >= 0:
+            gevent.spawn(tls.close_tls, sock)
+        else:
+            sock.close()
 
     def keep_open(self) -> None:
         """The socket now belongs to the pump; don't close it when the handler returns."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import time
 from typing import Callable
 
@@ -32,7 +33,7 @@ from fanout.protocol.playlists import is_playlist_path
 from fanout.protocol.responses import render_error
 from fanout.protocol.sse import EVENTS_PATH
 from fanout.protocol.webroot import find_alias
-from fanout.worker import listeners, shoutcast, source, status, web, webadmin
+from fanout.worker import edge, listeners, shoutcast, source, status, web, webadmin
 from fanout.worker.client import (
     Acceptor, Connection, HeaderTimeout, log_access, read_request,
 )
@@ -51,6 +52,17 @@ LIMIT_REACHED = "Icecast connection limit reached"
 def serve_connection(worker: Worker, server: Acceptor, sock: GeventSocket,
                      address: tuple[str, int]) -> None:
     conn = Connection(sock, address, server, worker.next_client_id())
+    try:
+        # issue 12: PROXY header, TLS handshake, per-address limit first (edge.py)
+        if _serve(worker, conn, lambda: edge.open_edge(conn, server.certificates, worker.counters,
+                                                       worker.index, worker.cfg)):
+            serve_opened(worker, conn)
+    finally:
+        if not conn.kept:  # only a listener's socket outlives its handler (the pump owns it)
+            conn.close()
+
+
+def serve_opened(worker: Worker, conn: Connection) -> None:
     if worker.counters.total("clients") >= worker.cfg.limits.clients:
         serve_over_limit(worker, conn)
         return
@@ -59,7 +71,7 @@ def serve_connection(worker: Worker, server: Acceptor, sock: GeventSocket,
     try:
         _serve(worker, conn, lambda: serve_client(worker, conn))
     finally:
-        if conn.kept:  # only a listener's socket outlives its handler (the pump owns it)
+        if conn.kept:
             worker.counters.add(worker.index, "listener_connections", 1)
         else:
             worker.counters.add(worker.index, "clients", -1)
@@ -102,31 +114,38 @@ def serve_client(worker: Worker, conn: Connection) -> None:
         serve_request(worker, conn)
 
 
-def _serve(worker: Worker, conn: Connection, serve: Callable[[], None]) -> None:
-    """Run `serve` and map what it raises: the one place errors become answers."""
+def _serve(worker: Worker, conn: Connection, serve: Callable[[], None]) -> bool:
+    """Run `serve` and map what it raises: the one place errors become answers. Whether
+    `serve` returned without raising."""
     speaks_http = not conn.server.spec.shoutcast_compat
     try:
         serve()
+        return True
     except ProtocolError as exc:
         if isinstance(exc, BadHead) and conn.request is None:
             conn.request = exc.request  # a refused head still gets its access.log line
         log.warning("%s: %s (%s)", conn.ip, exc.message, exc.status or "closed")
         worker.tallies.count_refusal(exc.status)
         _answer_error(worker, conn, exc)
+        if isinstance(exc, edge.AddressOverLimit):
+            edge.linger(conn)
     except HeaderTimeout:
         log.info("%s: no request head within %ss; closed", conn.ip, worker.cfg.limits.header_timeout)
-    except (ConnectionError, BrokenPipeError):
+    except (ConnectionError, BrokenPipeError, ssl.SSLError):  # SSLError: a TLS client's
         log.debug("%s: connection lost", conn.ip)
     except Exception:
         supervised.report("worker.connection", conn.ip)
         if not conn.answered and speaks_http:
             _answer_error(worker, conn, ProtocolError("Internal Server Error", 500))
+    return False
 
 
 def serve_request(worker: Worker, conn: Connection) -> None:
     """Read an HTTP/ICE request head and hand the connection to the request's handler."""
     request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
     conn.request = request  # as sent: the access log shows the path asked for
+    edge.forwarded(conn, request, conn.server.certificates, worker.counters, worker.index,
+                   worker.cfg)  # issue 12: the real client behind trusted proxies
     request = aliased(worker, conn, request)
     handler = route(request)
     if handler is not source.serve_source:  # 2.4.4 counts every request but a source's

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import stat
 import time
 from typing import Mapping
@@ -106,6 +107,8 @@ def send_file(conn: Connection, fd: int, part: ByteRange) -> None:
     """Send the bytes of `part` from `fd` with sendfile, cooperatively. Raises
     ProtocolError(…, 0) when the client takes nothing for FILE_SEND_TIMEOUT s, and
     ConnectionError (BrokenPipeError, ConnectionResetError) when it went away."""
+    if conn.encrypted:  # issue 12: sendfile would put plain bytes between TLS records
+        return send_file_encrypted(conn, fd, part)
     sock_fd, offset, left = conn.sock.fileno(), part.start, part.length
     while left > 0:
         try:
@@ -120,6 +123,22 @@ def send_file(conn: Connection, fd: int, part: ByteRange) -> None:
         offset, left = offset + sent, left - sent
         conn.sent += sent
         gevent.sleep(0)
+
+
+def send_file_encrypted(conn: Connection, fd: int, part: ByteRange) -> None:
+    """`send_file` over TLS: read and send, SENDFILE_CHUNK bytes at a time."""
+    conn.sock.settimeout(FILE_SEND_TIMEOUT)
+    offset, left = part.start, part.length
+    while left > 0:
+        data = os.pread(fd, min(left, SENDFILE_CHUNK), offset)
+        if not data:
+            return
+        try:
+            conn.sock.sendall(data)
+        except socket.timeout:
+            raise ProtocolError(f"file client took nothing for {FILE_SEND_TIMEOUT:g}s", 0) from None
+        offset, left = offset + len(data), left - len(data)
+        conn.sent += len(data)
 
 
 class MimeTypes:

@@ -230,7 +230,7 @@ def add_listener(worker: Worker, mount: LocalMount, conn: Connection, request: R
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                          listener_sndbuf(conn.server.spec.so_sndbuf, mount.resolved.queue_size))
     intro, owed, seen = introduction(worker, mount, metaint)
-    listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint,
+    listener = core.Listener(conn.sender_fd(), pos, lag_limit(mount), metaint,  # TLS: issue 12
                              head + intro + pages)
     if intro and metaint:  # the intro counted as audio: the stream's blocks come that much sooner
         listener.meta_left, listener.meta_gen = owed, seen

@@ -44,6 +44,7 @@ from fanout.worker.fdlimit import FdGuard
 from fanout.worker.link import SupervisorLink
 from fanout.worker.pump import close_all_listeners
 from fanout.worker.queries import QUERIES
+from fanout.worker.certificates import Certificates
 from fanout.worker.server import ClientServer, spec_of_listener
 from fanout.worker.state import LocalMount, Worker
 
@@ -75,6 +76,7 @@ class WorkerProcess:
         self.listen_fds = listen_fds
         self.configured = Event()
         self.servers: list[ClientServer] = []
+        self.certificates = Certificates()  # issue 12: TLS ports, trusted proxies
         self.fd_guard = FdGuard(self.worker.tallies.count_refusal)
         self.remounter: gevent.Greenlet | None = None
         # What each message from the supervisor does here.
@@ -127,7 +129,7 @@ class WorkerProcess:
             listener.setblocking(False)  # see bind_listeners: never block the hub in accept
             port = listener.getsockname()[1]
             spec = spec_of_listener(cfg.listen_sockets, index, port)
-            server = ClientServer(listener, self.worker, self.fd_guard, spec)
+            server = ClientServer(listener, self.worker, self.fd_guard, spec, self.certificates)
             server.start()
             self.servers.append(server)
             self.worker.bound_ports.append(port)
@@ -170,6 +172,7 @@ class WorkerProcess:
                              logging_.loglevel, f"worker{worker.index}")
         for mount in worker.mounts.values():
             mount.resolved = config.resolve_mount(mount.name)
+        self.certificates.configure(config)  # issue 12: a SIGHUP reloads the certificate
         self.configured.set()
 
     def on_redirects(self, message: Redirects, delivery: control.Delivery) -> None:

@@ -170,7 +170,7 @@ def close_listener(worker: Worker, mount: LocalMount, listener: core.Listener) -
     # Counted once, when it leaves: no per-listener Python work while it is served.
     mount.ring.add_bytes_sent(worker.index, listener.sent)
     try:
-        info.conn.sock.close()
+        info.conn.close()  # a TLS one's bridge too; and its address is counted no more
     except OSError:
         pass
     worker.counters.add(worker.index, "clients", -1)

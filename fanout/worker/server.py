@@ -14,6 +14,7 @@ from gevent.socket import socket as GeventSocket
 
 from fanout.config import ListenSocket
 from fanout.worker.connection import serve_connection
+from fanout.worker.certificates import Certificates
 from fanout.worker.fdlimit import FdGuard
 from fanout.worker.state import Worker
 
@@ -40,11 +41,12 @@ class ClientServer(StreamServer):  # type: ignore[misc]  # gevent ships no type 
     max_accept = 1
 
     def __init__(self, listener: socket.socket, worker: Worker, guard: FdGuard,
-                 spec: ListenSocket) -> None:
+                 spec: ListenSocket, certificates: Certificates) -> None:
         super().__init__(listener, self.handle_client)
         self.worker = worker
         self.guard = guard
         self.spec = spec  # the <listen-socket> this socket was bound for (shoutcast-compat …)
+        self.certificates = certificates  # issue 12: TLS and trusted proxies (edge.py)
         self.kept: set[GeventSocket] = set()
 
     def do_read(self) -> tuple[GeventSocket, tuple[str, int]] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -268,7 +269,7 @@ def receive_or_idle(sock: GeventSocket) -> bytes | None:
     try:
         data = sock.recv(SOURCE_READ_SIZE)
         return data
-    except BlockingIOError:
+    except (BlockingIOError, ssl.SSLWantReadError):  # a TLS source's socket: the latter
         return None
     finally:
         sock.settimeout(timeout)

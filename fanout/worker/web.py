@@ -77,7 +77,7 @@ def serve_playlist(worker: Worker, conn: Connection, request: Request,
                    asked: tuple[str, str]) -> None:
     mount, kind = asked
     url = listen_url(mount, request.header("host"), worker.cfg.hostname,
-                     stats.advertised_port(worker))  # https once X-Forwarded-Proto is trusted
+                     stats.advertised_port(worker), conn.scheme)  # https: TLS or a trusted proxy
     mounts = [] if kind == M3U else status.public_stats(worker, mount)  # xspf shows figures
     content_type, body = render_playlist(kind, url, public_mount_stats(mounts[0]) if mounts else {})
     status.send(worker, conn, body, content_type)

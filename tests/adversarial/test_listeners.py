@@ -245,7 +245,8 @@ class TestWaitingListeners:
                 f"<option name='timeout' value='60'/></authentication></mount>")
         relay = (f"<relay><server>127.0.0.1</server><port>{peer.port}</port><mount>/up</mount>"
                  f"<local-mount>/on-demand</local-mount><on-demand>1</on-demand></relay>")
-        srv = start_fanout(icecast_xml(limits="<clients>5000</clients>", mounts=auth, extra=relay)
+        srv = start_fanout(icecast_xml(limits="<clients>5000</clients><connections-per-ip>5000"
+                                              "</connections-per-ip>", mounts=auth, extra=relay)
                            .replace("<clients>500</clients>", ""),
                            tmp_path_factory.mktemp("waiting"), workers=1)
         yield srv

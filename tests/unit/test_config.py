@@ -14,6 +14,7 @@ from fanout.config import (
     Authentication, Config, ConfigError, HtpasswdAuth, HttpHeader, Limits, ListenSocket, Logging,
     MasterConfig, MountConfig, Paths, RelayConfig, UrlAuth, default_config, parse_config,
 )
+from fanout.config.model import DEFAULT_CONNECTIONS_PER_IP
 from fanout.startup import load_config
 from fanout.config.mountglob import mount_matches
 from fanout.config.tables import ALL_TABLES
@@ -147,15 +148,18 @@ def test_legacy_port_and_bind_address_make_the_first_socket() -> None:
     assert config.listen_sockets == (ListenSocket(8500, "10.0.0.1"), ListenSocket(9000))
 
 
-def test_ssl_listen_socket_is_read_and_warned_about_until_tls_is_served() -> None:
+def test_ssl_listen_socket_is_read_and_served_without_a_warning() -> None:
     # tests/unit/test_config_fleet.py has the rest of the TLS elements.
     config = parse("<listen-socket><port>8443</port><ssl>1</ssl></listen-socket>"
                    "<paths><ssl-certificate>/etc/fanout/cert.pem</ssl-certificate></paths>")
     assert config.listen_sockets[0].ssl
-    assert config.warnings == (
-        "icecast/listen-socket[1]/ssl: not implemented yet, ignored: TLS is not served yet: "
-        "this port serves plain HTTP",
-        "icecast/paths/ssl-certificate: not implemented yet, ignored: TLS is not supported")
+    assert config.paths.ssl_certificate == "/etc/fanout/cert.pem"
+    assert config.warnings == ()
+
+
+def test_connections_per_ip_is_read_with_a_bounded_default() -> None:
+    assert parse("").limits.connections_per_ip == DEFAULT_CONNECTIONS_PER_IP
+    assert parse("<limits><connections-per-ip>3</connections-per-ip></limits>").limits.connections_per_ip == 3
 
 
 def test_global_http_headers_parse_with_optional_status() -> None:

@@ -64,7 +64,7 @@ def answers(monkeypatch):
     queue = Answers()
     queue.requests = []
 
-    def fake_fetch(host, port, request):
+    def fake_fetch(host, port, request, tls=False):
         queue.requests.append(request)
         answer = queue.pop(0)
         if isinstance(answer, Exception):

@@ -70,7 +70,13 @@ def test_location_is_parsed_as_2_4_4_follows_it():
     assert parse_location("http://h") == Location("h", 80, "/")
 
 
-@pytest.mark.parametrize("value", ["https://h/x", "HTTP://h/x", "http://:80/x", "http://h:x/y"])
+def test_an_https_location_is_followed_over_tls_as_kh_does():
+    assert parse_location("https://h:8443/a") == Location("h", 8443, "/a", tls=True)
+    assert parse_location("https://h") == Location("h", 443, "/", tls=True)
+
+
+@pytest.mark.parametrize("value", ["HTTPS://h/x", "HTTP://h/x", "ftp://h/x", "http://:80/x",
+                                   "http://h:x/y"])
 def test_unsupported_locations_are_refused(value):
     with pytest.raises(ProtocolError):
         parse_location(value)

@@ -23,9 +23,10 @@ MAX_WORKERS = core.MAX_WORKERS
 # The supervisor's row (internal errors only), after the workers' rows.
 SUPERVISOR_ROW = MAX_WORKERS
 # Per row: gauges and counters of its worker, its last heartbeat (CLOCK_MONOTONIC ms, 0:
-# none yet), and the internal errors of its process by unit.
+# none yet), the sender passes its pump made (fanout/worker/pump.py), and the internal
+# errors of its process by unit.
 FIELDS = ("clients", "listeners", "sources", "accepted", "refused", "heartbeat",
-          *(error_field(unit) for unit in UNITS))
+          "pump_passes", *(error_field(unit) for unit in UNITS))
 # What a dead worker's row forgets: its connections are gone; cumulative counts are kept.
 GAUGES = ("clients", "listeners", "sources", "heartbeat")
 _ROW = struct.Struct("<" + "Q" * len(FIELDS))

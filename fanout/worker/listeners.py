@@ -19,10 +19,10 @@ import logging
 import socket
 import time
 
-import gevent
 
 from fanout import core
 from fanout.lifecycle import MountState, RelayState
+from fanout.messages import DemandRelay
 from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
@@ -40,10 +40,8 @@ log = logging.getLogger("fanout.listener")
 
 # Seconds a listener of an idle on-demand relay waits for the upstream before a 404.
 ON_DEMAND_WAIT = 10.0
-# Seconds between two looks at a held listener's mount.
-PENDING_CHECK = 0.05
 # Listeners one worker may hold per mount while its on-demand upstream connects (each is
-# a socket and a greenlet looking every PENDING_CHECK); a flash crowd on a slave's
+# a socket and a greenlet waiting for the mount's next change); a flash crowd on a slave's
 # on-demand relay is served once the upstream answers, usually within a second.
 MAX_PENDING = 1000
 # SO_SNDBUF of a listener socket whose <listen-socket> has no <so-sndbuf>: the mount's
@@ -140,20 +138,23 @@ def refuse_or_redirect(worker: Worker, conn: Connection, request: Request,
 
 def await_upstream(worker: Worker, mount: LocalMount) -> LocalMount:
     """Hold a listener of an idle on-demand relay (no head sent, but counted, which is
-    what makes the supervisor connect) until the upstream is up; the mount then, or a 404
-    "Mount unavailable" if it fails, stops, or takes over ON_DEMAND_WAIT s (§3.7)."""
+    what makes its pull connect: the first one held says so, `DemandRelay`) until the
+    upstream is up; the mount then, or a 404 "Mount unavailable" if it fails, stops, or
+    takes over ON_DEMAND_WAIT s (§3.7). It waits for the mount's changes, not polling."""
     if mount.pending >= MAX_PENDING:
         raise ProtocolError(f"Mount unavailable ({MAX_PENDING} listeners already wait for its "
                             "upstream)", 404)
     mount.pending += 1
     publish_count(worker, mount)
     try:
+        if mount.pending == 1:
+            worker.link.send(DemandRelay(mount.name))
         deadline = time.monotonic() + ON_DEMAND_WAIT
         while not mount.info.connected:
-            if (mount.ended or relay_state(mount) is RelayState.RETRYING
-                    or time.monotonic() > deadline):
+            if mount.ended or relay_state(mount) is RelayState.RETRYING:
                 raise ProtocolError("Mount unavailable", 404)
-            gevent.sleep(PENDING_CHECK)
+            if not mount.changed.wait(max(0.0, deadline - time.monotonic())):
+                raise ProtocolError("Mount unavailable", 404)
     finally:
         mount.pending -= 1
         publish_count(worker, mount)

@@ -148,6 +148,8 @@ class Relays:
         self.handing[mount] = old
         self.mounts.change_info(record, held(record.info))
         self.send(old, StopRelay(mount, hand_over=True))
+        log.info("relay %s: worker %d stops it, handing it on to worker %s", mount, old,
+                 self.ownership.owner_of(mount))
 
     def start_at_owner(self, mount: str) -> None:
         owner = self.ownership.owner_of(mount)

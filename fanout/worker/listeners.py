@@ -80,6 +80,19 @@ def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Logi
             return refuse_or_redirect(worker, conn, request, refusal)
     if not mount.info.connected:  # an on-demand relay waiting for listeners
         mount = await_upstream(worker, mount)
+        try:
+            answer_listener(worker, conn, request, login, mount)
+        finally:
+            # Counted while held, and not published since: its pull (in any worker) must
+            # never see 0 in between, or it hangs up (run-on 0) on the listener it connected for.
+            publish_count(worker, mount)
+        return
+    answer_listener(worker, conn, request, login, mount)
+
+
+def answer_listener(worker: Worker, conn: Connection, request: Request, login: Login,
+                mount: LocalMount) -> None:
+    """Answer a let-in listener from `mount`: its head, then the pump has it."""
     metaint = 0
     if wants_icy_metadata(request) and not mount.is_ogg:
         # A relayed mount serves with its upstream's interval unless configured (§3.5).
@@ -140,7 +153,9 @@ def await_upstream(worker: Worker, mount: LocalMount) -> LocalMount:
     """Hold a listener of an idle on-demand relay (no head sent, but counted, which is
     what makes its pull connect: the first one held says so, `DemandRelay`) until the
     upstream is up; the mount then, or a 404 "Mount unavailable" if it fails, stops, or
-    takes over ON_DEMAND_WAIT s (§3.7). It waits for the mount's changes, not polling."""
+    takes over ON_DEMAND_WAIT s (§3.7). It waits for the mount's changes, not polling.
+    Once up, the count is left as it is: the caller publishes it after adding the
+    listener (or not)."""
     if mount.pending >= MAX_PENDING:
         raise ProtocolError(f"Mount unavailable ({MAX_PENDING} listeners already wait for its "
                             "upstream)", 404)
@@ -155,10 +170,14 @@ def await_upstream(worker: Worker, mount: LocalMount) -> LocalMount:
                 raise ProtocolError("Mount unavailable", 404)
             if not mount.changed.wait(max(0.0, deadline - time.monotonic())):
                 raise ProtocolError("Mount unavailable", 404)
-    finally:
+    except BaseException:
         mount.pending -= 1
         publish_count(worker, mount)
+        raise
+    mount.pending -= 1
     current = worker.mounts.get(mount.name)
+    if current is not mount:
+        publish_count(worker, mount)  # re-claimed meanwhile (another format)
     if current is None or current.ended:
         raise ProtocolError("Mount unavailable", 404)
     return current

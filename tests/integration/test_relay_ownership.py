@@ -11,6 +11,8 @@ die while the listener connects: a stopped worker accepts nobody.
 """
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import time
 
@@ -18,7 +20,7 @@ import psutil
 import pytest
 
 from fanout.bench.payload import FRAME_SIZE, build_frames, parse_frame
-from tests.support.clients import Listener, Source
+from tests.support.clients import Listener, Source, read_head
 from tests.support.server import FanoutProcess, icecast_xml, start_fanout, worker_of
 from tests.support.waiting import wait_for
 
@@ -59,9 +61,13 @@ class FrameSource:
         self.source.close()
 
 
-def assert_frames_exact(body: bytes) -> None:
-    """`body` is consecutive frames of the feed from its first byte: each whole frame is
-    the next counter's, byte for byte."""
+def assert_frames_exact(body: bytes, mid_frame: bool = False) -> None:
+    """`body` is consecutive frames of the feed from its first byte (`mid_frame`: from the
+    first frame start, at most a frame in): each whole frame is the next counter's, byte
+    for byte."""
+    if mid_frame:
+        start = next((i for i in range(FRAME_SIZE) if parse_frame(body[i:i + FRAME_SIZE])), 0)
+        body = body[start:]
     first = parse_frame(body[:FRAME_SIZE])
     assert first is not None, f"the stream does not start with a frame: {body[:64]!r}"
     whole = len(body) // FRAME_SIZE
@@ -181,5 +187,42 @@ def test_a_worker_added_later_takes_its_share_and_no_ring_has_two_writers(master
         assert "Traceback" not in slave.output()
         for listener in listeners:
             listener.close()
+    finally:
+        assert slave.stop() == 0
+
+
+def test_a_listener_on_another_worker_wakes_an_on_demand_pull(master, tmp_path):
+    """The on-demand pull runs in one worker; a listener held by the other says so
+    (DemandRelay, through the supervisor: WakeRelay), and the pull connects at once:
+    nobody polls a listener count."""
+    slave = start_fanout(icecast_xml(extra=f"<relay><server>{master.host}</server><port>"
+                                           f"{master.port}</port><mount>/live</mount><local-mount>"
+                                           "/od</local-mount><on-demand>1</on-demand></relay>"),
+                         tmp_path, workers=2)
+    try:
+        claimed = wait_for(lambda: re.search(r"relay on /od \(worker (\d+),", slave.output()), 10,
+                           "the idle on-demand mount claimed by a worker")
+        pids = re.findall(r"worker (\d+) booted \(pid (\d+)\)", slave.output())
+        owner = psutil.Process(int(dict(pids)[claimed.group(1)]))
+        assert sum(pulls_by_worker(slave, master).values()) == 0
+        owner.suspend()  # the listener's request goes to the other worker
+        try:
+            sock = socket.create_connection((slave.host, slave.port), timeout=10)
+            sock.sendall(b"GET /od HTTP/1.0\r\n\r\n")
+            port = sock.getsockname()[1]
+            held_by = wait_for(lambda: worker_of(slave, port), 10, "the request accepted")
+        finally:
+            owner.resume()
+        assert held_by.pid != owner.pid
+        head, body = read_head(sock)
+        assert head.startswith(b"HTTP/1.0 200 OK\r\n"), head
+        data = bytearray(body)
+        while len(data) < 32 * 1024:
+            data += sock.recv(65536)
+        # An idle on-demand mount's ring is made before its upstream says what it carries
+        # (relay_demand.py): no MP3 sync points, so the listener may start mid-frame.
+        assert_frames_exact(bytes(data), mid_frame=True)
+        assert pulls_by_worker(slave, master)[owner.pid] == 1
+        sock.close()
     finally:
         assert slave.stop() == 0

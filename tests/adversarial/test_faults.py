@@ -20,7 +20,7 @@ import psutil
 
 from tests.support.admin import get
 from tests.support.bystander import Bystander
-from tests.support.clients import Listener, Source, locate_in_pattern, raw_request, read_head
+from tests.support.clients import Listener, Source, locate_in_pattern, read_head
 from tests.support.server import icecast_xml, start_fanout, worker_of
 from tests.support.waiting import wait_for
 

@@ -262,7 +262,9 @@ class WorkerProcess:
 
     def on_stop_relay(self, message: StopRelay, delivery: control.Delivery) -> None:
         relays.stop_relay(self.worker, message.mount)
-        if message.hand_over:
+        if message.hand_over:  # stopped for good: only now may the next owner write the ring
+            log.info("relay %s: stopped here (worker %d) to be handed on", message.mount,
+                     self.worker.index)
             self.worker.link.send(RelayStopped(message.mount))
 
     def on_retry_relay(self, message: RetryRelay, delivery: control.Delivery) -> None:

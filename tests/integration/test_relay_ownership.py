@@ -184,7 +184,14 @@ def test_a_worker_added_later_takes_its_share_and_no_ring_has_two_writers(master
                      15, "the stream after the moves")
             assert not listener.closed.is_set(), "a listener was disconnected by a move"
             assert_frames_exact(bytes(listener.body))
-        assert "Traceback" not in slave.output()
+        output = slave.output()
+        handed = re.search(r"relay (/\w+): worker (\d+) stops it, handing it on to worker (\d+)",
+                           output)
+        mount, old, new = handed.groups()
+        stopped = output.index(f"relay {mount}: stopped here (worker {old}) to be handed on")
+        taken = output.index(f"relay {mount}: taking over the mount (worker {new})", handed.end())
+        assert stopped < taken, "the new owner wrote the ring before the old one stopped"
+        assert "Traceback" not in output
         for listener in listeners:
             listener.close()
     finally:

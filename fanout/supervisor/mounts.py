@@ -66,7 +66,7 @@ class Mounts:
             self.move_listeners(name, fallback)
         if self.registry.release(name, owner) is not None:
             self.broadcast(MountDown(name), ())
-            log.info("source on %s ended", name)
+            log.info("%s on %s ended", "relay" if record.info.relay else "source", name)
             if record.info.relay is None:
                 self.on_source_ended()
 

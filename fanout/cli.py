@@ -1,5 +1,9 @@
 """Command line: `python -m fanout [-c icecast.xml] [--workers N] [--check-config]`.
 
+As Icecast 2.4.4, the server refuses to run as root unless `<security><changeowner>`
+names the user to drop to once the sockets are bound; `--allow-root` runs it as root
+anyway (a container whose only process it is, a test).
+
 With no config file the server runs on a built-in config (port 8000) with source, admin and
 relay passwords drawn at random for this run and printed once every worker booted: never
 a well-known default, and never printed by a server that then fails to start.
@@ -21,6 +25,7 @@ from fanout import __version__, logs
 from fanout import supervisor as supervisor_package
 from fanout.config import Config, ConfigError, default_config
 from fanout.counters import MAX_WORKERS
+from fanout.protocol.yp import FIRST_ADD_DELAY
 from fanout.startup import EXIT_CONFIG, StartupError, load_config
 from fanout.supervisor import DEFAULT_TIMEOUT, Supervisor
 
@@ -75,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="a worker whose heartbeat is older than this is killed and "
                              f"replaced (default {DEFAULT_TIMEOUT:.0f})")
+    parser.add_argument("--allow-root", action="store_true",
+                        help="run as root even without <security><changeowner> (Icecast "
+                             "refuses to; so does fanout without this)")
+    parser.add_argument("--yp-add-delay", type=seconds, default=FIRST_ADD_DELAY, metavar="SECONDS",
+                        help="seconds a mount is public before it is listed in the <directory> "
+                             f"servers (default {FIRST_ADD_DELAY}, as Icecast)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--check-config", action="store_true",
                         help="load the config, print its warnings and exit (2 if invalid)")
@@ -93,9 +104,14 @@ def built_in_config(port: int) -> tuple[Config, str]:
     return config, greeting
 
 
-def logdir_usable(logdir: str | None) -> bool:
-    """No logdir (stderr only) or a directory we can create log files in."""
-    return logdir is None or (os.path.isdir(logdir) and os.access(logdir, os.W_OK | os.X_OK))
+def logdir_usable(config: Config) -> bool:
+    """No logdir (stderr only) or a directory we can create log files in. With
+    <chroot> the logdir lies inside the new root: it is checked when the files are
+    opened there (as the <changeowner> user, who may not be us)."""
+    logdir = config.paths.logdir
+    if logdir is None or config.security.chroot:
+        return True
+    return os.path.isdir(logdir) and os.access(logdir, os.W_OK | os.X_OK)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     # names a different element of the operator's own file.
     for warning in config.warnings if config else ():
         print(f"fanout: warning: {warning}", file=sys.stderr)
-    if config is not None and not logdir_usable(config.paths.logdir):
+    if config is not None and not logdir_usable(config):
         print(f"fanout: config error: icecast/paths/logdir: {config.paths.logdir!r} is not valid: "
               "expected a writable directory", file=sys.stderr)
         return EXIT_CONFIG
@@ -125,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                             timeout=args.timeout,
                             on_ready=(lambda: print(greeting, flush=True)) if greeting else None,
                             # read now, not at import: a test may point it elsewhere
-                            worker_module=supervisor_package.WORKER_MODULE)
+                            worker_module=supervisor_package.WORKER_MODULE,
+                            allow_root=args.allow_root, yp_add_delay=args.yp_add_delay)
     try:
         return supervisor.run()
     except StartupError as exc:

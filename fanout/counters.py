@@ -20,13 +20,17 @@ from fanout.supervised import UNITS, error_field
 # Most workers a server runs (--workers): each has a listener and a bytes-sent slot in
 # every ring's header, so the ring layout sets the limit. Written once, here.
 MAX_WORKERS = core.MAX_WORKERS
-# The supervisor's row (internal errors only), after the workers' rows.
+# The supervisor's row (its internal errors and relay connections), after the workers' rows.
 SUPERVISOR_ROW = MAX_WORKERS
+# Running totals since start, by Icecast's /admin/stats names (what 2.4.4 counts in each:
+# requests other than sources, listeners served, sources let in, relay connections, files).
+CONNECTION_TOTALS = ("client_connections", "listener_connections", "source_client_connections",
+                     "source_relay_connections", "file_connections")
 # Per row: gauges and counters of its worker, its last heartbeat (CLOCK_MONOTONIC ms, 0:
-# none yet), the sender passes its pump made (fanout/worker/pump.py), and the internal
-# errors of its process by unit.
+# none yet), the sender passes its pump made (fanout/worker/pump.py), its running totals,
+# and the internal errors of its process by unit.
 FIELDS = ("clients", "listeners", "sources", "accepted", "refused", "heartbeat",
-          "pump_passes", *(error_field(unit) for unit in UNITS))
+          "pump_passes", *CONNECTION_TOTALS, *(error_field(unit) for unit in UNITS))
 # What a dead worker's row forgets: its connections are gone; cumulative counts are kept.
 GAUGES = ("clients", "listeners", "sources", "heartbeat")
 _ROW = struct.Struct("<" + "Q" * len(FIELDS))

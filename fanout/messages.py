@@ -62,6 +62,17 @@ class Metadata:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamTags:
+    """A new Ogg link on `mount` (its source's worker read the link's header pages): what
+    stats show of it from now on (`fanout.model.link_tags`)."""
+
+    mount: str
+    title: str
+    artist: str
+    codec: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SlaveRegister:
     """An authenticated stream-list poll carried a KH redirect registration."""
 
@@ -243,7 +254,7 @@ class Gathered:
     answers: tuple[object, ...]
 
 
-TO_SUPERVISOR = (Booted, Claim, Release, Metadata, SlaveRegister, Gather, Answer, Remount,
-                 RelayStatus, RelayStream, RelayEnded, RelayStopped, DemandRelay)
+TO_SUPERVISOR = (Booted, Claim, Release, Metadata, StreamTags, SlaveRegister, Gather, Answer,
+                 Remount, RelayStatus, RelayStream, RelayEnded, RelayStopped, DemandRelay)
 TO_WORKER = (NewConfig, Redirects, MountUp, MountDown, MountChanged, ClaimResult, Stop,
              Query, Gathered, StartRelay, StopRelay, RetryRelay, WakeRelay)

@@ -44,6 +44,8 @@ class MountInfo:
     source_ip: str  # the source client's address, or the upstream's host
     user_agent: str = ""
     title: str = ""  # the current title, as stats show it
+    artist: str = ""  # an Ogg link's ARTIST comment (fanout.model.link_tags), as stats show it
+    codec: tuple[tuple[str, str], ...] = ()  # an Ogg link's codec stats: subtype, audio_* …
     stream_start: float = 0.0  # epoch seconds the mount was claimed (set by the registry)
     icy_metaint: int = 0  # the upstream's ICY interval (0: none), reused for our listeners
     shoutcast_compat: bool = False  # fed by a Shoutcast source: /admin.cgi may set its title

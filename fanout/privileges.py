@@ -18,9 +18,11 @@ file's directory (so the file is removed at exit, which 2.4.4 cannot do once chr
 and the config file's directory (``ConfigSource``: SIGHUP reloads re-read the file by
 name there). Everything opened later is opened as the new user, inside the new root, as
 in 2.4.4: the log files (``<logdir>``), the webroot, htpasswd files, dump files, scripts.
-Limits: workers are started with exec after the chroot, so ``<basedir>`` must hold the
-Python interpreter, its libraries and fanout at the same paths (a full system tree, or
-bind mounts); DNS needs /etc/resolv.conf inside it. Without root, changeowner and chroot
+Limits: workers are started with exec after the drop, so the changeowner user must be
+able to read the Python interpreter, its libraries and fanout (a Python under /root, as
+pyenv installs it, is not: install fanout in a venv under /opt, as packaging/ does); and
+after the chroot, ``<basedir>`` must hold them at the same paths (a full system tree, or
+bind mounts), and /proc; DNS needs /etc/resolv.conf inside it. Without root, changeowner and chroot
 are skipped with one line each, as 2.4.4 does. The pid file's directory must be
 writable by the new user for the file to be removed at exit.
 """
@@ -33,7 +35,7 @@ import os
 import pwd
 from dataclasses import dataclass
 
-from fanout.config import ChangeOwner, Config
+from fanout.config import ChangeOwner, Config, ConfigError, parse_config
 from fanout.startup import EXIT_CONFIG, EXIT_STARTUP, StartupError
 
 log = logging.getLogger("fanout")
@@ -229,6 +231,15 @@ class ConfigSource:
         fd = os.open(self.name, os.O_RDONLY, dir_fd=self.dir_fd)
         with os.fdopen(fd, "rb") as file:
             return file.read()
+
+    def load(self) -> Config:
+        """The file parsed, as ``startup.load_config`` would read it by name (a SIGHUP
+        reload after the chroot). Raises ConfigError."""
+        try:
+            data = self.read()
+        except OSError as error:
+            raise ConfigError(self.path, error.strerror or str(error), "a readable file") from None
+        return parse_config(data, source=self.path)
 
     def close(self) -> None:
         os.close(self.dir_fd)

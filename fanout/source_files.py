@@ -19,14 +19,15 @@ import logging
 import os
 import time
 
+from fanout.config import Config
 from fanout.model.intro import intro_mismatch
 from fanout.protocol.playlist_log import playlist_line
 
 log = logging.getLogger("fanout")
 
-# An intro is held in memory and sent to each new listener: larger files are refused.
-# (8 MiB is about 8 minutes of 128 kbit/s audio; intros are jingles.)
-MAX_INTRO_BYTES = 8 * 1024 * 1024
+# An intro is held in memory and queued whole for each new listener (until sent): larger
+# files are refused. 1 MiB is about a minute of 128 kbit/s audio; intros are jingles.
+MAX_INTRO_BYTES = 1024 * 1024
 FILE_MODE = 0o644  # dump and playlist files, before the umask
 
 
@@ -112,6 +113,18 @@ class PlaylistLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._failing = False  # said once until a line gets written again
+
+    @classmethod
+    def of(cls, config: Config) -> PlaylistLog | None:
+        """The playlist log ``config`` asks for, or None (none asked for; or no
+        ``<logdir>`` to put it in, said in one line)."""
+        name, logdir = config.logging.playlistlog, config.paths.logdir
+        if name is None:
+            return None
+        if logdir is None:
+            log.warning("<playlistlog> %s needs <paths><logdir>: titles are not logged", name)
+            return None
+        return cls(os.path.join(logdir, name))
 
     def add(self, mount: str, listeners: int, title: str, now: float) -> None:
         line = (playlist_line(now, mount, listeners, title) + "\n").encode("utf-8")

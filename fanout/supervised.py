@@ -56,6 +56,7 @@ UNITS = (
     "worker.pump",  # one mount's listener pump
     "worker.connection",  # a client connection's handler (sources' read loops included)
     "worker.move",  # retrying a move of Ogg listeners to a page boundary
+    "worker.status_feed",  # keeps the status page's live feed current (worker/webfeed.py)
     "auth.sweep",  # ends the sessions of authenticated listeners that left
     "auth.expire",  # a listener's <timelimit>
     "auth.notify",  # a listener_remove POST to the auth server

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fanout import __version__
+from fanout.protocol.identity import default_server_id
+
 from .hosting import Alias, Directory, Security
 from .mounts import HttpHeader, Inherited, MountConfig, ResolvedMount, resolve_mount
 
@@ -159,7 +162,9 @@ class Config:
     hostname: str = "localhost"  # advertised in URLs, playlists and KH redirect registration
     location: str = "Earth"
     admin: str = "icemaster@localhost"
-    server_id: str = "Icecast 2.4.4"  # Server: header and relay User-Agent
+    # Server: header, relay User-Agent, stats: "Icecast 2.4.4 (fanout 0.1.0)", which
+    # clients looking for "Icecast" still find (fanout.protocol.identity)
+    server_id: str = default_server_id(__version__)
     listen_sockets: tuple[ListenSocket, ...] = (ListenSocket(),)
     limits: Limits = field(default_factory=Limits)
     authentication: Authentication = field(default_factory=Authentication)

@@ -46,27 +46,10 @@ def _is_stderr(value: Any) -> bool:
 _KH = "an Icecast-KH element fanout does not implement"
 _TLS = "TLS is not supported"
 _ROTATION = "log files are not rotated by size; rotate them with logrotate and SIGUSR1"
-_WEBROOT = "files from the webroot are not served (static files, <intro>, file fallbacks)"
-_YP = "streams are not listed in YP directories"
 
 # Generic element path (no [n]) → why fanout does not act on it yet.
 NOT_YET: dict[str, NotYet] = {
-    # -- Icecast 2.4.4: parsed and checked; the pure parts exist (see the report of issue 11)
-    "icecast/security/chroot": NotYet("fanout does not chroot", _is_on),
-    "icecast/security/changeowner": NotYet("fanout keeps running as the user that started it"),
-    "icecast/paths/pidfile": NotYet("no pid file is written"),
-    "icecast/paths/alias": NotYet("requests are not rewritten"),
-    "icecast/paths/webroot": NotYet(_WEBROOT),
-    "icecast/fileserve": NotYet(_WEBROOT, _is_on),
-    "icecast/mime-types": NotYet(_WEBROOT),
-    "icecast/mount/intro": NotYet("no intro is sent to new listeners"),
-    "icecast/mount/dump-file": NotYet("the stream is not written to a file"),
-    "icecast/mount/on-connect": NotYet("the program is not run when a source starts"),
-    "icecast/mount/on-disconnect": NotYet("the program is not run when a source ends"),
-    "icecast/mount/cluster-password": NotYet(_YP),
-    "icecast/logging/playlistlog": NotYet("titles are not logged"),
-    "icecast/directory": NotYet(_YP),
-    # -- Icecast 2.4.4: nothing built yet
+    # -- Icecast 2.4.4
     "icecast/logging/accesslog": NotYet("'-' (stderr) is not supported: a file named '-' is written",
                                         _is_stderr),
     "icecast/logging/errorlog": NotYet("'-' (stderr) is not supported: a file named '-' is written",

@@ -1,4 +1,5 @@
-"""What format an intro file is in, and whether it suits a mount (``<mount><intro>``).
+"""What format an intro file is in, whether it suits a mount (``<mount><intro>``), and
+how it goes to a listener that asked for ICY metadata.
 
 2.4.4 sends the intro's bytes to each new listener before the stream whatever they are
 ("make sure the format of the file specified matches the streaming format", its docs
@@ -63,3 +64,23 @@ def intro_mismatch(data: bytes, content_type: str | None) -> str | None:
         return None
     described = "in no format fanout recognises" if found == GENERIC else f"{found}"
     return f"the intro is {described}, the mount's {content_type} is {wanted}"
+
+
+def interleave_icy(intro: bytes, metaint: int, first_block: bytes) -> tuple[bytes, int]:
+    """``intro`` as a listener with ICY interval ``metaint`` receives it, and the audio
+    bytes it is still owed before its next block once the intro is sent.
+
+    2.4.4 counts intro bytes as audio (§5.3): a block follows every ``metaint`` bytes of
+    intro, the first one ``first_block`` (the mount's current metadata: the first block a
+    listener gets is always the full one), the later ones empty ("\0"). A block due right
+    at the end of the intro is left to the stream (the owed count is then 0), so the
+    stream's block follows as usual.
+    """
+    if not intro or metaint <= 0:
+        return intro, metaint
+    blocks = (len(intro) - 1) // metaint  # only those with intro audio after them
+    pieces: list[bytes] = []
+    for index in range(blocks):
+        pieces += [intro[index * metaint:(index + 1) * metaint], first_block if index == 0 else b"\0"]
+    pieces.append(intro[blocks * metaint:])
+    return b"".join(pieces), metaint - (len(intro) - blocks * metaint)

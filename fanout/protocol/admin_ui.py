@@ -243,6 +243,11 @@ def _command_url(command: str, **params: str) -> str:
     return escape(f"/admin/{command}?{_query(**params)}")
 
 
+def mount_page_url(name: str) -> str:
+    """The URL of mount `name`'s page (not escaped: ``render_admin_result`` escapes it)."""
+    return f"/admin/listclients.xsl?{_query(mount=name)}"
+
+
 def _page(heading: str, server_id: str, body: str, version: str) -> bytes:
     title = escape(display(f"{heading} · {server_id}" if server_id else heading))
     nav = ('<nav class="admin"><a href="/admin/">Overview</a><a href="/">Status page</a>'

@@ -50,6 +50,11 @@ _ANNOTATED = (("bitrate", "Bitrate"), ("quality", "Quality"), ("video_quality", 
               ("listeners", "Current Listeners"), ("listener_peak", "Peak Listeners"))
 
 
+def is_playlist_path(path: str) -> bool:
+    """Whether ``path`` has a playlist's name (``playlist_request`` says of which mount)."""
+    return path.endswith(tuple("." + kind for kind in CONTENT_TYPES))
+
+
 def playlist_request(path: str, public_mounts: Collection[str]) -> tuple[str, str] | None:
     """(mount, M3U or XSPF) when ``path`` is the playlist of a live public mount, else None
     (answer 404). Call it only once ``path`` turned out not to be a live mount itself:

@@ -26,6 +26,8 @@ REASONS = {
     401: "Authentication Required",
     403: "Forbidden",
     404: "File Not Found",
+    411: "Length Required",
+    413: "Request Entity Too Large",
     416: "Request Range Not Satisfiable",
     500: "Internal Server Error",
     503: "Service Unavailable",

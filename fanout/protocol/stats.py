@@ -80,6 +80,8 @@ class MountFigures:
     bytes_sent: int
     settings: MountSettings = field(default_factory=MountSettings)
     relay: RelayFigures | None = None  # None: a source client feeds it
+    artist: str = ""  # an Ogg link's ARTIST comment
+    codec: Sequence[tuple[str, str]] = ()  # an Ogg link's subtype, audio_* (model.link_tags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,25 +94,35 @@ class ServerFigures:
     server_id: str
     server_start: float
     port: int
-    clients: int
+    clients: int  # connected now, the request being answered not counted (as in 2.4.4)
     listeners: int
     sources: int
+    # Running totals since start, with 2.4.4's meanings: every connection accepted; every
+    # request but a source's; listeners served; sources and relay connections let in;
+    # files served.
     connections: int
-    source_connections: int
-    listener_connections: int
+    client_connections: int = 0
+    listener_connections: int = 0
+    source_client_connections: int = 0
+    source_relay_connections: int = 0
+    file_connections: int = 0
 
 
 def global_stats(server: ServerFigures) -> Stats:
     """The `<icestats>` children of /admin/stats, in Icecast's (alphabetical) order."""
     values = {
-        "admin": server.admin, "client_connections": server.connections,
-        "clients": server.clients, "connections": server.connections, "file_connections": 0,
-        "host": server.host, "listener_connections": server.listener_connections,
+        "admin": server.admin, "client_connections": server.client_connections,
+        "clients": server.clients, "connections": server.connections,
+        "file_connections": server.file_connections, "host": server.host,
+        "listener_connections": server.listener_connections,
         "listeners": server.listeners, "location": server.location,
         "server_id": server.server_id, "server_start": local_date(server.server_start),
         "server_start_iso8601": iso_date(server.server_start),
-        "source_client_connections": server.source_connections,
-        "source_relay_connections": 0, "source_total_connections": server.source_connections,
+        "source_client_connections": server.source_client_connections,
+        "source_relay_connections": server.source_relay_connections,
+        "source_total_connections": (server.source_client_connections
+                                     + server.source_relay_connections),
+        # No STATS streams (the STATS method) are served: none now, none ever.
         "sources": server.sources, "stats": 0, "stats_connections": 0,
     }
     return {key: str(value) for key, value in values.items()}
@@ -129,11 +141,15 @@ def mount_stats(mount: MountFigures, host: str, port: int) -> Stats:
         "source_ip": mount.source_ip, "stream_start": local_date(mount.stream_start),
         "stream_start_iso8601": iso_date(mount.stream_start),
         "total_bytes_read": str(mount.bytes_read), "total_bytes_sent": str(mount.bytes_sent),
-        "user_agent": mount.user_agent,
     })
+    if mount.user_agent:  # 2.4.4 files none for a source that sent no User-Agent
+        values["user_agent"] = mount.user_agent
+    values.update(mount.codec)  # after the settings: 2.4.4 files them once the link began
     values.setdefault("public", "0")
     if mount.title:
         values["title"] = mount.title
+    if mount.artist:
+        values["artist"] = mount.artist
     if mount.relay is not None:
         values.update(_relay_stats(mount.relay))
     return dict(sorted(values.items()))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Mapping
 from urllib.parse import urlsplit
 
 from fanout.protocol.errors import ProtocolError
@@ -79,6 +79,25 @@ class YpListing:
     cluster_password: str = ""  # <mount><cluster-password>
 
 
+def listing_from_stats(stats: Mapping[str, str], cluster_password: str | None) -> YpListing:
+    """What an add says of a mount whose stats (``fanout.protocol.stats.mount_stats``) are
+    ``stats``: 2.4.4 takes the fields from its stats tree too, so the defaults
+    ("Unspecified name", …) and the ``<mount>`` overrides are the same."""
+    return YpListing(
+        listen_url=stats["listenurl"], server_name=stats.get("server_name", ""),
+        server_type=stats.get("server_type", ""), genre=stats.get("genre", ""),
+        description=stats.get("server_description", ""), url=stats.get("server_url", ""),
+        subtype=stats.get("subtype", ""), bitrate=stats.get("bitrate", ""),
+        audio_info=stats.get("audio_info", ""), cluster_password=cluster_password or "")
+
+
+def is_public(stats: Mapping[str, str]) -> bool:
+    """Whether a mount with these stats is listed: its ``public`` (the ``<mount><public>``
+    setting, else the source's ice-public / icy-pub header) read as 2.4.4's atoi does."""
+    match = _LEADING_DIGITS.match(stats.get("public", "0"))
+    return match is not None and int(match.group(1)) != 0
+
+
 def listen_url(hostname: str, port: int, mount: str) -> str:
     """The URL listeners are told, as 2.4.4 builds it from ``<hostname>`` and the port."""
     return f"http://{hostname}:{port}{mount}"
@@ -119,14 +138,36 @@ def render_remove(sid: str) -> bytes:
     return f"action=remove&sid={sid}".encode("ascii")
 
 
+@dataclass(frozen=True, slots=True)
+class YpServer:
+    """Where a ``yp-url`` points: the host to connect to, over TLS or not."""
+
+    host: str
+    port: int
+    tls: bool
+
+
+def yp_server(yp_url: str) -> YpServer:
+    """The server of ``yp_url`` (default ports 80 and 443). Raises ProtocolError(…, 0) for
+    a URL that is not http:// or https:// with a host, or has a bad port."""
+    parts = urlsplit(yp_url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ProtocolError(f"bad port in {yp_url!r}", 0) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProtocolError(f"not an http:// or https:// URL: {yp_url!r}", 0)
+    tls = parts.scheme == "https"
+    return YpServer(parts.hostname, port or (443 if tls else 80), tls)
+
+
 def render_request(yp_url: str, body: bytes, user_agent: str) -> bytes:
     """The whole POST of ``body`` to ``yp_url`` (User-Agent: the ``<server-id>``, as 2.4.4).
 
-    Raises ProtocolError(…, 0) for a URL that is not http:// with a host.
+    Raises ProtocolError(…, 0) for a URL ``yp_server`` refuses.
     """
+    yp_server(yp_url)
     parts = urlsplit(yp_url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ProtocolError(f"not an http:// URL: {yp_url!r}", 0)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.netloc.rsplit("@", 1)[-1]
     head = (f"POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\n"
@@ -180,10 +221,10 @@ class YpEntry:
     last_touch: float | None = None
 
 
-def listing_started(now: float, touch_interval: int) -> YpEntry:
-    """A mount turned public: add it in FIRST_ADD_DELAY s (``touch_interval``: the
-    ``<directory>``'s, until the directory says otherwise)."""
-    return YpEntry("add", now + FIRST_ADD_DELAY, touch_interval)
+def listing_started(now: float, touch_interval: int, add_delay: float = FIRST_ADD_DELAY) -> YpEntry:
+    """A mount turned public: add it in ``add_delay`` s (2.4.4: FIRST_ADD_DELAY;
+    ``touch_interval``: the ``<directory>``'s, until the directory says otherwise)."""
+    return YpEntry("add", now + add_delay, touch_interval)
 
 
 def after_add(entry: YpEntry, answer: YpAnswer | None, now: float) -> YpEntry:

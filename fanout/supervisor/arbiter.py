@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import time
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Mapping
 
 import gevent
 from gevent.queue import Queue
@@ -33,7 +34,11 @@ from fanout import core, logs, sdnotify, supervised
 from fanout.config import Config, ConfigError
 from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.messages import Booted, MountUp, NewConfig
+from fanout.privileges import Secured, secure_process
+from fanout.source_files import PlaylistLog
 from fanout.protocol.redirect import registration_query
+from fanout.protocol.yp import FIRST_ADD_DELAY
+from fanout.registry import MountRecord
 from fanout.relay.configured import ConfiguredRelays
 from fanout.relay.plan import RelaySpec
 from fanout.relay.poller import MasterPoller
@@ -45,6 +50,7 @@ from fanout.supervisor.mounts import Mounts
 from fanout.supervisor.pool import DEFAULT_TIMEOUT, WORKER_MODULE, WorkerHandle, WorkerPool
 from fanout.supervisor.relays import Relay, Relays
 from fanout.supervisor.slaves import SlaveRedirects
+from fanout.supervisor.yp import YpDirectories
 
 log = logging.getLogger("fanout.supervisor")
 
@@ -53,9 +59,12 @@ class Supervisor:
     def __init__(self, config: Config, config_path: str | None, workers: int,
                  drain: float = 0.0, timeout: float = DEFAULT_TIMEOUT,
                  on_ready: Callable[[], None] | None = None,
-                 worker_module: str = WORKER_MODULE) -> None:
+                 worker_module: str = WORKER_MODULE, allow_root: bool = False,
+                 yp_add_delay: float = FIRST_ADD_DELAY) -> None:
         self.config = config
         self.config_path = config_path
+        self.allow_root = allow_root  # --allow-root: run as root without <changeowner>
+        self.secured: Secured | None = None  # the pid file and, chrooted, the config file
         self.on_ready = on_ready  # once every worker booted (the first time)
         self.ready = False
         self.exit_status: int | None = None
@@ -69,6 +78,8 @@ class Supervisor:
                                timeout=timeout, worker_module=worker_module)
         self.mounts = Mounts(config, self.pool.broadcast)
         self.mounts.on_source_ended = self.source_ended
+        self.mounts.on_title = self.title_changed  # issue 11 (opswire): <playlistlog>
+        self.playlist: PlaylistLog | None = None  # opened after secure_process (chroot)
         self.gathering = Gathering(self.pool)
         self.slaves = SlaveRedirects(config, self.pool)
         self.pulls = Relays(self.pool, self.mounts)
@@ -78,6 +89,7 @@ class Supervisor:
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
         self.notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify
+        self.directories = YpDirectories(self, yp_add_delay)  # issue 11 (opswire): YP
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,8 +112,17 @@ class Supervisor:
         supervised.count_into(self.counters, SUPERVISOR_ROW)
         supervised.install_hub_reporter()
         before, now = raise_open_file_limit()
-        open_log_files(self.config, "supervisor")
         self.listeners = bind_listeners(self.config)
+        # -- issue 11 (opswire): <changeowner>, <chroot>, <pidfile>, right after binding
+        # (ports below 1024); what is opened from here on (log files, webroot, dumps) is
+        # opened as the new user, inside the new root, as 2.4.4 does.
+        self.secured = secure_process(self.config, self.config_path, allow_root=self.allow_root)
+        try:
+            open_log_files(self.config, "supervisor")
+        except StartupError:
+            self.secured.release()
+            raise
+        self.playlist = PlaylistLog.of(self.config)
         self.announce()
         if now > before:
             log.info("open files: limit raised from %d to %d (the hard limit)", before, now)
@@ -116,6 +137,7 @@ class Supervisor:
             self.pool.start_watchdog()
             self.start_master_poller()
             registry.reserved = self.relays.apply(self.config.relays)
+            self.directories.apply(self.config.directories)  # issue 11 (opswire): YP
         except Exception as exc:
             log.debug("start-up failed", exc_info=True)
             self.stop()
@@ -123,6 +145,7 @@ class Supervisor:
 
     def stop(self) -> None:
         self.notifier.stopping()
+        self.directories.stop()  # issue 11 (opswire): YP listings removed first
         self.pool.stop_watchdog()
         self.stop_master_poller()
         self.relays.stop()
@@ -132,6 +155,8 @@ class Supervisor:
         self.mounts.registry.close_all()
         self.counters.close()
         self.doorbells.close()
+        if self.secured is not None:  # issue 11 (opswire): the pid file goes last
+            self.secured.release()
 
     def announce(self) -> None:
         for sock in self.listeners:
@@ -169,8 +194,10 @@ class Supervisor:
         if self.config_path is None:
             log.warning("SIGHUP: running on the built-in config, nothing to reload")
             return
+        # issue 11 (opswire): after a chroot the file is read through its kept directory
+        source = self.secured.config_source if self.secured is not None else None
         try:
-            config = load_config(self.config_path)
+            config = source.load() if source is not None else load_config(self.config_path)
         except ConfigError as exc:
             log.error("SIGHUP: keeping the running config: %s", exc)
             return
@@ -186,9 +213,11 @@ class Supervisor:
             open_log_files(config, "supervisor")
         except StartupError as exc:  # not at start-up: keep logging where we did
             log.error("SIGHUP: %s; log files unchanged", exc.message)
+        self.playlist = PlaylistLog.of(config)
         self.pool.broadcast(NewConfig(config))
         self.slaves.reconfigure(config)
         self.mounts.registry.reserved = self.relays.apply(config.relays)
+        self.directories.apply(config.directories)  # issue 11 (opswire): YP
         if config.master != old_master:
             self.stop_master_poller()
             self.start_master_poller()
@@ -222,6 +251,23 @@ class Supervisor:
                 self.on_ready()  # before the last "booted" line, which callers wait for
         log.info("worker %d booted (pid %d)", handle.index, message.pid)
         self.pulls.worker_booted(handle.index)
+
+    # -- issue 11 (opswire): the YP listings' view of the mounts; titles into <playlistlog> -----
+
+    def mount_records(self) -> Mapping[str, MountRecord]:
+        """Every live mount (for the YP listings)."""
+        return self.mounts.registry.mounts
+
+    def listen_port(self) -> int:
+        """The port listen URLs name: the first listen socket's, as bound (port 0 in the
+        config lets the kernel choose)."""
+        return int(self.config.port or self.listeners[0].getsockname()[1])
+
+    def title_changed(self, name: str, title: str) -> None:
+        """A mount's title changed: one playlist.log line, with its listeners now."""
+        record = self.mounts.registry.mounts.get(name)
+        if self.playlist is not None and record is not None:
+            self.playlist.add(name, record.ring.listener_count(), title, time.time())
 
     # -- relays (the RelayHost / PollerHost interface of fanout.relay) -------------------------
 

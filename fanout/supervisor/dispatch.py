@@ -10,7 +10,7 @@ from typing import Callable
 from fanout.control import Dispatch
 from fanout.messages import (
     Answer, Booted, Claim, DemandRelay, Gather, Metadata, RelayEnded, RelayStatus,
-    RelayStopped, RelayStream, Release, Remount, SlaveRegister,
+    RelayStopped, RelayStream, Release, Remount, SlaveRegister, StreamTags,
 )
 from fanout.supervisor.gathering import Gathering
 from fanout.supervisor.mounts import Mounts
@@ -28,6 +28,7 @@ def worker_messages(mounts: Mounts, gathering: Gathering, slaves: SlaveRedirects
     table.on(Release, mounts.on_release)
     table.on(Remount, mounts.on_remount)
     table.on(Metadata, mounts.on_metadata)
+    table.on(StreamTags, mounts.on_stream_tags)
     table.on(Gather, gathering.on_gather)
     table.on(Answer, gathering.on_answer)
     table.on(SlaveRegister, slaves.on_slave_register)

@@ -21,7 +21,7 @@ from fanout.config import Config
 from fanout.gathers import NO_GATHER
 from fanout.messages import (
     MOVE_CLIENTS, Claim, ClaimResult, Metadata, MountChanged, MountDown, MountUp, Query,
-    Release, RelayStatus, RelayStream, Remount,
+    Release, RelayStatus, RelayStream, Remount, StreamTags,
 )
 from fanout.mountinfo import MountInfo, renewed
 from fanout.registry import ClaimRefused, MountRecord, MountRegistry
@@ -42,6 +42,8 @@ class Mounts:
         # Whether worker `w` runs the pull of relay `m` now (fanout/supervisor/relays.py):
         # only that worker may claim the relay's mount.
         self.runs_relay: Callable[[str, int], bool] = lambda m, w: False
+        # Called with (mount, title) once a mount's title changed (the playlist log).
+        self.on_title: Callable[[str, str], None] = lambda name, title: None
 
     def claim(self, name: str, owner: int, info: MountInfo) -> MountRecord:
         """Create `name`'s ring for `owner` and announce it; raises ClaimRefused. A relayed
@@ -132,15 +134,24 @@ class Mounts:
     def on_metadata(self, message: Metadata, handle: WorkerHandle) -> None:
         self.set_metadata(message.mount, message.block, message.title)
 
+    def on_stream_tags(self, message: StreamTags, handle: WorkerHandle) -> None:
+        """A new Ogg link's title, artist and codec stats, from the worker of its source."""
+        record = self.registry.mounts.get(message.mount)
+        if record is not None and record.owner == handle.index:
+            self.change_info(record, dataclasses.replace(
+                record.info, title=message.title, artist=message.artist, codec=message.codec))
+
     # -- info and metadata -------------------------------------------------------------------
 
     def set_metadata(self, name: str, block: bytes, title: str) -> None:
-        """Write `block` into the ring's ICY block; stats show `title`."""
+        """Write `block` into the ring's ICY block; stats show `title` (the whole of what
+        plays now: an Ogg link's artist no longer applies)."""
         record = self.registry.mounts.get(name)
         if record is None:
             return
         record.ring.set_metadata(block)
-        self.change_info(record, dataclasses.replace(record.info, title=title))
+        self.change_info(record, dataclasses.replace(record.info, title=title, artist=""))
+        self.on_title(name, title)
 
     def change_info(self, record: MountRecord, info: MountInfo) -> None:
         record.info = info

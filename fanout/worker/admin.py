@@ -4,7 +4,10 @@ Authentication follows Icecast 2.4.4's matrix: a request naming a mount may use 
 credentials or that mount's source credentials; source credentials may only update the
 metadata from the address the source is connected from (the same-IP rule, §6.3).
 Commands about listeners or sources that may sit on any worker are gathers answered by
-`admin_queries`; the XML is rendered by `fanout.protocol.stats_xml`.
+`admin_queries`; the XML is rendered by `fanout.protocol.stats_xml`. A command reads its
+parameters from an `AdminCall` (the query, over a form POSTed by the admin UI); one that
+acts returns an `Outcome`, answered here as `<iceresponse>` XML and by `webadmin.py` as a
+result page (the `.xsl` names).
 
 Metadata (§5.3, §6.3) goes into the stream as the bytes received (converted only when a
 `charset=` Icecast would know is given; any other `charset` leaves them as they are), up to
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from fanout.messages import Metadata
@@ -27,7 +31,8 @@ from fanout.protocol.listener_auth import render_manageauth
 from fanout.protocol.responses import render_text
 from fanout.protocol.stats import global_stats
 from fanout.protocol.stats_xml import (
-    ListedMount, render_iceresponse, render_listclients, render_listmounts, render_stats,
+    ListedClient, ListedMount, render_iceresponse, render_listclients, render_listmounts,
+    render_stats,
 )
 from fanout.protocol.text import decode_title, from_wire, recode, to_wire
 from fanout.worker import stats, streamlist
@@ -41,13 +46,39 @@ log = logging.getLogger("fanout.admin")
 XML_TYPE = "text/xml; charset=utf-8"
 
 
-def serve_admin(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
-    command = request.path[len("/admin/"):] if request.path.startswith("/admin/") else ""
+@dataclass(frozen=True, slots=True)
+class AdminCall:
+    """One admin request: its head, and its parameters as the exact bytes sent (the query
+    over a POSTed form, `webadmin.py`)."""
+
+    request: Request
+    params: Mapping[str, bytes]
+
+    def text(self, name: str) -> str | None:
+        """A parameter as text (mount names are UTF-8 like request paths), or None."""
+        value = self.params.get(name)
+        return None if value is None else from_wire(value)
+
+
+# A command's handler: (worker, connection, the call).
+Command = Callable[[Worker, Connection, AdminCall], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command that acts did: Icecast's `<iceresponse>` message and return."""
+
+    message: str
+    ok: bool
+
+
+def run_command(worker: Worker, conn: Connection, command: str, call: AdminCall) -> None:
+    """Answer `/admin/<command>` with its XML (or text); 400 for a command we lack."""
     handler = COMMANDS.get(command)
     if handler is None:
-        authorize(worker, request, mount=None)
+        authorize(worker, call.request, mount=None)
         raise ProtocolError("Unrecognised command", 400)
-    handler(worker, conn, request)
+    handler(worker, conn, call)
 
 
 def authorize(worker: Worker, request: Request, mount: str | None) -> bool:
@@ -72,23 +103,23 @@ def raw_query(request: Request) -> dict[str, bytes]:
     return values
 
 
-def command_metadata(worker: Worker, conn: Connection, request: Request) -> None:
-    query = raw_query(request)
+def act_metadata(worker: Worker, conn: Connection, call: AdminCall) -> Outcome:
+    query = call.params
     mount_name = from_wire(query.get("mount", b"")) or None
-    by_admin = authorize(worker, request, mount_name)
+    by_admin = authorize(worker, call.request, mount_name)
     if mount_name is None or "mode" not in query:
         raise ProtocolError("Missing parameter", 400)
     mount = worker.mounts.get(mount_name)
     if mount is None or mount.ended:
         raise ProtocolError("Source does not exist", 400)
     if query["mode"] != b"updinfo":
-        return send_iceresponse(worker, conn, "No such action", 0)
+        return Outcome("No such action", False)
     if not by_admin and conn.ip != mount.info.source_ip:
         log.warning("%s: metadata for %s refused: not the source's address", conn.ip, mount_name)
-        return send_iceresponse(worker, conn, "Mountpoint will not accept URL updates", 1)
+        return Outcome("Mountpoint will not accept URL updates", True)
     fields = title_fields(query, mount.resolved.charset)
     update_title(worker, conn, mount_name, fields, mount.resolved.charset)
-    send_iceresponse(worker, conn, "Metadata update successful", 1)
+    return Outcome("Metadata update successful", True)
 
 
 def update_title(worker: Worker, conn: Connection, mount_name: str,
@@ -106,7 +137,7 @@ def update_title(worker: Worker, conn: Connection, mount_name: str,
     log.info("%s: metadata on %s: %s", conn.ip, mount_name, title)
 
 
-def title_fields(query: dict[str, bytes], mount_charset: str) -> dict[str, bytes | None]:
+def title_fields(query: Mapping[str, bytes], mount_charset: str) -> dict[str, bytes | None]:
     """song, artist, title and url of an update, converted from `charset=` into the
     mount's charset when given (`text.recode`: an unknown charset changes nothing)."""
     fields = {name: query.get(name) for name in ("song", "artist", "title", "url")}
@@ -118,8 +149,8 @@ def title_fields(query: dict[str, bytes], mount_charset: str) -> dict[str, bytes
     return fields
 
 
-def send_iceresponse(worker: Worker, conn: Connection, message: str, ok: int) -> None:
-    send_xml(worker, conn, render_iceresponse(message, bool(ok)))
+def send_iceresponse(worker: Worker, conn: Connection, outcome: Outcome) -> None:
+    send_xml(worker, conn, render_iceresponse(outcome.message, outcome.ok))
 
 
 def send_xml(worker: Worker, conn: Connection, body: bytes) -> None:
@@ -132,10 +163,10 @@ def text_param(request: Request, name: str) -> str | None:
     return None if value is None else from_wire(value)
 
 
-def require_mount(worker: Worker, request: Request) -> tuple[str, LocalMount]:
+def require_mount(worker: Worker, call: AdminCall) -> tuple[str, LocalMount]:
     """The `mount=` the request names, authorised and live; else 401 or 400."""
-    name = text_param(request, "mount")
-    authorize(worker, request, name)
+    name = call.text("mount")
+    authorize(worker, call.request, name)
     if not name:
         raise ProtocolError("Missing parameter", 400)
     mount = worker.mounts.get(name)
@@ -144,16 +175,16 @@ def require_mount(worker: Worker, request: Request) -> tuple[str, LocalMount]:
     return name, mount
 
 
-def command_stats(worker: Worker, conn: Connection, request: Request) -> None:
-    only = text_param(request, "mount")
-    authorize(worker, request, only)
+def command_stats(worker: Worker, conn: Connection, call: AdminCall) -> None:
+    only = call.text("mount")
+    authorize(worker, call.request, only)
     mounts = [m for m in stats.collect_mounts(worker) if only is None or m.name == only]
     body = render_stats(global_stats(stats.collect_server(worker)), stats.stats_of(worker, mounts))
     send_xml(worker, conn, body)
 
 
-def command_listmounts(worker: Worker, conn: Connection, request: Request) -> None:
-    authorize(worker, request, mount=None)
+def command_listmounts(worker: Worker, conn: Connection, call: AdminCall) -> None:
+    authorize(worker, call.request, mount=None)
     send_xml(worker, conn, render_listmounts(listed_mounts(worker)))
 
 
@@ -166,36 +197,39 @@ def listed_mounts(worker: Worker, excluded: str | None = None) -> list[ListedMou
             for m in stats.live_mounts(worker) if m.name != excluded]
 
 
-def command_listclients(worker: Worker, conn: Connection, request: Request) -> None:
-    name, _ = require_mount(worker, request)
+def listed_clients(worker: Worker, name: str) -> list[ListedClient]:
+    """Every listener of mount `name`, on every worker, by id."""
     clients = [c for answer in worker.gather(list_clients, mount=name) for c in answer or ()]
-    send_xml(worker, conn, render_listclients(name, sorted(clients, key=lambda c: c.id)))
+    return sorted(clients, key=lambda c: c.id)
 
 
-def command_killclient(worker: Worker, conn: Connection, request: Request) -> None:
-    name, _ = require_mount(worker, request)
-    client_id = text_param(request, "id") or ""
+def command_listclients(worker: Worker, conn: Connection, call: AdminCall) -> None:
+    name, _ = require_mount(worker, call)
+    send_xml(worker, conn, render_listclients(name, listed_clients(worker, name)))
+
+
+def act_killclient(worker: Worker, conn: Connection, call: AdminCall) -> Outcome:
+    name, _ = require_mount(worker, call)
+    client_id = call.text("id") or ""
     if not client_id.isdigit():
         raise ProtocolError("Missing parameter", 400)
     killed = any(worker.gather(kill_client, mount=name, id=int(client_id)))
     if killed:
         log.info("%s: client %s on %s killed", conn.ip, client_id, name)
-    send_iceresponse(worker, conn, f"Client {client_id} {'removed' if killed else 'not found'}",
-                     int(killed))
+    return Outcome(f"Client {client_id} {'removed' if killed else 'not found'}", killed)
 
 
-def command_killsource(worker: Worker, conn: Connection, request: Request) -> None:
-    name, _ = require_mount(worker, request)
+def act_killsource(worker: Worker, conn: Connection, call: AdminCall) -> Outcome:
+    name, _ = require_mount(worker, call)
     worker.gather(kill_source, mount=name)
     log.info("%s: source on %s killed", conn.ip, name)
-    send_iceresponse(worker, conn, "Source Removed", 1)
+    return Outcome("Source Removed", True)
 
 
-def command_moveclients(worker: Worker, conn: Connection, request: Request) -> None:
-    name, _ = require_mount(worker, request)
-    destination = text_param(request, "destination")
-    if destination is None:
-        return send_xml(worker, conn, render_listmounts(listed_mounts(worker, name), name))
+def act_moveclients(worker: Worker, conn: Connection, call: AdminCall) -> Outcome:
+    """Move every listener of `mount` to `destination` (which the caller checked is given)."""
+    name, _ = require_mount(worker, call)
+    destination = call.text("destination") or ""
     target = worker.mounts.get(destination)
     if target is None:
         raise ProtocolError("No such destination", 400)
@@ -206,40 +240,65 @@ def command_moveclients(worker: Worker, conn: Connection, request: Request) -> N
     moved = sum(answer or 0 for answer in worker.gather(move_clients, mount=name,
                                                          destination=destination))
     log.info("%s: %d clients moved from %s to %s", conn.ip, moved, name, destination)
-    send_iceresponse(worker, conn, f"Clients moved from {name} to {destination}", 1)
+    return Outcome(f"Clients moved from {name} to {destination}", True)
 
 
-def command_manageauth(worker: Worker, conn: Connection, request: Request) -> None:
+def command_moveclients(worker: Worker, conn: Connection, call: AdminCall) -> None:
+    if call.text("destination") is None:
+        name, _ = require_mount(worker, call)
+        return send_xml(worker, conn, render_listmounts(listed_mounts(worker, name), name))
+    send_iceresponse(worker, conn, act_moveclients(worker, conn, call))
+
+
+def command_manageauth(worker: Worker, conn: Connection, call: AdminCall) -> None:
     """List, add or delete the users of a mount's listener authentication (htpasswd).
 
     Unlike 2.4.4, which wants the mount's source connected, any mount whose
     <authentication> applies can be managed: users are set up before a show starts."""
-    name = text_param(request, "mount")
-    authorize(worker, request, name)
+    name = call.text("mount")
+    authorize(worker, call.request, name)
     auth = worker.cfg.resolve_mount(name).authentication if name else None
     if name is None or auth is None:
         raise ProtocolError("missing parameter", 400)  # 2.4.4's words, also for an open mount
-    action = text_param(request, "action") or "list"
-    user = text_param(request, "username")
-    message = worker.htpasswd.manage(auth, action, user, text_param(request, "password"))
+    action = call.text("action") or "list"
+    user = call.text("username")
+    message = worker.htpasswd.manage(auth, action, user, call.text("password"))
     if message is not None:
         log.info("%s: manageauth %s %r on %s: %s", conn.ip, action, user, name, message)
     send_xml(worker, conn, render_manageauth(name, worker.htpasswd.user_names(auth), message))
 
 
-# The /admin/<command> handlers: (worker, connection, request).
-COMMANDS: dict[str, Callable[[Worker, Connection, Request], None]] = {
-    "metadata": command_metadata,
-    "metadata.xsl": command_metadata,
-    "streamlist.txt": streamlist.command_streamlist_txt,
-    "streams": streamlist.command_streams,
+def as_xml(act: Callable[[Worker, Connection, AdminCall], Outcome]) -> Command:
+    """A command that acts, answering its outcome as Icecast's `<iceresponse>`."""
+    return lambda worker, conn, call: send_iceresponse(worker, conn, act(worker, conn, call))
+
+
+def streamlist_command(serve: Callable[[Worker, Connection, Request], None]) -> Command:
+    """A stream-list command (`streamlist.py`), which reads the request itself."""
+    return lambda worker, conn, call: serve(worker, conn, call.request)
+
+
+# The commands that act, by name: what `webadmin.py` answers with a result page when asked
+# as `<command>.xsl`. moveclients acts only with a destination.
+ACTIONS: dict[str, Callable[[Worker, Connection, AdminCall], Outcome]] = {
+    "metadata": act_metadata,
+    "killclient": act_killclient,
+    "killsource": act_killsource,
+    "moveclients": act_moveclients,
+}
+
+# The /admin/<command> handlers answering XML or text.
+COMMANDS: dict[str, Command] = {
+    "metadata": as_xml(act_metadata),
+    "streamlist.txt": streamlist_command(streamlist.command_streamlist_txt),
+    "streams": streamlist_command(streamlist.command_streams),
     "stats": command_stats,
     "stats.xml": command_stats,
     "listmounts": command_listmounts,
     "streamlist": command_listmounts,
     "listclients": command_listclients,
-    "killclient": command_killclient,
-    "killsource": command_killsource,
+    "killclient": as_xml(act_killclient),
+    "killsource": as_xml(act_killsource),
     "moveclients": command_moveclients,
     "manageauth": command_manageauth,
 }

@@ -18,6 +18,7 @@ This module sits above every handler (`route` picks one): nothing below imports 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable
@@ -27,8 +28,11 @@ from gevent.socket import socket as GeventSocket
 from fanout import supervised
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import BadHead, Request, is_source_method
+from fanout.protocol.playlists import is_playlist_path
 from fanout.protocol.responses import render_error
-from fanout.worker import admin, listeners, shoutcast, source, status
+from fanout.protocol.sse import EVENTS_PATH
+from fanout.protocol.webroot import find_alias
+from fanout.worker import listeners, shoutcast, source, status, web, webadmin
 from fanout.worker.client import (
     Acceptor, Connection, HeaderTimeout, log_access, read_request,
 )
@@ -55,7 +59,9 @@ def serve_connection(worker: Worker, server: Acceptor, sock: GeventSocket,
     try:
         _serve(worker, conn, lambda: serve_client(worker, conn))
     finally:
-        if not conn.kept:
+        if conn.kept:  # only a listener's socket outlives its handler (the pump owns it)
+            worker.counters.add(worker.index, "listener_connections", 1)
+        else:
             worker.counters.add(worker.index, "clients", -1)
             log_access(conn, conn.status, conn.sent)
 
@@ -120,21 +126,49 @@ def _serve(worker: Worker, conn: Connection, serve: Callable[[], None]) -> None:
 def serve_request(worker: Worker, conn: Connection) -> None:
     """Read an HTTP/ICE request head and hand the connection to the request's handler."""
     request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
-    conn.request = request
+    conn.request = request  # as sent: the access log shows the path asked for
+    request = aliased(worker, conn, request)
     handler = route(request)
+    if handler is not source.serve_source:  # 2.4.4 counts every request but a source's
+        worker.counters.add(worker.index, "client_connections", 1)
     handler(worker, conn, request, leftover)
+
+
+# -- issue 11 (opswire): <paths><alias> ----------------------------------------------------------
+def aliased(worker: Worker, conn: Connection, request: Request) -> Request:
+    """`request` with its path replaced by the destination of the first <alias> for it on
+    the listen socket it came in on (GET and HEAD only, once, before any route: 2.4.4's
+    order, §5.1 step 3). The socket's configured port and bind-address decide (a port-0
+    socket counts with the port it was bound to)."""
+    aliases = worker.cfg.paths.aliases
+    if not aliases or request.method not in ("GET", "HEAD"):
+        return request
+    spec = conn.server.spec
+    port = spec.port or conn.sock.getsockname()[1]
+    destination = find_alias(aliases, request.path, port, spec.bind_address)
+    return request if destination is None else dataclasses.replace(request, path=destination)
+# -- end of issue 11 (opswire) -------------------------------------------------------------------
 
 
 def route(request: Request) -> RequestHandler:
     """The handler for a request, by method and path (§5.1)."""
     if is_source_method(request.method):
         return source.serve_source
+    # --- the web side (webwire): admin UI and its forms, status events, playlists -------
+    if request.path.startswith("/admin/"):
+        if request.method not in ("GET", "HEAD", "POST"):  # POST: the admin UI's forms
+            raise ProtocolError("unknown request", 400)
+        return webadmin.serve_admin_request
+    if request.method in ("GET", "HEAD"):
+        if request.path == EVENTS_PATH:
+            return web.serve_status_events
+        if is_playlist_path(request.path):
+            return web.serve_playlist_or_listener
+    # --- end of the web side ------------------------------------------------------------
     if request.method not in ("GET", "HEAD"):
         raise ProtocolError("unknown request", 400)
     if request.path == "/admin.cgi":
         return shoutcast.serve_admin_cgi
-    if request.path.startswith("/admin/"):
-        return admin.serve_admin
     return status.PAGES.get(request.path, listeners.serve_listener)
 
 

@@ -23,6 +23,7 @@ import time
 from fanout import core
 from fanout.lifecycle import MountState, RelayState
 from fanout.messages import DemandRelay
+from fanout.model.intro import interleave_icy
 from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
@@ -30,10 +31,13 @@ from fanout.protocol.icy import DEFAULT_METAINT
 from fanout.protocol.redirect import redirect_location
 from fanout.protocol.responses import listener_icy_headers, render_listener_head, render_redirect
 from fanout.redirects import choose
-from fanout.worker import listener_auth
+from fanout.source_files import load_intro
+from fanout.worker import files, listener_auth
 from fanout.worker.client import Connection
 from fanout.worker.credentials import is_relay_client
-from fanout.worker.pump import BUDGET, lag_limit, publish_count, start_point, start_pump
+from fanout.worker.pump import (
+    BUDGET, UNSEEN_META_GEN, lag_limit, publish_count, start_point, start_pump,
+)
 from fanout.worker.state import ListenerInfo, LocalMount, Login, Worker
 
 log = logging.getLogger("fanout.listener")
@@ -69,8 +73,8 @@ def serve_listener(worker: Worker, conn: Connection, request: Request, leftover:
 
 def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Login) -> None:
     mount = live_mount(worker, request.path)
-    if mount is None:
-        raise ProtocolError("The file you requested could not be found", 404)
+    if mount is None:  # issue 11 (opswire): a webroot file, else 404 (§5.1 step 7)
+        return files.serve_file(worker, conn, request)
     listener_auth.refuse_duplicate(worker, login)
     slave = is_relay_client(worker, request)  # slaves bypass max-listeners, as KH (§1.8)
     if not slave and is_full(mount):
@@ -91,7 +95,7 @@ def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Logi
 
 
 def answer_listener(worker: Worker, conn: Connection, request: Request, login: Login,
-                mount: LocalMount) -> None:
+                    mount: LocalMount) -> None:
     """Answer a let-in listener from `mount`: its head, then the pump has it."""
     metaint = 0
     if wants_icy_metadata(request) and not mount.is_ogg:
@@ -205,7 +209,11 @@ def add_listener(worker: Worker, mount: LocalMount, conn: Connection, request: R
     pos, pages = start_point(mount)
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                          listener_sndbuf(conn.server.spec.so_sndbuf, mount.resolved.queue_size))
-    listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint, head + pages)
+    intro, owed, seen = introduction(worker, mount, metaint)
+    listener = core.Listener(conn.sock.fileno(), pos, lag_limit(mount), metaint,
+                             head + intro + pages)
+    if intro and metaint:  # the intro counted as audio: the stream's blocks come that much sooner
+        listener.meta_left, listener.meta_gen = owed, seen
     slave = is_relay_client(worker, request)
     listener.tag = ListenerInfo(conn, request.header("user-agent") or "", time.time(), slave)
     conn.keep_open()
@@ -216,6 +224,33 @@ def add_listener(worker: Worker, mount: LocalMount, conn: Connection, request: R
     if not slave:
         worker.counters.add(worker.index, "listeners", 1)
     start_pump(worker, mount)
+
+
+# -- issue 11 (opswire): <intro> -----------------------------------------------------------------
+def introduction(worker: Worker, mount: LocalMount, metaint: int) -> tuple[bytes, int, int]:
+    """What a new listener of `mount` gets between its head and the stream: the mount's
+    intro (with ICY blocks in it when it asked for them every `metaint` bytes, §5.3), the
+    audio bytes it then owes before its next block, and the metadata generation it has
+    then seen (UNSEEN_META_GEN if none: the stream's first block is the full one)."""
+    intro = mount_intro(worker, mount)
+    if not intro or not metaint:
+        return intro, metaint, UNSEEN_META_GEN
+    generation, block = mount.ring.metadata()
+    wire, owed = interleave_icy(intro, metaint, block)
+    return wire, owed, generation if len(wire) > len(intro) else UNSEEN_META_GEN
+
+
+def mount_intro(worker: Worker, mount: LocalMount) -> bytes:
+    """The mount's <intro> file (b"" if none, or unusable: said once in the log), read
+    the first time a listener needs it and again when a reload names another file."""
+    name = mount.resolved.intro
+    if name is None:
+        return b""
+    if mount.intro is None or mount.intro[0] != name:
+        data = load_intro(mount.name, worker.cfg.paths.webroot, name, mount.info.content_type)
+        mount.intro = (name, data)
+    return mount.intro[1] or b""
+# -- end of issue 11 (opswire) -------------------------------------------------------------------
 
 
 def listener_sndbuf(so_sndbuf: int, queue_size: int) -> int:

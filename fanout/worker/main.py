@@ -18,9 +18,9 @@ limit the worker answers new clients 503 (`fdlimit.py`); a ring that arrived wit
 fd (the kernel drops fds past the limit) is asked for again once fds are free.
 
 Reading order of the package, bottom up (each module imports only those before it):
-client, link, htpasswd_file, fdlimit → state → queries, pump, credentials → stats,
-listener_auth, listeners, streamlist, source, relay, relay_demand, relays, admin_queries,
-admin, shoutcast, status → connection → server → main.
+client, link, htpasswd_file, fdlimit, webfeed → state → queries, pump, credentials →
+stats, listener_auth, listeners, streamlist, source, relay, relay_demand, relays,
+admin_queries, admin, shoutcast, status, web, webadmin → connection → server → main.
 """
 from __future__ import annotations
 
@@ -216,6 +216,7 @@ class WorkerProcess:
         mount = LocalMount(name, ring, info, worker.cfg.resolve_mount(name))
         mount.set_info(info)  # a relay reconnecting right now: held from the start
         worker.mounts[name] = mount
+        worker.status_feed.mounts_changed()
 
     def on_mount_down(self, message: MountDown, delivery: control.Delivery) -> None:
         worker = self.worker
@@ -224,12 +225,14 @@ class WorkerProcess:
         if mount is None:
             return
         mount.advance(MountEvent.END)
+        worker.status_feed.mounts_changed()
         mount_ended(worker, mount)
 
     def on_mount_changed(self, message: MountChanged, delivery: control.Delivery) -> None:
         mount = self.worker.mounts.get(message.mount)
         if mount is not None:
             mount.set_info(message.info)
+            self.worker.status_feed.mounts_changed()
 
     def on_claim_result(self, message: ClaimResult, delivery: control.Delivery) -> None:
         link = self.worker.link

@@ -141,6 +141,8 @@ class RelayPull:
             self.warn_once(f"relay {self.mount}: mount refused ({answer.reason})")
             return None
         self.relay = info.relay
+        if info.connected:  # a stream, not an idle on-demand mount: /admin/stats counts it
+            self.worker.counters.add(self.worker.index, "source_relay_connections", 1)
         return self.worker.mounts[self.mount]
 
     def release(self) -> None:

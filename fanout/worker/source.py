@@ -21,6 +21,9 @@ from typing import Iterator
 import gevent
 from gevent.socket import socket as GeventSocket
 
+from fanout.hooks import ON_CONNECT, ON_DISCONNECT, run_hook
+from fanout.messages import StreamTags
+from fanout.model.link_tags import LinkTags, link_tags
 from fanout.mountinfo import MountInfo, stream_info
 from fanout.config import ResolvedMount
 from fanout.protocol.auth import Credentials, basic_credentials, credentials_match
@@ -29,6 +32,7 @@ from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, validate_mount_path, wants_continue
 from fanout.protocol.responses import render_continue, render_source_ok
 from fanout.ringio import RingFeed
+from fanout.source_files import DumpFile
 from fanout.worker.client import Connection
 from fanout.worker.pump import MAX_DELAY
 from fanout.worker.state import Worker
@@ -43,6 +47,9 @@ SOURCE_READ_SIZE = 65536
 PACE_INTERVAL = MAX_DELAY / 15
 PACE_SHARE = 16
 PACE_MIN = 4096
+# Fewest seconds between two tag updates (StreamTags) of one source: a source chaining tiny
+# Ogg links as fast as it can must not flood the supervisor and every worker with updates.
+TAGS_INTERVAL = 0.5
 
 
 def serve_source(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
@@ -71,12 +78,14 @@ def stream_source(worker: Worker, conn: Connection, path: str, info: MountInfo,
     if not answer.ok:
         raise ProtocolError(answer.reason, answer.status)
     worker.counters.add(worker.index, "sources", 1)
+    worker.counters.add(worker.index, "source_client_connections", 1)
     try:
         if greeting:
             conn.send(greeting)
         log.info("%s: source connected on %s (%s)", conn.ip, path, info.content_type)
-        with source_registered(worker, path, conn):
-            stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks)
+        with source_registered(worker, path, conn), source_scripts(worker, path) as dump:
+            stream = SourceStream(conn, path, worker.mounts[path].resolved.source_timeout, chunks,
+                                  dump)
             pump_source(worker, path, stream, leftover)
     finally:
         worker.counters.add(worker.index, "sources", -1)
@@ -92,6 +101,27 @@ def source_registered(worker: Worker, mount: str, conn: Connection) -> Iterator[
     finally:
         if worker.sources.get(mount) is conn:
             del worker.sources[mount]
+
+
+# -- issue 11 (opswire): <dump-file>, <on-connect>, <on-disconnect> ---------------------------
+# A relay pull run by a worker calls this too (2.4.4 runs a mount's scripts and dump for
+# any kind of source).
+@contextmanager
+def source_scripts(worker: Worker, path: str) -> Iterator[DumpFile | None]:
+    """While a source streams to `path`: its dump file (None: none configured, or it
+    could not be opened), its on-connect program run at the start and its on-disconnect
+    program at the end, neither waited for (fanout.hooks)."""
+    resolved = worker.mounts[path].resolved
+    dump = DumpFile.open(path, resolved.dump_file, time.time()) if resolved.dump_file else None
+    if resolved.on_connect:
+        run_hook(ON_CONNECT, resolved.on_connect, path)
+    try:
+        yield dump
+    finally:
+        if dump is not None:
+            dump.close()
+        if resolved.on_disconnect:
+            run_hook(ON_DISCONNECT, resolved.on_disconnect, path)
 
 
 def check_source_auth(worker: Worker, request: Request, resolved: ResolvedMount) -> None:
@@ -122,12 +152,40 @@ def pump_source(worker: Worker, path: str, stream: "SourceStream", leftover: byt
     mount = worker.mounts[path]
     feed = RingFeed(mount.ring, mount.info.format, label=f"{stream.conn.ip}: source on {path}")
     pace = SourcePace(mount.resolved.queue_size)
+    links = LinkWatch(worker, path)
     data = stream.unframe(leftover)
-    count = None if data is None else feed.feed(data)
+    count = None if data is None else stream.feed(feed, data)
     while count is not None:
         if count:
             pace.wrote(count)
+        links.check(feed)
         count = stream.ingest(feed)
+
+
+class LinkWatch:
+    """Tells the supervisor what each new Ogg link of a source says (title, artist, codec
+    stats: `fanout.model.link_tags`), so every status output shows it, as Icecast's do.
+    At most one update per TAGS_INTERVAL: the newest link's tags go out once it is over."""
+
+    def __init__(self, worker: Worker, mount: str) -> None:
+        self.worker, self.mount = worker, mount
+        self.header_set: bytes | None = None  # the newest link looked at
+        self.pending: LinkTags | None = None  # its tags, until they went out
+        self.next_send = 0.0  # time.monotonic() from which the next update may go
+
+    def check(self, feed: RingFeed) -> None:
+        """Cheap unless a new link began or its tags wait: an identity test."""
+        if feed.header_set is not self.header_set and feed.header_set is not None:
+            self.header_set = feed.header_set
+            self.pending = link_tags(feed.header_set)
+        now = time.monotonic()
+        if self.pending is None or now < self.next_send:
+            return
+        tags, self.pending, self.next_send = self.pending, None, now + TAGS_INTERVAL
+        try:
+            self.worker.link.send(StreamTags(self.mount, tags.title, tags.artist, tags.codec))
+        except OSError:
+            pass  # the supervisor is gone: this worker stops too
 
 
 class SourceStream:
@@ -136,21 +194,23 @@ class SourceStream:
 
     `read` and `unframe` return the next stream bytes (possibly none, while a chunk line
     is cut), or None once the stream is over (closed, silent for <source-timeout>, chunked
-    body ended or badly framed), having logged why in one line.
+    body ended or badly framed), having logged why in one line. With a dump file, every
+    stream byte also goes there.
     """
 
     def __init__(self, conn: Connection, path: str, timeout: float,
-                 chunks: ChunkedDecoder | None) -> None:
+                 chunks: ChunkedDecoder | None, dump: DumpFile | None = None) -> None:
         self.conn, self.path, self.timeout, self.chunks = conn, path, timeout, chunks
+        self.dump = dump
         self.body_ended = False
         conn.sock.settimeout(timeout)
 
     def ingest(self, feed: RingFeed) -> int | None:
-        """Read what the source sent into `feed` (straight into the ring unless chunked);
-        the bytes read, or None once the stream is over."""
-        if self.chunks is not None:
+        """Read what the source sent into `feed` (straight into the ring unless chunked or
+        dumped: those read first); the bytes read, or None once the stream is over."""
+        if self.chunks is not None or self.dump is not None:
             data = self.read()
-            return None if data is None else feed.feed(data)
+            return None if data is None else self.feed(feed, data)
         try:
             count = feed.read(self.conn.sock)  # idle only if nothing to read now either
         except socket.timeout:
@@ -160,6 +220,12 @@ class SourceStream:
             self.ended(logging.INFO, "disconnected")
             return None
         return count
+
+    def feed(self, feed: RingFeed, data: bytes) -> int:
+        """Stream bytes already read into `feed` (and the dump); their length."""
+        if self.dump is not None:
+            self.dump.write(self.path, data)
+        return feed.feed(data)
 
     def read(self) -> bytes | None:
         if self.body_ended:

@@ -35,6 +35,7 @@ from fanout.redirects import Target
 from fanout.worker.client import Connection
 from fanout.worker.htpasswd_file import HtpasswdFiles
 from fanout.worker.link import BUSY, ClaimAnswer, SupervisorLink
+from fanout.worker.webfeed import StatusFeed
 
 # At the clients limit, connections one worker reads a head from at once (to answer
 # /health, connection.py): what a flood can hold besides the limit is this many fds for
@@ -100,6 +101,9 @@ class LocalMount:
     pending: int = 0  # listeners held until an on-demand relay's upstream is connected
     # Set (and replaced) at every info change and at the end: what held listeners wait on.
     changed: Event = field(default_factory=Event)
+    # issue 11: the <intro> new listeners get first, once loaded: (its name, its bytes or
+    # None if it could not be used), loaded again when a reload names another file.
+    intro: tuple[str, bytes | None] | None = None
 
     @property
     def is_ogg(self) -> bool:
@@ -236,6 +240,7 @@ class Worker:
         self.sessions = Sessions()
         self.htpasswd = HtpasswdFiles()
         self.tallies = Tallies()
+        self.status_feed = StatusFeed()  # the status page's live updates (webfeed.py)
         self.over_limit_reads = BoundedSemaphore(OVER_LIMIT_READS)
         self.client_ids = itertools.count(1)
 

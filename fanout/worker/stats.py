@@ -66,7 +66,8 @@ def _figures(mount: LocalMount, per_worker: list[tuple[int, int, int]]) -> Mount
         slow_listeners=sum(f[1] for f in per_worker),
         bytes_read=ring.write_seq,
         bytes_sent=ring.bytes_sent() + sum(f[2] for f in per_worker),
-        settings=mount_settings(mount), relay=relay_figures(info))
+        settings=mount_settings(mount), relay=relay_figures(info), artist=info.artist,
+        codec=info.codec)
 
 
 def relay_figures(info: MountInfo) -> RelayFigures | None:
@@ -96,13 +97,20 @@ def server_start() -> float:
 
 
 def collect_server(worker: Worker) -> ServerFigures:
+    """The server's figures, as a request being answered sees them (it is not counted
+    among the clients, as 2.4.4 does not count it)."""
     cfg, counters = worker.cfg, worker.counters
     return ServerFigures(
         admin=cfg.admin, host=cfg.hostname, location=cfg.location, server_id=cfg.server_id,
-        server_start=server_start(), port=advertised_port(worker), clients=counters.total("clients"),
-        listeners=counters.total("listeners"), sources=counters.total("sources"),
-        connections=counters.total("accepted"), source_connections=counters.total("sources"),
-        listener_connections=counters.total("listeners"))
+        server_start=server_start(), port=advertised_port(worker),
+        clients=max(0, counters.total("clients") - 1), listeners=counters.total("listeners"),
+        sources=counters.total("sources"),
+        connections=counters.total("accepted") + counters.total("refused"),
+        client_connections=counters.total("client_connections"),
+        listener_connections=counters.total("listener_connections"),
+        source_client_connections=counters.total("source_client_connections"),
+        source_relay_connections=counters.total("source_relay_connections"),
+        file_connections=counters.total("file_connections"))
 
 
 @query

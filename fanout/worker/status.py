@@ -1,5 +1,5 @@
 """Public and operational endpoints: /status-json.xsl, the HTML status page at `/` and
-/status.xsl, /health and /metrics.
+/status.xsl (kept live by the events of `web.py`), /health and /metrics.
 
 Hidden mounts never appear in a public answer; /metrics shows them only to a request
 carrying the admin credentials. Rendering is `fanout.protocol`'s; this module gathers.
@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import time
 
+from fanout import __version__
 from fanout.protocol.http import Request
 from fanout.protocol.prometheus import CONTENT_TYPE as METRICS_TYPE
 from fanout.protocol.prometheus import MetricFamily, render_metrics
 from fanout.protocol.responses import render_text
-from fanout.protocol.stats import MountFigures, global_stats, public_mount_stats
+from fanout.protocol.sse import EVENTS_PATH
+from fanout.protocol.stats import (
+    PUBLIC_GLOBAL_KEYS, MountFigures, Stats, global_stats, public_mount_stats,
+)
 from fanout.protocol.status_json import JSON_TYPE, render_health, render_status_json
 from fanout.protocol.status_page import HTML_TYPE, render_status_page
 from fanout.worker import stats
@@ -34,10 +38,20 @@ def public_mounts(worker: Worker, only: str | None = None) -> list[MountFigures]
             if not m.settings.hidden and (only is None or m.name == only)]
 
 
+def public_stats(worker: Worker, only: str | None = None) -> list[Stats]:
+    """Each public mount's stats (all of them: callers show the public keys)."""
+    return [s for _, s in stats.stats_of(worker, public_mounts(worker, only))]
+
+
+def public_server_stats(worker: Worker) -> Stats:
+    """The global stats a page for anyone may show (those status-json.xsl shows)."""
+    server = global_stats(stats.collect_server(worker))
+    return {key: server[key] for key in PUBLIC_GLOBAL_KEYS}
+
+
 def serve_status_json(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
-    mounts = public_mounts(worker, text_param(request, "mount"))
     body = render_status_json(global_stats(stats.collect_server(worker)),
-                              [public_mount_stats(s) for _, s in stats.stats_of(worker, mounts)])
+                              public_stats(worker, text_param(request, "mount")))
     send(worker, conn, body, JSON_TYPE)
 
 
@@ -136,9 +150,11 @@ def internal_errors_family(worker: Worker) -> MetricFamily:
 
 
 def serve_status_page(worker: Worker, conn: Connection, request: Request, leftover: bytes) -> None:
-    mounts = public_mounts(worker)
+    """The product page: every public mount, kept current by the events at EVENTS_PATH."""
     page = render_status_page(worker.cfg.server_id,
-                              [public_mount_stats(s) for _, s in stats.stats_of(worker, mounts)])
+                              [public_mount_stats(s) for s in public_stats(worker)],
+                              server=public_server_stats(worker), version=__version__,
+                              events=EVENTS_PATH)
     send(worker, conn, page, HTML_TYPE)
 
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m fanout ARGS` (or `python -c CODE ARGS`) from the repository root."""
     start = ["-c", code] if code else ["-m", "fanout"]
-    return subprocess.run([sys.executable, *start, *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, *start, "--allow-root", *args], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
 
 
@@ -118,7 +118,7 @@ def test_a_worker_that_cannot_boot_is_status_3_before_any_password():
 
 
 def test_stopping_while_a_worker_is_replaced_prints_no_traceback():
-    proc = subprocess.Popen([sys.executable, "-m", "fanout", "--port", "0", "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "fanout", "--allow-root", "--port", "0", "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     lines: list[str] = []
     ended = threading.Event()

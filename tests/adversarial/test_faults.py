@@ -12,15 +12,13 @@ import re
 import resource
 import signal
 import socket
-import threading
-import time
 from collections import Counter
 
 import psutil
 
 from tests.support.admin import get
 from tests.support.bystander import Bystander
-from tests.support.clients import Listener, Source, locate_in_pattern, read_head
+from tests.support.clients import Listener, PacedSource, locate_in_pattern, read_head
 from tests.support.server import icecast_xml, start_fanout, worker_of
 from tests.support.waiting import wait_for
 
@@ -33,30 +31,6 @@ REFUSED = b"HTTP/1.0 503 Service Unavailable\r\n"
 # whose un-read listeners never fall a queue behind during the test.
 TRICKLE = 1024
 TRICKLE_PAUSE = 0.1
-
-
-class TrickleSource:
-    """A pattern source on `mount` sending TRICKLE bytes every TRICKLE_PAUSE s."""
-
-    def __init__(self, server, mount: str) -> None:
-        self.source = Source(server.host, server.port, mount)
-        assert self.source.accepted, self.source.response
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._feed, daemon=True)
-        self.thread.start()
-
-    def _feed(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                self.source.send_pattern(TRICKLE)
-                time.sleep(TRICKLE_PAUSE)  # pacing a producer, not synchronisation
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-        self.source.close()
 
 
 def internal_errors(server) -> dict[str, int]:
@@ -92,7 +66,7 @@ def test_a_crowd_past_the_open_file_limit_gets_503_and_everyone_else_keeps_strea
     try:
         assert f"open files: limit {FD_LIMIT}" in server.output()
         bystander = Bystander(server)
-        trickle = TrickleSource(server, "/crowd")
+        trickle = PacedSource(server, "/crowd", TRICKLE, TRICKLE_PAUSE)
         crowd = [ask_for(server, "/crowd") for _ in range(CROWD)]
         heads = [read_head(sock)[0] for sock in crowd]
         served = [h for h in heads if h.startswith(b"HTTP/1.0 200 OK\r\n")]

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
-import time
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.test_metadata import IcyStream, stream_title
 from tests.support.admin import ADMIN, get
 from tests.support.bystander import Bystander
-from tests.support.clients import Listener, basic, locate_in_pattern, pattern, raw_request, read_head
+from tests.support.clients import Feeding, Listener, basic, locate_in_pattern, pattern, raw_request, read_head
 from tests.support.server import (
     RELAY_PASSWORD, SOURCE_PASSWORD, FanoutProcess, icecast_xml, start_fanout,
 )
@@ -84,22 +82,14 @@ class RawSource:
                           + b"\r\nContent-Type: audio/mpeg\r\n" + headers + b"\r\n")
         assert read_head(self.sock)[0] == b"HTTP/1.0 200 OK\r\n\r\n"
         self.sent = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._feed, daemon=True)
-        self.thread.start()
+        self.feeding = Feeding(self._write, 0.01)
 
-    def _feed(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                self.sock.sendall(pattern(self.sent, 4096))
-                self.sent += 4096
-                time.sleep(0.01)  # pacing a producer, not synchronisation
-        except OSError:
-            pass
+    def _write(self) -> None:
+        self.sock.sendall(pattern(self.sent, 4096))
+        self.sent += 4096
 
     def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(5)
+        self.feeding.close()
         self.sock.close()
 
 

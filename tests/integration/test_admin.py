@@ -17,7 +17,9 @@ WRONG = [None, basic("admin", "wrong"), basic("nobody", "hackme-admin"), "Bearer
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = start_fanout(icecast_xml(mounts=MOUNTS, sources=16),
+    # Its test sources send a little and then wait while the test looks: they must not
+    # time out however long the looking takes.
+    srv = start_fanout(icecast_xml(mounts=MOUNTS, sources=16, source_timeout=600),
                        tmp_path_factory.mktemp("admin"), workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()

@@ -2,9 +2,10 @@
 started as root, the pid file across both, on-connect/on-disconnect programs run from a
 gevent hub, and the YP protocol against a stand-in directory server over real sockets.
 
-These exercise the modules the server's start-up and source path will call
-(fanout/privileges.py, fanout/hooks.py, fanout/protocol/yp.py); until those calls are
-wired the elements stay "not implemented yet" in fanout/config/support.py.
+These exercise the modules the server's start-up and source path call
+(fanout/privileges.py, fanout/hooks.py, fanout/protocol/yp.py) on their own; each element
+wired into a running fanout has its own test over a real server too
+(tests/integration/test_security.py and the others named in fanout/config/support.py).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fanout", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fanout", "--allow-root", *args], capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -140,7 +140,8 @@ def test_a_worker_that_cannot_boot_stops_the_server_with_status_3(tmp_path):
     config.write_text(icecast_xml())
     code = ("import sys, fanout.supervisor as s; s.WORKER_MODULE = 'fanout.no_such_worker'; "
             "from fanout.cli import main; sys.exit(main(sys.argv[1:]))")
-    result = subprocess.run([sys.executable, "-c", code, "-c", str(config), "--workers", "2"],
+    result = subprocess.run([sys.executable, "-c", code, "-c", str(config), "--workers", "2",
+                             "--allow-root"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 3
     assert "before it booted; stopping the server" in result.stderr

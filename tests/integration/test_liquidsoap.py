@@ -1,4 +1,5 @@
-"""liquidsoap as the source: a chained Ogg stream, a new logical stream per track (issue 11).
+"""liquidsoap as the source: a chained Ogg stream, a new logical stream per track; MP3
+with a title per track, over Icecast's protocol and as a Shoutcast DSP (issue 11).
 
 liquidsoap (Debian's package) plays a looping playlist of short generated tracks into
 fanout with `output.icecast(%vorbis)` / `%opus`; every track starts a new link (a BOS page
@@ -6,6 +7,11 @@ with a new serial number). A listener that joins after a track change must get t
 header pages of the link its first data page belongs to, and one that was already
 playing must pass each boundary (the new header pages are in the stream itself).
 Captures are judged by ffprobe, which decodes every frame (-count_frames).
+
+For MP3, liquidsoap sends each track's title to the admin interface (`/admin/metadata`
+for `output.icecast`, `/admin.cgi` on the main port for `output.shoutcast`, whose audio
+goes to the shoutcast-compat port, one above it); a listener that joins after a track
+change must decode, and the stats must show the new track's title.
 
 ffmpeg 5.1's Ogg demuxer cannot cross a chain boundary of Opus (nor FLAC) even in
 liquidsoap's own file ("failed to create or replace stream"), so every capture is also
@@ -15,6 +21,7 @@ processing failed", in liquidsoap's own file too), so Opus links are probed with
 """
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -23,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_shoutcast_source import free_port_pair
+from tests.support.admin import get
 from tests.support.clients import Listener
 from tests.support.server import SOURCE_PASSWORD, icecast_xml, start_fanout
 from tests.support.waiting import wait_for
@@ -47,9 +56,15 @@ settings.init.allow_root.set(true)
 settings.log.stdout.set(true)
 settings.log.file.set(false)
 s = playlist(mode="normal", reload_mode="never", "{playlist}")
-output.icecast({encoder}, host="{host}", port={port}, password="{password}",
-               mount="{mount}", fallible=true, s)
+{output}
 """
+ICECAST_OUTPUT = ('output.icecast({encoder}, host="{host}", port={port}, password="{password}", '
+                  'mount="{mount}", fallible=true, s)')
+# libshout's ICY protocol: the audio goes to port + 1, the titles to port's /admin.cgi.
+SHOUTCAST_OUTPUT = ('output.shoutcast({encoder}, host="{host}", port={port}, password="{password}", '
+                    'fallible=true, s)')
+SHOUTCAST_MOUNT = "/sc.mp3"  # the <shoutcast-mount> of the main listen socket
+MP3_JOINER_BYTES = 48_000  # 3 s of liquidsoap's 128 kbit/s MP3
 
 
 @dataclass(frozen=True)
@@ -130,23 +145,37 @@ def tracks(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = start_fanout(icecast_xml(), tmp_path_factory.mktemp("fanout"), workers=2)
+    # the main port and, one above it, the shoutcast-compat port a Shoutcast DSP feeds
+    config = icecast_xml(port=free_port_pair()).replace(
+        "</listen-socket>", f"<shoutcast-mount>{SHOUTCAST_MOUNT}</shoutcast-mount></listen-socket>", 1)
+    srv = start_fanout(config, tmp_path_factory.mktemp("fanout"), workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
 
 
-def start_liquidsoap(server, playlist: Path, encoder: str, folder: Path) -> subprocess.Popen[bytes]:
+def start_liquidsoap(server, playlist: Path, encoder: str, folder: Path,
+                     output: str = ICECAST_OUTPUT, mount: str = MOUNT) -> subprocess.Popen[bytes]:
     script = folder / "source.liq"
-    script.write_text(SCRIPT.format(playlist=playlist, encoder=encoder, host=server.host,
-                                    port=server.port, password=SOURCE_PASSWORD, mount=MOUNT))
+    script.write_text(SCRIPT.format(playlist=playlist, output=output.format(
+        encoder=encoder, host=server.host, port=server.port, password=SOURCE_PASSWORD, mount=mount)))
     log = (folder / "liquidsoap.log").open("wb")
     return subprocess.Popen(["liquidsoap", str(script)], stdout=log, stderr=subprocess.STDOUT)
 
 
-def serves(server) -> bool:
-    probe_listener = Listener(server.host, server.port, MOUNT).start()
+def serves(server, mount: str = MOUNT) -> bool:
+    probe_listener = Listener(server.host, server.port, mount).start()
     probe_listener.close()
     return probe_listener.head.startswith(b"HTTP/1.0 200")
+
+
+def wait_for_stream(server, folder: Path, mount: str = MOUNT) -> None:
+    """Wait until liquidsoap's stream is served; if it never is, fail with what
+    liquidsoap and fanout said (a start-up on a loaded machine takes seconds)."""
+    try:
+        wait_for(lambda: serves(server, mount), 60, "liquidsoap's stream")
+    except AssertionError as timed_out:
+        said = (folder / "liquidsoap.log").read_text(errors="replace").splitlines()[-30:]
+        raise AssertionError("\n".join([str(timed_out), *said, *server.lines[-30:]])) from None
 
 
 def link_count(listener: Listener) -> int:
@@ -158,7 +187,7 @@ def test_listeners_joining_after_track_changes_and_before_them_decode(
         server, tracks, tmp_path, encoder, codec):
     liquidsoap = start_liquidsoap(server, tracks, encoder, tmp_path)
     try:
-        wait_for(lambda: serves(server), 30, "liquidsoap's stream")
+        wait_for_stream(server, tmp_path)
         early = Listener(server.host, server.port, MOUNT).start()
         wait_for(lambda: link_count(early) >= 3, 20, "a track change after liquidsoap's first")
         joiners = []
@@ -190,3 +219,37 @@ def test_listeners_joining_after_track_changes_and_before_them_decode(
     assert len(links(whole_pages(captures[0]))) >= 3 + LINKS_PASSED
     # The joiners started in different links: they did not all land on one boundary.
     assert len({whole_pages(c)[0].serial for c in captures[1:]}) >= 2
+
+
+def stats_title(server, mount: str) -> str | None:
+    """The mount's title in /status-json.xsl (None while it has none)."""
+    sources = json.loads(get(server, "/status-json.xsl", None).body)["icestats"].get("source", [])
+    for source in sources if isinstance(sources, list) else [sources]:
+        if source["listenurl"].endswith(mount):
+            return source.get("title")
+    return None
+
+
+@pytest.mark.parametrize("output, mount", [(ICECAST_OUTPUT, "/liq.mp3"),
+                                           (SHOUTCAST_OUTPUT, SHOUTCAST_MOUNT)],
+                         ids=["output.icecast", "output.shoutcast"])
+def test_mp3_listener_joining_after_a_track_change_decodes_and_the_title_follows(
+        server, tracks, tmp_path, output, mount):
+    liquidsoap = start_liquidsoap(server, tracks, "%mp3", tmp_path, output, mount)
+    titles = [f"tone {freq}" for freq in TRACKS]
+    try:
+        wait_for_stream(server, tmp_path, mount)
+        first = wait_for(lambda: stats_title(server, mount), 20, "the first track's title")
+        assert first in titles
+        changed = wait_for(lambda: (title := stats_title(server, mount)) != first and title, 20,
+                           "a track change")
+        assert changed == titles[(titles.index(first) + 1) % len(titles)]
+        joiner = Listener(server.host, server.port, mount).start()
+        wait_for(lambda: len(joiner.body) >= MP3_JOINER_BYTES, 20, "the joiner's capture")
+        joiner.close()
+    finally:
+        liquidsoap.terminate()
+        liquidsoap.wait(10)
+    assert joiner.header("Content-Type") == "audio/mpeg"
+    frames, errors = probe(bytes(joiner.body), tmp_path / "joiner.mp3")
+    assert errors == "" and frames > 0, f"{frames} frames, {errors}"

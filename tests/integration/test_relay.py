@@ -12,13 +12,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.clients import (FillSource, Listener, Source, assert_kept_through, basic,
-                                   fill_after, locate_in_pattern, raw_request, split_icy)
+from tests.support.clients import (FillSource, Listener, PacedSource, Source, assert_kept_through,
+                                   basic, fill_after, locate_in_pattern, raw_request, split_icy)
 from tests.support.server import (ADMIN_PASSWORD, RELAY_PASSWORD, FanoutProcess, icecast_xml,
                                   start_fanout)
 from tests.support.waiting import wait_for
 
 MASTER_INTERVAL = 2
+# How long a test waits for a poll's effect on the slave: a deadline for a loaded machine,
+# not a speed claim (the times measured are printed; speed lives in the bench).
+POLL_DEADLINE = 10 * MASTER_INTERVAL
+# A poll interval no test waits through.
+LONG_INTERVAL = 5 * POLL_DEADLINE
 
 
 def slave_xml(master: FanoutProcess, interval: int = MASTER_INTERVAL, extra: str = "",
@@ -35,35 +40,6 @@ def start_in(tmp_path: Path, name: str, config: str, workers: int = 2) -> Fanout
     directory = tmp_path / name
     directory.mkdir()
     return start_fanout(config, directory, workers=workers)
-
-
-class PacedSource:
-    """A pattern source that keeps sending in a background thread until `close`."""
-
-    def __init__(self, server: FanoutProcess, mount: str, chunk: int = 4096,
-                 pace: float = 0.01) -> None:
-        self.source = Source(server.host, server.port, mount)
-        assert self.source.accepted, self.source.response
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(chunk, pace), daemon=True)
-        self.thread.start()
-
-    def _run(self, chunk: int, pace: float) -> None:
-        try:
-            while not self.stopping.is_set():
-                self.source.send_pattern(chunk)
-                time.sleep(pace)  # pacing a producer, not synchronisation
-        except OSError:
-            pass
-
-    @property
-    def sent(self) -> int:
-        return self.source.sent
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-        self.source.close()
 
 
 def assert_pattern_flows(server: FanoutProcess, mount: str, amount: int = 32 * 1024,
@@ -158,33 +134,36 @@ def test_pattern_arrives_byte_exact_through_a_slave_and_a_sub_slave(servers):
     assert_whole_tail_arrives(sub, "/pattern", source, 256 * 1024, 20)
 
 
-def test_new_master_mount_is_served_within_the_update_interval_plus_one_second(servers):
+def test_new_master_mount_is_served_after_the_next_poll(servers):
     master = servers("master", icecast_xml())
     slave = servers("slave", slave_xml(master))
     wait_for(lambda: "relaying the mounts of master" in slave.output(), 5, "the poller")
     source = PacedSource(master, "/new")
     try:
-        took = wait_status(slave, "/new", 200, MASTER_INTERVAL + 1)
+        took = wait_status(slave, "/new", 200, POLL_DEADLINE)
         print(f"\nmeasured: new mount served by the slave after {took:.2f} s "
               f"(interval {MASTER_INTERVAL} s)")
     finally:
         source.close()
 
 
-def test_stopped_mount_is_gone_within_2s_and_served_again_within_2s_of_returning(servers):
+def test_stopped_mount_goes_and_comes_back_without_waiting_for_the_next_poll(servers):
+    """The relay itself notices its upstream end and return: with a poll interval far
+    longer than the test's deadlines, no poll can be what did it."""
     master = servers("master", icecast_xml())
-    slave = servers("slave", slave_xml(master, interval=5))
     source = PacedSource(master, "/live")
-    wait_status(slave, "/live", 200, 5 + 2)
+    slave = servers("slave", slave_xml(master, interval=LONG_INTERVAL))
+    wait_status(slave, "/live", 200, POLL_DEADLINE)  # the first poll, at start
     source.close()
-    gone = wait_status(slave, "/live", 404, 2)
+    gone = wait_status(slave, "/live", 404, POLL_DEADLINE)
     time.sleep(1.5)  # the mount stays away a while (not synchronisation)
     source = PacedSource(master, "/live")
     try:
-        back = wait_status(slave, "/live", 200, 2)
+        back = wait_status(slave, "/live", 200, POLL_DEADLINE)
     finally:
         source.close()
-    print(f"\nmeasured: gone after {gone:.2f} s, served again after {back:.2f} s (interval 5 s)")
+    print(f"\nmeasured: gone after {gone:.2f} s, served again after {back:.2f} s "
+          f"(interval {LONG_INTERVAL} s)")
 
 
 def test_slave_listeners_get_the_upstream_headers_and_titles(servers):
@@ -201,7 +180,7 @@ def test_slave_listeners_get_the_upstream_headers_and_titles(servers):
 
     threading.Thread(target=feed, daemon=True).start()
     try:
-        wait_status(slave, "/titled", 200, MASTER_INTERVAL + 2)
+        wait_status(slave, "/titled", 200, POLL_DEADLINE)
         listener = Listener(slave.host, slave.port, "/titled", icy=True).start()
         assert listener.header("icy-name") == "Relayed radio"
         metaint = int(listener.header("icy-metaint") or 0)
@@ -224,7 +203,7 @@ def test_hidden_master_mount_is_not_relayed(servers):
     slave = servers("slave", slave_xml(master))
     public, hidden = PacedSource(master, "/public"), PacedSource(master, "/hidden")
     try:
-        wait_status(slave, "/public", 200, MASTER_INTERVAL + 2)
+        wait_status(slave, "/public", 200, POLL_DEADLINE)
         assert status_of(slave, "/hidden") == 404
     finally:
         public.close()
@@ -278,7 +257,7 @@ def test_slave_pulls_bypass_the_masters_max_listeners_and_are_not_counted(server
     try:
         wait_status(master, "/one", 200, 5)
         slave = servers("slave", slave_xml(master))
-        wait_status(slave, "/one", 200, MASTER_INTERVAL + 2)
+        wait_status(slave, "/one", 200, POLL_DEADLINE)
         first = Listener(master.host, master.port, "/one").start()
         assert first.head.startswith(b"HTTP/1.0 200 OK\r\n")
         assert status_of(master, "/one") == 403
@@ -293,7 +272,7 @@ def test_listeners_of_a_vanished_mount_move_to_the_slaves_fallback_mount(servers
                                                       "<fallback-mount>/local</fallback-mount></mount>"))
     upstream, local = PacedSource(master, "/relayed"), FillSource(slave, "/local")
     try:
-        wait_for(lambda: "relay /relayed from" in slave.output(), MASTER_INTERVAL + 2,
+        wait_for(lambda: "relay /relayed from" in slave.output(), POLL_DEADLINE,
                  "the relay to stream")
         listener = Listener(slave.host, slave.port, "/relayed").start()
         assert_kept_through(listener, upstream.close, timeout=5)  # relay -> /local
@@ -314,7 +293,7 @@ def test_relayed_mount_shows_upstream_state_reconnects_and_bytes_in_stats_and_me
     source = PacedSource(master, "/shown")
     slave = servers("slave", slave_xml(master))
     try:
-        wait_status(slave, "/shown", 200, MASTER_INTERVAL + 1)
+        wait_status(slave, "/shown", 200, POLL_DEADLINE)
         listener = Listener(slave.host, slave.port, "/shown").start()
         wait_for(lambda: len(listener.body) > 4096, 5, "relayed audio")
         stats = get(slave, "/admin/stats").xml().find("source[@mount='/shown']")

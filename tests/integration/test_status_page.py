@@ -1,18 +1,26 @@
-"""The human status page, rendered by a real headless Chromium: the mount rows are drawn,
-source text is shown as text (never markup), and a row's `<audio>` plays the stream."""
+"""The human status page and the admin UI of a real fanout, in a real headless Chromium:
+the mount rows are drawn, source text is shown as text (never markup), a row's `<audio>`
+plays the stream, the now-playing line follows a title change without a reload, and the
+admin UI's forms work from the browser.
+
+Screenshots go to $FANOUT_TEST_ARTIFACTS when set, else to a temporary directory; the
+path is printed (pytest -s shows it)."""
 from __future__ import annotations
 
+import base64
 import json
+import os
 import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.support.admin import get
+from tests.support.admin import ADMIN, get
 from tests.support.chromium import Browser, chromium_binary
-from tests.support.clients import Source
+from tests.support.clients import Listener, Source
 from tests.support.png import decode_png
 from tests.support.server import icecast_xml, start_fanout
 from tests.support.waiting import wait_for
@@ -90,6 +98,15 @@ def page(tmp_path_factory):
     assert server.stop() == 0, server.output()
 
 
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    configured = os.environ.get("FANOUT_TEST_ARTIFACTS")
+    path = Path(configured) if configured else tmp_path_factory.mktemp("server-pages")
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots of a running fanout's pages: {path}")
+    return path
+
+
 def ink_rows(png: bytes, top: float, bottom: float) -> int:
     """How many pixel rows between `top` and `bottom` hold more than one colour."""
     _, _, rows = decode_png(png)
@@ -105,10 +122,11 @@ def test_status_page_shows_a_row_per_public_mount_as_text(page):
     assert named["name"] == HOSTILE_NAME and named["markup"] == 0
 
 
-def test_screenshot_draws_every_mount_row(page):
+def test_screenshot_draws_every_mount_row(page, artifacts):
     server, browser = page
     rows = json.loads(browser.evaluate(ROWS_JS))
     png = browser.screenshot()
+    (artifacts / "server-status-page.png").write_bytes(png)
     for row in rows:
         assert ink_rows(png, row["rect"]["top"], row["rect"]["bottom"]) > 5, row["mount"]
     below = max(r["rect"]["bottom"] for r in rows) + 20
@@ -121,3 +139,60 @@ def test_audio_element_receives_the_stream(page):
     wait_for(lambda: browser.evaluate(BUFFERED_JS), 10, "audio buffered by the player")
     clients = get(server, "/admin/listclients?mount=/page.mp3").xml()
     assert any("Chrome" in c.findtext("UserAgent") for c in clients.iter("listener"))
+
+
+NOW_PLAYING_JS = "document.querySelector('tr[data-mount=\"/page.mp3\"] td.title').textContent"
+
+
+def test_now_playing_changes_without_reload_when_the_title_changes(page, artifacts):
+    server, browser = page
+    browser.evaluate("window.__sameDocument = true")  # a reload would forget it
+    assert get(server, "/admin/metadata?mount=/page.mp3&mode=updinfo&song=Live%20%26%20now"
+               ).status == 200
+    wait_for(lambda: browser.evaluate(NOW_PLAYING_JS) == "Live & now", 10,
+             "the new title on the page")
+    assert browser.evaluate("window.__sameDocument") is True
+    assert browser.evaluate("document.getElementById('live').className") == "on"
+    (artifacts / "server-status-page-live.png").write_bytes(browser.screenshot())
+
+
+def snapshot(browser: Browser, path: Path) -> bytes:
+    """A PNG of the whole page, kept at `path`."""
+    png = base64.b64decode(browser.call("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True})["data"])
+    path.write_bytes(png)
+    return png
+
+
+def result_text(browser: Browser) -> str:
+    return browser.evaluate("document.querySelector('p.result').textContent")
+
+
+def test_the_admin_ui_sets_a_title_and_kicks_a_listener_from_the_browser(page, artifacts):
+    server, browser = page
+    browser.send_with_every_request({"Authorization": ADMIN})
+    browser.open(f"{server.url}/admin/")
+    mounts = browser.evaluate("[...document.querySelectorAll('#mounts tr.mount')]"
+                              ".map(r => r.dataset.mount)")
+    assert sorted(mounts) == ["/hidden", "/page.mp3", "/second"]
+    png = snapshot(browser, artifacts / "server-admin-overview.png")
+    table = json.loads(browser.evaluate(
+        "JSON.stringify(document.getElementById('mounts').getBoundingClientRect().toJSON())"))
+    assert ink_rows(png, table["top"], table["bottom"]) > 20
+    browser.navigate_by(lambda: browser.evaluate(
+        "(form => { form.querySelector('input[name=song]').value = 'Typed in the form';"
+        " form.submit(); return true; })(document.querySelector("
+        "'tr[data-mount=\"/page.mp3\"] form.metadata'))"))
+    assert result_text(browser) == "Metadata update successful"
+    wait_for(lambda: get(server, "/admin/stats?mount=/page.mp3").xml().findtext("source/title")
+             == "Typed in the form", 5, "the title typed in the form")
+    listener = Listener(server.host, server.port, "/second").start()
+    browser.open(f"{server.url}/admin/listclients.xsl?mount=/second")
+    kick = browser.evaluate("document.querySelector('#listeners tr.listener form')"
+                            ".getAttribute('action')")
+    snapshot(browser, artifacts / "server-admin-mount.png")
+    browser.navigate_by(lambda: browser.evaluate(
+        "document.querySelector('#listeners tr.listener button').click() || true"))
+    client_id = kick.rsplit("=", 1)[1]
+    assert result_text(browser) == f"Client {client_id} removed"
+    assert listener.closed.wait(5)

@@ -35,7 +35,7 @@ SERVER = global_stats(ServerFigures(admin="ops@radio.example", host="radio.examp
                                     location="Studio 4", server_id="Icecast 2.4.4 (fanout 0.1.0)",
                                     server_start=1_700_000_000.0, port=8000, clients=5,
                                     listeners=4, sources=3, connections=12,
-                                    source_connections=3, listener_connections=9))
+                                    source_client_connections=3, listener_connections=9))
 
 # The stand-in EventSource (see the module doc); installed before any page script runs.
 FAKE_EVENT_SOURCE = r"""

@@ -39,7 +39,8 @@ def test_install_block_uses_what_debian_12_has():
 
 
 def test_run_block_names_the_port_fanout_defaults_to():
-    assert quickstart_blocks()["run"] == [f"fanout --port {cli.parse_args([]).port}"]
+    # The quick start runs as root: fanout refuses that without --allow-root.
+    assert quickstart_blocks()["run"] == [f"fanout --port {cli.parse_args([]).port} --allow-root"]
 
 
 def test_package_and_module_versions_agree():
@@ -67,7 +68,7 @@ def test_workers_import_the_fanout_the_supervisor_runs(tmp_path):
     (tmp_path / "icecast.xml").write_text(icecast_xml())
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, str(tmp_path / "bin" / "fanout"), "-c", "icecast.xml",
-                             "--workers", "1"], cwd=tmp_path, env=env, text=True,
+                             "--workers", "1", "--allow-root"], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert proc.stdout is not None

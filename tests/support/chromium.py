@@ -82,13 +82,23 @@ class Browser:
 
     def open(self, url: str) -> None:
         """Navigate and return once the page's load event fired."""
+        self.navigate_by(lambda: self.call("Page.navigate", {"url": url}))
+
+    def navigate_by(self, action: Any) -> None:
+        """Run `action` (a navigation, a form's submit…) and return once the page it led
+        to fired its load event."""
         self.call("Page.enable")
         self.events.clear()
-        self.call("Page.navigate", {"url": url})
+        action()
         deadline = time.monotonic() + ANSWER_TIMEOUT
         while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
             assert time.monotonic() < deadline, "the page did not load"
             self.events.append(self._read_message())
+
+    def send_with_every_request(self, headers: dict[str, str]) -> None:
+        """Add `headers` to every request the page makes (e.g. Basic credentials)."""
+        self.call("Network.enable")
+        self.call("Network.setExtraHTTPHeaders", {"headers": headers})
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression (promises are awaited)."""

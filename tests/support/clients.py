@@ -8,7 +8,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from tests.support.server import SOURCE_PASSWORD
 from tests.support.waiting import wait_for
@@ -212,13 +212,12 @@ def split_icy(body: bytes, metaint: int) -> tuple[bytes, list[bytes]]:
 FILL = b"\xaa"
 
 
-class FillSource:
-    """A source sending FILL bytes from a thread until `close`."""
+class Feeding:
+    """Calls `write()` every `pace` s from a thread until `close` (a producer's pacing, not
+    synchronisation); a write failing with OSError (the server hung up) ends it."""
 
-    def __init__(self, server: Any, mount: str,
-                 content_type: str = "application/octet-stream") -> None:
-        self.source = Source(server.host, server.port, mount, content_type=content_type)
-        assert self.source.accepted, self.source.response
+    def __init__(self, write: Callable[[], None], pace: float) -> None:
+        self.write, self.pace = write, pace
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -226,14 +225,45 @@ class FillSource:
     def _run(self) -> None:
         try:
             while not self.stopping.is_set():
-                self.source.send(FILL * 4096)
-                time.sleep(0.01)  # pacing a producer, not synchronisation
+                self.write()
+                time.sleep(self.pace)  # pacing a producer, not synchronisation
         except OSError:
             pass
 
     def close(self) -> None:
         self.stopping.set()
         self.thread.join(5)
+
+
+class PacedSource:
+    """A source sending `chunk` pattern bytes every `pace` s from a thread until `close`."""
+
+    def __init__(self, server: Any, mount: str, chunk: int = 4096, pace: float = 0.01,
+                 content_type: str = "application/octet-stream") -> None:
+        self.source = Source(server.host, server.port, mount, content_type=content_type)
+        assert self.source.accepted, self.source.response
+        self.feeding = Feeding(lambda: self.source.send_pattern(chunk), pace)
+
+    @property
+    def sent(self) -> int:
+        return self.source.sent
+
+    def close(self) -> None:
+        self.feeding.close()
+        self.source.close()
+
+
+class FillSource:
+    """A source sending FILL bytes from a thread until `close`."""
+
+    def __init__(self, server: Any, mount: str,
+                 content_type: str = "application/octet-stream") -> None:
+        self.source = Source(server.host, server.port, mount, content_type=content_type)
+        assert self.source.accepted, self.source.response
+        self.feeding = Feeding(lambda: self.source.send(FILL * 4096), 0.01)
+
+    def close(self) -> None:
+        self.feeding.close()
         self.source.close()
 
 

@@ -28,6 +28,7 @@ ENCODERS = {
     "vorbis": ("-c:a", "libvorbis", "-b:a", "128k", "-minrate", "128k", "-maxrate", "128k",
                "-f", "ogg"),
     "opus": ("-c:a", "libopus", "-b:a", "96k", "-f", "ogg"),
+    "aac": ("-c:a", "aac", "-b:a", "96k", "-f", "adts"),
 }
 # Length of the generated tone: longer than any test streams (tests end it with `end()`).
 MAX_SECONDS = 60
@@ -42,8 +43,12 @@ class FfmpegSource:
     """`ffmpeg -re` streaming a 440 Hz tone to `mount` as a source client until `end()`."""
 
     def __init__(self, server: FanoutProcess, mount: str, codec: str, content_type: str,
-                 ice: dict[str, str] | None = None) -> None:
+                 ice: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> None:
+        """`ice`: ffmpeg's icecast options (ice_name …); `tags`: the stream's own metadata
+        (-metadata: Vorbis/Opus comments, for Ogg)."""
         options = [arg for name, value in (ice or {}).items() for arg in (f"-{name}", value)]
+        options += [arg for name, value in (tags or {}).items()
+                    for arg in ("-metadata", f"{name}={value}")]
         self.cmd = [
             "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-re",
             "-f", "lavfi", "-i", f"sine=frequency=440:duration={MAX_SECONDS}",

@@ -23,16 +23,17 @@ LISTEN_LINE = re.compile(r"listening on http://([\d.]+):(\d+)/")
 
 
 def icecast_xml(port: int = 0, limits: str = "", mounts: str = "", extra: str = "",
-                sources: int = 8, address: str = "127.0.0.1") -> str:
+                sources: int = 8, address: str = "127.0.0.1", source_timeout: int = 3) -> str:
     """A small icecast.xml for tests, bound to and named by `address`; port 0 lets the
-    kernel choose."""
+    kernel choose. A short `source_timeout` lets tests see idle sources go; tests whose
+    sources pause between steps (a loaded machine stretches the pause) pass a long one."""
     return f"""<icecast>
   <hostname>{address}</hostname>
   <limits>
     <clients>500</clients>
     <sources>{sources}</sources>
     <header-timeout>3</header-timeout>
-    <source-timeout>3</source-timeout>
+    <source-timeout>{source_timeout}</source-timeout>
     {limits}
   </limits>
   <authentication>
@@ -86,8 +87,12 @@ class FanoutProcess:
 def start_fanout(config_text: str | None, tmp_path: Path, workers: int = 2,
                  args: tuple[str, ...] = (), prefix: Sequence[str] = ()) -> FanoutProcess:
     """Start `python -m fanout` (under the command `prefix`, e.g. `ip netns exec NAME`) and
-    return it once its workers booted; a server that does not come up is stopped."""
-    cmd = [*prefix, sys.executable, "-m", "fanout", "--workers", str(workers), *args]
+    return it once its workers booted; a server that does not come up is stopped.
+
+    Tests run as root, which fanout (as Icecast) refuses without <changeowner>: the
+    server gets --allow-root."""
+    cmd = [*prefix, sys.executable, "-m", "fanout", "--allow-root", "--workers", str(workers),
+           *args]
     if config_text is not None:
         path = tmp_path / "icecast.xml"
         path.write_text(config_text)

@@ -27,7 +27,7 @@ BAD = from_wire(b"/caf\xe9 &=+#.mp3")  # not UTF-8, and every query delimiter in
 SERVER = global_stats(ServerFigures(admin="a@b", host="radio.example", location="Earth",
                                     server_id="Icecast 2.4.4 (fanout 1)", server_start=1e9,
                                     port=8000, clients=4, listeners=3, sources=2,
-                                    connections=9, source_connections=2,
+                                    connections=9, source_client_connections=2,
                                     listener_connections=3))
 
 

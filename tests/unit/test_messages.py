@@ -18,7 +18,7 @@ from fanout.messages import (
     TO_SUPERVISOR, TO_WORKER, Answer, Booted, Claim, ClaimResult, Gather, Gathered,
     DemandRelay, Metadata, MountChanged, MountDown, MountUp, NewConfig, Query, Redirects,
     RelayEnded, RelayStatus, RelayStopped, RelayStream, Release, Remount, RetryRelay,
-    SlaveRegister, StartRelay, Stop, StopRelay, WakeRelay,
+    SlaveRegister, StartRelay, Stop, StopRelay, StreamTags, WakeRelay,
 )
 from fanout.model.ingest import GENERIC, MPEG, OGG
 from fanout.mountinfo import DEFAULT_CONTENT_TYPE, RelayInfo, renewed, stream_info, with_relay
@@ -29,7 +29,7 @@ INFO = stream_info("audio/ogg", "10.0.0.1", headers=[("ice-name", "x")], user_ag
 RELAYED = stream_info(None, "master", relay=RelayInfo("http://master:8000/a", RelayState.STREAMING))
 ONE_OF_EACH = [
     Booted(1, 4321), Claim(3, "/a", INFO), Release("/a"), Metadata("/a", b"\x01x" + b"\0" * 15, "x"),
-    SlaveRegister("10.0.0.2", 8000, 5), Gather(7, "list_clients", {"mount": "/a"}),
+    StreamTags("/a", "Song", "Band", (("subtype", "Vorbis"),)), SlaveRegister("10.0.0.2", 8000, 5), Gather(7, "list_clients", {"mount": "/a"}),
     Answer(7, ["anything", 1]), Remount(("/a", "/b")), NewConfig(Config()),
     Redirects((Target("10.0.0.2", 8000, None),)), MountUp("/a", INFO, resent=True),
     MountDown("/a"), MountChanged("/a", RELAYED), ClaimResult(3, "/a", False, 403, "in use"),

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from fanout.protocol.playlists import (
-    CONTENT_TYPES, M3U, XSPF, listen_url, playlist_request, render_m3u, render_playlist,
-    render_xspf,
+    CONTENT_TYPES, M3U, XSPF, is_playlist_path, listen_url, playlist_request, render_m3u,
+    render_playlist, render_xspf,
 )
 from fanout.protocol.stats import MountFigures, MountSettings, mount_stats, public_mount_stats
 from fanout.protocol.text import from_wire
@@ -46,6 +46,12 @@ def test_hidden_and_absent_mounts_get_no_playlist_alike():
                                   "/live.m3u/", "/live.xspf.m3u"])
 def test_other_suffixes_and_spellings_are_no_playlist(path):
     assert playlist_request(path, {"/live"}) is None
+
+
+@pytest.mark.parametrize("path, named", [("/a.m3u", True), ("/a.mp3.xspf", True),
+                                          ("/a.m3u8", False), ("/a.M3U", False), ("/a", False)])
+def test_a_path_is_routed_as_a_playlist_by_its_name_alone(path, named):
+    assert is_playlist_path(path) is named
 
 
 def test_a_mount_whose_name_ends_in_m3u_has_its_own_playlist():

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from fanout.config import parse_config
 from fanout.model.ingest import GENERIC, OGG
-from fanout.model.intro import detect_format, id3v2_length, intro_mismatch
+from fanout.model.intro import detect_format, id3v2_length, interleave_icy, intro_mismatch
 from fanout.model.mpeg import ADTS, MPEG
 from fanout.protocol.access_log import clf_date
 from fanout.protocol.playlist_log import MAX_LINE_BYTES, playlist_line
@@ -168,3 +169,33 @@ def test_playlist_log_failure_is_said_once(tmp_path: Path, caplog: pytest.LogCap
         playlist.add("/a", 1, "two", WHEN)
     assert [r.getMessage() for r in caplog.records] == [
         f"cannot write the playlist log {tmp_path}/missing/playlist.log: No such file or directory"]
+
+
+def test_playlist_log_lives_in_the_logdir_and_needs_one(caplog: pytest.LogCaptureFixture) -> None:
+    logged = "<logging><playlistlog>playlist.log</playlistlog></logging>"
+    placed = PlaylistLog.of(parse_config(f"<icecast><paths><logdir>/var/log/x</logdir></paths>{logged}</icecast>"))
+    assert placed is not None and placed.path == "/var/log/x/playlist.log"
+    assert PlaylistLog.of(parse_config("<icecast><paths><logdir>/l</logdir></paths></icecast>")) is None
+    with caplog.at_level(logging.WARNING, logger="fanout"):
+        assert PlaylistLog.of(parse_config(f"<icecast>{logged}</icecast>")) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "<playlistlog> playlist.log needs <paths><logdir>: titles are not logged"]
+
+
+# ---- intro and ICY metadata -----------------------------------------------------------------
+
+BLOCK = b"\x01StreamTitle='';" + b"\0" * 2  # a full block: length byte + 16 bytes
+
+
+@pytest.mark.parametrize("length, metaint, wire, owed", [
+    (0, 4, b"", 4),  # no intro: the stream starts the count
+    (3, 4, b"abc", 1),  # shorter than an interval: 1 audio byte until the first block
+    (4, 4, b"abcd", 0),  # exactly one interval: the stream sends the block at once
+    (5, 4, b"abcd" + BLOCK + b"e", 3),
+    (9, 4, b"abcd" + BLOCK + b"efgh" + b"\0" + b"i", 3),  # only the first block is full
+    (8, 4, b"abcd" + BLOCK + b"efgh", 0),
+    (3, 0, b"abc", 0),  # no metadata asked for: the intro as it is
+])
+def test_intro_bytes_count_as_audio_between_icy_blocks(length: int, metaint: int, wire: bytes,
+                                                       owed: int) -> None:
+    assert interleave_icy(b"abcdefghi"[:length], metaint, BLOCK) == (wire, owed)

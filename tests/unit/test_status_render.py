@@ -1,6 +1,7 @@
 """The pure renderers of stats, status and metrics (fanout.protocol), read like §6.3–6.5."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 
@@ -39,12 +40,15 @@ def figures(name: str = "/live", headers=(), title: str = "", **settings) -> Mou
 SERVER = ServerFigures(admin="a@b", host="radio.example", location="Earth",
                        server_id="Icecast 2.4.4", server_start=1_700_000_000.0, port=8000,
                        clients=4, listeners=3, sources=1, connections=9,
-                       source_connections=1, listener_connections=3)
+                       source_client_connections=1, listener_connections=3)
 
 
 @pytest.mark.parametrize("text, value", [
-    ("3", 3), ("0", 0), ("-2", -2), ("1.5", 1.5), ("007", "007"), ("true", True),
-    ("false", False), ("128k", "128k"), ("", ""),
+    ("3", 3), ("0", 0), ("-2", -2), ("1.5", 1.5), ("1.50", 1.5), ("-0.5", -0.5), (" 12", 12),
+    ("007", "007"), ("0.3", "0.3"), ("true", True), ("TRUE", True), ("False", False),
+    ("128k", "128k"), ("", None),
+    # Numbers to XPath that are no JSON numbers: Icecast writes them bare (invalid JSON).
+    (".5", ".5"), ("5.", "5."), ("-05", "-05"),
 ])
 def test_json_typing_follows_icecasts_stylesheet(text, value):
     assert json_value(text) == value and type(json_value(text)) is type(value)
@@ -98,10 +102,16 @@ def test_status_json_global_keys_are_icecasts_public_ones():
                               "server_start_iso8601", "dummy"]
 
 
-def test_status_json_sources_end_with_dummy_null():
-    source = json.loads(render_status_json(global_stats(SERVER),
-                                           [{"listeners": "1"}]))["icestats"]["source"]
-    assert list(source.items())[-1] == ("dummy", None)
+def test_status_json_sources_end_with_dummy_null_when_their_last_key_is_dropped():
+    source = json.loads(render_status_json(global_stats(SERVER), [
+        mount_stats(figures(), "h", 1)]))["icestats"]["source"]
+    assert list(source.items())[-1] == ("dummy", None)  # user_agent, dropped, sorts last
+
+
+def test_status_json_sources_end_without_dummy_when_a_shown_key_sorts_last():
+    stats = mount_stats(figures(headers=[("ice-audio-info", "zoom=2")]), "h", 1)
+    source = json.loads(render_status_json(global_stats(SERVER), [stats]))["icestats"]["source"]
+    assert list(source.items())[-1] == ("zoom", 2) and "dummy" not in source
 
 
 def test_global_stats_are_in_icecasts_order():
@@ -386,3 +396,35 @@ def test_now_playing_is_artist_dash_title_as_icecast_shows_it(stats, text):
 def test_server_identity_rule():
     assert product_name("0.1.0") == "fanout 0.1.0" and product_name("") == "fanout"
     assert default_server_id("0.1.0") == "Icecast 2.4.4 (fanout 0.1.0)"
+
+
+# --- what /admin/stats counts, and what an Ogg link adds (issue 11, item 2) -----------------
+
+def test_connection_counts_are_running_totals_under_icecasts_names():
+    server = ServerFigures(admin="a", host="h", location="l", server_id="s", server_start=0.0,
+                           port=1, clients=2, listeners=1, sources=1, connections=40,
+                           client_connections=31, listener_connections=12,
+                           source_client_connections=5, source_relay_connections=3,
+                           file_connections=4)
+    values = global_stats(server)
+    assert {k: values[k] for k in values if "connections" in k} == {
+        "client_connections": "31", "connections": "40", "file_connections": "4",
+        "listener_connections": "12", "source_client_connections": "5",
+        "source_relay_connections": "3", "source_total_connections": "8",
+        "stats_connections": "0"}
+    assert (values["clients"], values["listeners"], values["sources"]) == ("2", "1", "1")
+
+
+def test_an_ogg_links_tags_show_and_its_subtype_wins_over_the_configured_one():
+    ogg = dataclasses.replace(figures(subtype="configured"), content_type="application/ogg",
+                              title="Song", artist="Band",
+                              codec=(("audio_bitrate", "112000"), ("ice-bitrate", "112"),
+                                     ("subtype", "Vorbis")))
+    stats = mount_stats(ogg, "h", 1)
+    assert (stats["title"], stats["artist"], stats["subtype"]) == ("Song", "Band", "Vorbis")
+    assert (stats["audio_bitrate"], stats["ice-bitrate"]) == ("112000", "112")
+    assert list(stats) == sorted(stats)
+
+
+def test_a_source_without_user_agent_has_no_user_agent_stat():
+    assert "user_agent" not in mount_stats(dataclasses.replace(figures(), user_agent=""), "h", 1)

@@ -9,9 +9,10 @@ from fanout.protocol.upstream import parse_response_head
 from fanout.protocol.yp import (
     ADD_REFUSED_DELAY, FIRST_ADD_DELAY, FIRST_TOUCH_DELAY, MIN_TOUCH_INTERVAL, TITLE_TOUCH_DELAY,
     TITLE_TOUCH_MIN_GAP, TOUCH_REFUSED_DELAY, UNREACHABLE_DELAY, UNREACHABLE_SKIP, YpAnswer,
-    YpEntry, YpListing, after_add, after_touch, directory_unreachable, listen_url,
-    listing_started, parse_answer, removal, render_add, render_remove, render_request,
-    render_touch, title_changed, touch_max_listeners, yp_escape, yp_song,
+    YpEntry, YpListing, YpServer, after_add, after_touch, directory_unreachable, is_public,
+    listen_url, listing_from_stats, listing_started, parse_answer, removal, render_add,
+    render_remove, render_request, render_touch, title_changed, touch_max_listeners, yp_escape,
+    yp_server, yp_song,
 )
 
 NOW = 1000.0
@@ -77,10 +78,40 @@ def test_request_is_a_post_with_the_server_id_as_user_agent() -> None:
         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
-@pytest.mark.parametrize("url", ["https://dir.example/yp", "dir.example/yp", "http:///yp"])
-def test_request_needs_an_http_url(url: str) -> None:
+@pytest.mark.parametrize("url", ["ftp://dir.example/yp", "dir.example/yp", "http:///yp",
+                                 "http://dir.example:http/yp"])
+def test_request_needs_an_http_or_https_url(url: str) -> None:
     with pytest.raises(ProtocolError):
         render_request(url, b"", "x")
+
+
+@pytest.mark.parametrize("url, server", [
+    ("http://dir.xiph.org/cgi-bin/yp-cgi", YpServer("dir.xiph.org", 80, False)),
+    ("https://dir.example/yp", YpServer("dir.example", 443, True)),
+    ("http://127.0.0.1:8080/yp", YpServer("127.0.0.1", 8080, False)),
+])
+def test_where_a_yp_url_points(url: str, server: YpServer) -> None:
+    assert yp_server(url) == server
+
+
+STATS = {"listenurl": "http://radio.example:8000/live", "server_name": "Radio",
+         "server_type": "audio/mpeg", "genre": "jazz", "server_description": "Live",
+         "server_url": "http://radio.example/", "bitrate": "128",
+         "audio_info": "bitrate=128;channels=2", "public": "1", "title": "not listed"}
+
+
+def test_a_listing_is_made_of_the_mounts_stats() -> None:
+    assert listing_from_stats(STATS, "cluster") == YpListing(
+        "http://radio.example:8000/live", "Radio", "audio/mpeg", "jazz", "Live",
+        "http://radio.example/", "", "128", "bitrate=128;channels=2", "cluster")
+    assert listing_from_stats({"listenurl": "http://h:1/m"}, None) == YpListing("http://h:1/m")
+
+
+@pytest.mark.parametrize("public, listed", [("1", True), ("0", False), ("2", True), ("yes", False),
+                                            (" 1", True), (None, False)])
+def test_public_is_read_as_a_number(public: str | None, listed: bool) -> None:
+    stats = {} if public is None else {"public": public}
+    assert is_public(stats) is listed
 
 
 # ---- answers ------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ dataclass of `fanout.messages`. Pickle is safe here because both ends are our ow
 only ever inherited by the worker it was made for; it lets frozen config dataclasses cross
 without a second serialisation format.
 
-Both ends run a gevent hub, so the socket is a gevent socket and `recv` yields.
+Both ends run a gevent hub, so the socket is a gevent socket and `recv` yields when
+nothing is waiting; a reader also yields every YIELD_EVERY messages, so a burst of them
+does not hold the hub.
 
 A receiver at its open-file limit gets a message without its fds (the kernel sets
 MSG_CTRUNC and drops them): `Delivery.fds_lost` says so, and the receiver asks again
@@ -24,6 +26,7 @@ import socket as stdsocket
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Sequence, TypeVar, cast
 
+import gevent
 from gevent import socket as gsocket
 
 from fanout import supervised
@@ -34,6 +37,10 @@ log = logging.getLogger("fanout.control")
 MAX_MESSAGE = 1 << 20
 # At most this many fds in one message (one ring per mount_up).
 MAX_FDS = 16
+# Messages a reader handles before it lets the rest of its hub run: a recv with a message
+# waiting does not yield, so a burst (thousands of MountUps for a new worker) would
+# otherwise hold the hub until the last one, with every client of the process waiting.
+YIELD_EVERY = 32
 
 
 @dataclass(slots=True)
@@ -106,8 +113,12 @@ def read_loop(channel: Channel, dispatch: Callable[[Delivery], None], where: str
 
     A message that cannot be read or handled is reported as an internal error of unit
     `where` and skipped: one bad message costs only itself. Fds the handler did not take
-    are closed."""
+    are closed. Lets the hub run every YIELD_EVERY messages."""
+    handled = 0
     while True:
+        handled += 1
+        if handled % YIELD_EVERY == 0:
+            gevent.sleep(0)
         try:
             delivery = channel.recv()
         except OSError:

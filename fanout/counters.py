@@ -28,9 +28,10 @@ SUPERVISOR_ROW = MAX_WORKERS
 CONNECTION_TOTALS = ("client_connections", "listener_connections", "source_client_connections",
                      "source_relay_connections", "file_connections")
 # Per row: gauges and counters of its worker, its last heartbeat (CLOCK_MONOTONIC ms, 0:
-# none yet), its running totals, and the internal errors of its process by unit.
+# none yet), the sender passes its pump made (fanout/worker/pump.py), its running totals,
+# and the internal errors of its process by unit.
 FIELDS = ("clients", "listeners", "sources", "accepted", "refused", "heartbeat",
-          *CONNECTION_TOTALS, *(error_field(unit) for unit in UNITS))
+          "pump_passes", *CONNECTION_TOTALS, *(error_field(unit) for unit in UNITS))
 # What a dead worker's row forgets: its connections are gone; cumulative counts are kept.
 GAUGES = ("clients", "listeners", "sources", "heartbeat")
 _ROW = struct.Struct("<" + "Q" * len(FIELDS))

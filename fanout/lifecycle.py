@@ -6,10 +6,11 @@ move; an event the state does not list is a bug and raises `IllegalTransition` (
 silent jump). Pure: no IO, no clock; the code that drives a lifecycle decides when an
 event happened, this module only says where it leads.
 
-Relay pull (`fanout/relay/puller.py`, `on_demand.py`; the state is published in the
+Relay pull (`fanout/worker/relay.py`, `relay_demand.py`; the state is published in the
 mount's `RelayInfo` for stats and for the workers):
 
     IDLE --CONNECT--> CONNECTING --STREAM--> STREAMING --DROP--> RECONNECTING --RESUME--> STREAMING
+    IDLE --TAKE_OVER--> RECONNECTING   (a held mount whose previous pull's worker died or handed it on)
     CONNECTING / STREAMING / RECONNECTING --BACK_OFF--> RETRYING --CONNECT--> CONNECTING
     STREAMING --SWITCH--> STREAMING (a preferred upstream is back)
     STREAMING --HANG_UP--> IDLE, RETRYING --WAIT--> IDLE (on demand: wait for listeners)
@@ -48,10 +49,12 @@ class RelayEvent(Enum):
     BACK_OFF = "back_off"  # the attempt failed or the stream ended: wait, then retry
     HANG_UP = "hang_up"  # on demand: the last listener left, the pull disconnected
     WAIT = "wait"  # on demand: the back-off is over, wait for listeners again
+    TAKE_OVER = "take_over"  # a new pull continues a held mount another worker wrote
 
 
 RELAY_TRANSITIONS: Mapping[RelayState, Mapping[RelayEvent, RelayState]] = {
-    RelayState.IDLE: {RelayEvent.CONNECT: RelayState.CONNECTING},
+    RelayState.IDLE: {RelayEvent.CONNECT: RelayState.CONNECTING,
+                      RelayEvent.TAKE_OVER: RelayState.RECONNECTING},
     RelayState.CONNECTING: {RelayEvent.STREAM: RelayState.STREAMING,
                             RelayEvent.BACK_OFF: RelayState.RETRYING},
     RelayState.STREAMING: {RelayEvent.SWITCH: RelayState.STREAMING,

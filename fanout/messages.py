@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from fanout.config import Config
-from fanout.mountinfo import MountInfo
+from fanout.mountinfo import MountInfo, RelayInfo
 from fanout.protocol.redirect import SlaveLoad
 from fanout.redirects import Target
+from fanout.relay.plan import RelaySpec
 
 # The query a worker runs to move its listeners of one mount to another (its handler is
 # registered under this name in fanout/worker/admin_queries.py; the supervisor sends it
@@ -116,6 +117,47 @@ class Remount:
     mounts: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RelayStatus:
+    """The pull of relay `mount` (its writer) is at `relay`: state, reconnects, bytes read,
+    connected. The supervisor puts it in the mount's info and tells every worker."""
+
+    mount: str
+    relay: RelayInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStream:
+    """The pull of relay `mount` streams anew (reconnected, switched upstream, connected
+    on demand): `info` is the mount's from now on, its start kept."""
+
+    mount: str
+    info: MountInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RelayEnded:
+    """An attempt of relay `mount` ended (it failed, or its stream ended): a slave asks its
+    master again."""
+
+    mount: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStopped:
+    """The pull of relay `mount` stopped here as StopRelay asked (`hand_over`): another
+    worker may write the ring now."""
+
+    mount: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemandRelay:
+    """A listener here waits for on-demand relay `mount`, which has no upstream yet."""
+
+    mount: str
+
+
 # -- supervisor → worker ------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +226,38 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class StartRelay:
+    """Run relay `spec`'s pull here. With `info` the mount exists and is held (its pull's
+    worker died, or handed it on): continue its ring, whose fd rides with this message."""
+
+    spec: RelaySpec
+    info: MountInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopRelay:
+    """Stop relay `mount`'s pull; its mount is not released here (the supervisor ends
+    it), and with `hand_over` another worker takes it on: answer RelayStopped."""
+
+    mount: str
+    hand_over: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRelay:
+    """The master answers again: cut relay `mount`'s backoff short."""
+
+    mount: str
+
+
+@dataclass(frozen=True, slots=True)
+class WakeRelay:
+    """Listeners wait for on-demand relay `mount`: connect to its upstream."""
+
+    mount: str
+
+
+@dataclass(frozen=True, slots=True)
 class Gathered:
     """Every answer to the worker's Gather `id` (a worker that died or was too slow is
     left out)."""
@@ -193,6 +267,7 @@ class Gathered:
 
 
 TO_SUPERVISOR = (Booted, Claim, Release, Metadata, StreamTags, SlaveRegister, SlavePullClosed,
-                 Gather, Answer, Remount)
+                 Gather, Answer, Remount, RelayStatus, RelayStream, RelayEnded, RelayStopped,
+                 DemandRelay)
 TO_WORKER = (NewConfig, Redirects, MountUp, MountDown, MountChanged, ClaimResult, Stop,
-             Query, Gathered)
+             Query, Gathered, StartRelay, StopRelay, RetryRelay, WakeRelay)

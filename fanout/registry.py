@@ -22,8 +22,9 @@ from fanout.model.ingest import OGG
 from fanout.mountinfo import MountInfo
 from fanout.protocol.mount_name import MAX_MOUNT_BYTES, TOO_LONG, mount_name_bytes
 
-# Owner id used for rings written by the supervisor itself (relay pulls).
-SUPERVISOR_OWNER = -1
+# Owner of a relayed mount whose pull is between workers (its worker died, or is handing
+# it on): nobody writes its ring until the supervisor gives it to the next one.
+NO_WRITER = -1
 # The kernel refuses a memfd name over NAME_MAX - len("memfd:") = 249 bytes (EINVAL).
 MEMFD_NAME_MAX = 249
 # A ring's memfd is named this plus the mount (seen as /memfd:fanout-ring/live in /proc).
@@ -40,7 +41,7 @@ class ClaimRefused(Exception):
 class MountRecord:
     name: str
     ring: core.Ring
-    owner: int  # the worker index of its source, or SUPERVISOR_OWNER
+    owner: int  # the worker index of its writer (a source or a relay pull), or NO_WRITER
     info: MountInfo
 
 
@@ -66,17 +67,19 @@ def create_ring(config: Config, name: str, info: MountInfo) -> core.Ring:
 class MountRegistry:
     def __init__(self) -> None:
         self.mounts: dict[str, MountRecord] = {}
-        # Local mounts of configured <relay>s: only the supervisor may claim them, connected
+        # Local mounts of configured <relay>s: only their pulls may claim them, connected
         # or not, as 2.4.4 reserves them for as long as the relay is configured (§3.6).
         self.reserved: frozenset[str] = frozenset()
 
-    def claim(self, config: Config, name: str, owner: int, info: MountInfo) -> MountRecord:
-        """Create the mount's ring for `owner`. Raises ClaimRefused, and nothing else: 400
-        for a name over MAX_MOUNT_BYTES, 403 as Icecast would (in use, too many sources),
-        503 when the ring cannot be made (out of memory or file descriptors)."""
+    def claim(self, config: Config, name: str, owner: int, info: MountInfo, *,
+              relay: bool = False) -> MountRecord:
+        """Create the mount's ring for `owner` (`relay`: for the relay pull it runs, which
+        may claim a reserved mount). Raises ClaimRefused, and nothing else: 400 for a name
+        over MAX_MOUNT_BYTES, 403 as Icecast would (in use, too many sources), 503 when the
+        ring cannot be made (out of memory or file descriptors)."""
         if mount_name_bytes(name) > MAX_MOUNT_BYTES:
             raise ClaimRefused(400, TOO_LONG)
-        if name in self.mounts or (name in self.reserved and owner != SUPERVISOR_OWNER):
+        if name in self.mounts or (name in self.reserved and not relay):
             raise ClaimRefused(403, "Mountpoint in use")
         if len(self.mounts) >= config.limits.sources:
             raise ClaimRefused(403, "too many sources connected")
@@ -97,9 +100,12 @@ class MountRegistry:
     def owned_by(self, owner: int) -> list[str]:
         return [name for name, rec in self.mounts.items() if rec.owner == owner]
 
-    def forget_worker_counts(self, worker: int) -> None:
+    def forget_worker(self, worker: int) -> None:
+        """Worker `worker` died: its listener counts are gone, and no writer must ring its
+        doorbell for rings it served (its replacement takes the slot)."""
         for record in self.mounts.values():
             record.ring.set_listener_count(worker, 0)
+            record.ring.set_reader(worker, False)
 
     def close_all(self) -> None:
         for record in self.mounts.values():

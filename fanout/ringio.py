@@ -1,4 +1,5 @@
-"""The one write path into a ring: every source and relay pull streams through a `RingFeed`.
+"""The one write path into a ring: every source and relay pull streams through a `RingFeed`;
+a relay's new connection that continues a ring is first spliced onto it (`splice`).
 
 Theory of operation. A `RingFeed` wraps the ingest chosen by fanout/core.py (the compiled
 fanout._ingest in production). The ingest does all the per-byte work itself: it reads the
@@ -9,11 +10,21 @@ wake-up of the caller's greenlet (`read`: wait until the socket is readable, the
 `on_title`), a new Ogg header set (kept as `header_set`, its comments parsed on demand),
 a link whose header set was skipped because it broke a bound (one warning per feed;
 later ones are only counted).
+
+Splicing. When a relay reconnects to an upstream (or another worker's pull takes a mount
+over), the new connection starts with the upstream's burst, which usually repeats the
+last bytes already in the ring. `splice` reads that start (for at most SPLICE_WAIT s and
+SPLICE_MAX bytes), strips its ICY blocks, and looks for the ring's last SPLICE_TAIL bytes
+in it: found, what follows them is exactly what the ring lacks, and listeners hear no gap
+and no repeat. The raw bytes are cut after their last whole ICY block, so the rest of the
+connection starts at a metadata interval, where a new `RingFeed` strips ICY as usual.
 """
 from __future__ import annotations
 
 import logging
 import socket
+import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from gevent.hub import get_hub
@@ -22,8 +33,22 @@ from gevent.socket import wait
 
 from fanout import core, tls
 from fanout.model.comments import link_comments
+from fanout.protocol.icy import IcyStripper
 
 log = logging.getLogger("fanout.ingest")
+
+# Bytes at the end of a ring looked for in a new connection's first bytes: a frame or
+# more of audio, so a match is the same stream, not a coincidence.
+SPLICE_TAIL = 4096
+# How long (s) and how much (bytes, ICY blocks included) of a new connection is read
+# looking for them: an upstream sends its burst at once, so this is spent (and the
+# listeners wait that much longer) only when the new stream does not overlap the ring.
+SPLICE_WAIT = 0.5
+SPLICE_MAX = 1 << 20
+# Bytes per read while splicing.
+SPLICE_READ = 65536
+# Bytes of an ICY block per unit of its length byte.
+ICY_UNIT = 16
 
 
 class RingFeed:
@@ -115,3 +140,70 @@ class RingFeed:
         if self.skipped_links == 1:  # a source doing it once will do it again: say it once
             log.warning("%s: Ogg header pages skipped (%s); listeners joining in that link "
                         "get no header pages", self.label, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Splice:
+    """How a new connection's stream continues a ring (`splice`)."""
+
+    found: bool  # it repeats the ring's last bytes: `audio` continues them exactly
+    overlap: int  # bytes of the new stream that were already in the ring (dropped)
+    audio: bytes  # stream bytes (ICY blocks removed) to write into the ring first
+    titles: list[bytes] = field(default_factory=list)  # payloads of the ICY blocks among them
+    rest: bytes = b""  # raw bytes read past the last whole ICY block (a metaint starts there)
+
+
+def splice(ring: core.Ring, sock: GeventSocket, first: bytes, metaint: int, *,
+           ogg: bool = False) -> Splice:
+    """Read the start of a new connection (`first`: the body bytes read with its head;
+    `metaint`: its ICY interval) and find where it continues `ring`. An Ogg ring may only
+    be continued exactly (pages of two streams cannot be joined), and Ogg with inline ICY
+    not at all. Raises OSError as the socket fails."""
+    end = ring.write_seq
+    tail = ring.read(end - min(end, SPLICE_TAIL), min(end, SPLICE_TAIL))
+    raw, deadline = bytearray(first), time.monotonic() + SPLICE_WAIT
+    while True:
+        cut = whole_blocks(raw, metaint)
+        audio, titles = IcyStripper(metaint).feed(bytes(raw[:cut]))
+        after = _after(tail, IcyStripper(metaint).feed(bytes(raw))[0], ogg and metaint > 0)
+        if after is not None and after <= len(audio):
+            return Splice(True, after, audio[after:], titles, bytes(raw[cut:]))
+        if after is not None:  # found past the last whole block: read on to the next one
+            deadline = time.monotonic() + (sock.gettimeout() or SPLICE_WAIT)
+        more = b"" if len(raw) >= SPLICE_MAX else _read_until(sock, deadline)
+        if not more:
+            return Splice(False, 0, audio, titles, bytes(raw[cut:]))
+        raw += more
+
+
+def _after(tail: bytes, audio: bytes, never: bool) -> int | None:
+    """Where `audio` goes on past the first copy of `tail` in it; None if it has none."""
+    at = -1 if never or not tail else audio.find(tail)
+    return None if at < 0 else at + len(tail)
+
+
+def whole_blocks(raw: bytes | bytearray, metaint: int) -> int:
+    """How many bytes of `raw` (a body with an ICY block after every `metaint` bytes of
+    audio, from its start) end with a whole block; all of them if there are no blocks."""
+    if not metaint:
+        return len(raw)
+    pos = 0
+    while pos + metaint < len(raw):
+        block_end = pos + metaint + 1 + ICY_UNIT * raw[pos + metaint]
+        if block_end > len(raw):
+            break
+        pos = block_end
+    return pos
+
+
+def _read_until(sock: GeventSocket, deadline: float) -> bytes:
+    """What `sock` sends before `deadline` (b"" if nothing, or it closed)."""
+    timeout = sock.gettimeout()
+    sock.settimeout(max(0.0, deadline - time.monotonic()))
+    try:
+        data: bytes = sock.recv(SPLICE_READ)
+        return data
+    except socket.timeout:
+        return b""
+    finally:
+        sock.settimeout(timeout)

@@ -1,1 +1,3 @@
-"""Master–slave relaying: the poller and the relay pulls the supervisor runs (gevent)."""
+"""Relaying as the supervisor plans it: the master poller, the configured `<relay>`s and
+the pure plan. The pulls themselves run in workers (fanout/worker/relay.py).
+"""

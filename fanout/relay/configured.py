@@ -16,9 +16,8 @@ from __future__ import annotations
 import logging
 
 from fanout.config import RelayConfig
+from fanout.relay.host import RelayHost, RelayRun
 from fanout.relay.plan import RelaySpec, plan_relays
-from fanout.relay.on_demand import OnDemandPull
-from fanout.relay.puller import RelayHost, RelayPull
 
 log = logging.getLogger("fanout.relay")
 
@@ -38,7 +37,7 @@ def spec_for(relay: RelayConfig) -> RelaySpec:
 class ConfiguredRelays:
     def __init__(self, host: RelayHost) -> None:
         self.host = host
-        self.pulls: dict[str, RelayPull] = {}
+        self.pulls: dict[str, RelayRun] = {}
 
     def apply(self, relays: tuple[RelayConfig, ...]) -> frozenset[str]:
         """Run exactly the enabled `relays`; return every configured local mount."""
@@ -49,11 +48,9 @@ class ConfiguredRelays:
             log.info("relay %s stopped: its <relay> was removed or changed", name)
             self.pulls.pop(name).stop()
         for spec in plan.start:
-            pull = (OnDemandPull if spec.on_demand else RelayPull)(spec, self.host, _nothing)
-            log.info("relay %s from %s%s", spec.mount, pull.upstream,
+            log.info("relay %s from %s%s", spec.mount, spec.url,
                      " (on demand)" if spec.on_demand else "")
-            self.pulls[spec.mount] = pull
-            pull.start()
+            self.pulls[spec.mount] = self.host.start_relay(spec, _nothing)
         for relay in relays:
             if not relay.enabled:
                 log.info("relay %s is disabled (<enable>0): the mount is reserved, never "

@@ -39,6 +39,11 @@ class RelaySpec:
         """Every (host, port, path) to try, first choice first."""
         return ((self.host, self.port, self.fetch_path), *self.alternates)
 
+    @property
+    def url(self) -> str:
+        """The first upstream, as a URL for log lines."""
+        return f"http://{self.host}:{self.port}{self.fetch_path}"
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:

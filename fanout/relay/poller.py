@@ -36,9 +36,8 @@ from fanout.protocol.redirect import REFRESH_HEADER, parse_refresh
 from fanout.protocol.streamlist import MAX_LINES, ListedMount, StreamList, parse_streamlist
 from fanout.protocol.upstream import render_streamlist_request
 from fanout.httpclient import FetchError, fetch
+from fanout.relay.host import RelayHost, RelayRun
 from fanout.relay.plan import Plan, RelaySpec, plan_relays
-from fanout.relay.on_demand import OnDemandPull
-from fanout.relay.puller import RelayHost, RelayPull
 
 log = logging.getLogger("fanout.relay")
 
@@ -71,7 +70,7 @@ class MasterPoller:
     def __init__(self, host: PollerHost, master: MasterConfig) -> None:
         self.host = host
         self.master = master
-        self.pulls: dict[str, RelayPull] = {}
+        self.pulls: dict[str, RelayRun] = {}
         self.wake = Event()
         self.kh_master: bool | None = None  # None: not known yet
         self.fast_until = 0.0
@@ -195,9 +194,7 @@ class MasterPoller:
             if count and count % START_BATCH == 0:
                 gevent.sleep(START_PAUSE)
             log_change(count, "relay %s: listed by the master %s", spec.mount, self.address)
-            pull = (OnDemandPull if spec.on_demand else RelayPull)(spec, self.host, self.trigger)
-            self.pulls[spec.mount] = pull
-            pull.start()
+            self.pulls[spec.mount] = self.host.start_relay(spec, self.trigger)
         log_rest(len(plan.start), f"relays started: listed by the master {self.address}")
 
 

@@ -4,19 +4,19 @@ Theory of operation (after gunicorn's arbiter): signal handlers only enqueue the
 `run` dispatches each to `handle_<name>`. The parts it composes each do one thing:
 `pool.py` the workers' lifecycle, `mounts.py` the mounts and fallback moves,
 `gathering.py` cross-worker queries, `slaves.py` the KH slave-redirect table,
-`ownership.py` which process runs each relay pull, `dispatch.py` the table of what each
-worker message does. The supervisor never reads or writes a client socket.
+`relays.py` (with the pure `ownership.py`) which worker runs each relay pull,
+`dispatch.py` the table of what each worker message does. The supervisor never reads or writes a client socket.
 
 Start-up: the open-file limit is raised to the hard limit, the log files opened and the
 sockets bound; a failure there is a `StartupError` (one line, exit status 2 or 3) before
 anything else is said. `on_ready` (the built-in config's passwords) runs once every
 worker booted. Every greenlet is supervised (`fanout.supervised`).
 
-Relays: as a slave (`<master-server>`), a `MasterPoller` greenlet polls the master and runs
-one `RelayPull` greenlet per mirrored mount; `ConfiguredRelays` runs one per `<relay>`
-block. This object is their `RelayHost`: a pull asks it who runs it (today always this
-hub), claims its mount as SUPERVISOR_OWNER, and the mount is announced with `MountUp`
-exactly as a source's; the workers do not care who writes a ring.
+Relays: as a slave (`<master-server>`), a `MasterPoller` greenlet polls the master and
+starts one relay per mirrored mount; `ConfiguredRelays` one per `<relay>` block. This
+object is their `RelayHost`: `start_relay` hands the relay to `Relays`, which gives its
+pull to a worker; the pull claims the mount from there as a source's worker does. The
+supervisor never reads a media byte.
 """
 from __future__ import annotations
 
@@ -30,18 +30,18 @@ from typing import Callable, Mapping
 import gevent
 from gevent.queue import Queue
 
-from fanout import logs, sdnotify, supervised
+from fanout import core, logs, sdnotify, supervised
 from fanout.config import Config, ConfigError
 from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.httpclient import configure_upstream_tls
 from fanout.messages import Booted, MountUp, NewConfig
-from fanout.mountinfo import MountInfo
 from fanout.privileges import Secured, secure_process
 from fanout.source_files import PlaylistLog
 from fanout.protocol.redirect import registration_query
 from fanout.protocol.yp import FIRST_ADD_DELAY
-from fanout.registry import SUPERVISOR_OWNER, MountRecord
+from fanout.registry import MountRecord
 from fanout.relay.configured import ConfiguredRelays
+from fanout.relay.plan import RelaySpec
 from fanout.relay.poller import MasterPoller
 from fanout.startup import (EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners, load_config,
                             tls_for_reload,
@@ -49,8 +49,8 @@ from fanout.startup import (EXIT_OK, EXIT_STARTUP, StartupError, bind_listeners,
 from fanout.supervisor.dispatch import worker_messages
 from fanout.supervisor.gathering import Gathering
 from fanout.supervisor.mounts import Mounts
-from fanout.supervisor.ownership import RelayOwnership
 from fanout.supervisor.pool import DEFAULT_TIMEOUT, WORKER_MODULE, WorkerHandle, WorkerPool
+from fanout.supervisor.relays import Relay, Relays
 from fanout.supervisor.slaves import SlaveRedirects, own_load
 from fanout.supervisor.yp import YpDirectories
 
@@ -73,16 +73,21 @@ class Supervisor:
         self.listeners: list[socket.socket] = []
         self.signals: Queue[int] = Queue()
         self.counters = Counters.create()
-        self.pool = WorkerPool(self, workers, self.counters, drain=drain, timeout=timeout,
-                               worker_module=worker_module)
+        # Made before any worker: every worker inherits every doorbell (a writer in one
+        # worker rings the others), and a replacement gets its slot's.
+        self.doorbells = core.Doorbells.create(workers)
+        self.pool = WorkerPool(self, workers, self.counters, self.doorbells, drain=drain,
+                               timeout=timeout, worker_module=worker_module)
         self.mounts = Mounts(config, self.pool.broadcast)
         self.mounts.on_source_ended = self.source_ended
         self.mounts.on_title = self.title_changed  # issue 11 (opswire): <playlistlog>
         self.playlist: PlaylistLog | None = None  # opened after secure_process (chroot)
         self.gathering = Gathering(self.pool)
         self.slaves = SlaveRedirects(config, self.pool)
-        self.ownership = RelayOwnership([SUPERVISOR_OWNER])  # workers: issue 13
-        self.handlers = worker_messages(self.mounts, self.gathering, self.slaves, self.on_booted)
+        self.pulls = Relays(self.pool, self.mounts)
+        self.mounts.runs_relay = self.pulls.owns
+        self.handlers = worker_messages(self.mounts, self.gathering, self.slaves, self.pulls,
+                                        self.on_booted)
         self.poller: MasterPoller | None = None
         self.relays = ConfiguredRelays(self)
         self.notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify
@@ -152,6 +157,7 @@ class Supervisor:
             sock.close()
         self.mounts.registry.close_all()
         self.counters.close()
+        self.doorbells.close()
         if self.secured is not None:  # issue 11 (opswire): the pid file goes last
             self.secured.release()
 
@@ -238,10 +244,9 @@ class Supervisor:
         self.handlers.dispatch(message, handle)
 
     def worker_died(self, handle: WorkerHandle) -> None:
+        self.pulls.worker_died(handle.index)  # first: its relayed mounts are kept, held
         self.mounts.worker_died(handle.index)
         self.gathering.worker_died(handle)
-        for mount, owner in self.ownership.owner_left(handle.index).items():
-            log.info("relay %s: now run by %s", mount, owner)  # none yet: pulls run here
 
     def on_booted(self, message: Booted, handle: WorkerHandle) -> None:
         handle.booted = True
@@ -251,6 +256,7 @@ class Supervisor:
             if self.on_ready is not None:
                 self.on_ready()  # before the last "booted" line, which callers wait for
         log.info("worker %d booted (pid %d)", handle.index, message.pid)
+        self.pulls.worker_booted(handle.index)
 
     # -- issue 11 (opswire): the YP listings' view of the mounts; titles into <playlistlog> -----
 
@@ -287,33 +293,9 @@ class Supervisor:
         if self.poller is not None:
             self.poller.trigger()  # a master mount this source shadowed may be free now
 
-    def assign_relay(self, mount: str) -> int | None:
-        """Who runs relay `mount`'s pull (today always SUPERVISOR_OWNER: this hub)."""
-        return self.ownership.assign(mount)
-
-    def unassign_relay(self, mount: str) -> None:
-        self.ownership.release(mount)
-
-    def claim_relay_mount(self, name: str, info: MountInfo) -> MountRecord:
-        """Claim `name` for a relay pull and announce it; raises ClaimRefused."""
-        record = self.mounts.claim(name, SUPERVISOR_OWNER, info)
-        if info.connected:  # not an idle on-demand relay: it has a stream
-            self.counters.add(SUPERVISOR_ROW, "source_relay_connections", 1)
-            self.mounts.override_fallback(name)
-        return record
-
-    def release_relay_mount(self, name: str) -> None:
-        """End a relayed mount (its listeners go to its fallback, as a source's do)."""
-        self.mounts.release(name, SUPERVISOR_OWNER)
-
-    def set_mount_metadata(self, name: str, block: bytes, title: str) -> None:
-        self.mounts.set_metadata(name, block, title)
-
-    def update_relay_info(self, name: str, change: Callable[[MountInfo], MountInfo]) -> None:
-        self.mounts.update_relay_info(name, change)
-
-    def live_fallback(self, name: str) -> str | None:
-        return self.mounts.live_fallback(name)
+    def start_relay(self, spec: RelaySpec, on_ended: Callable[[], None]) -> Relay:
+        """Run relay `spec` in a worker (fanout/supervisor/relays.py)."""
+        return self.pulls.start_relay(spec, on_ended)
 
     def local_mounts(self) -> set[str]:
         return self.mounts.local_mounts()

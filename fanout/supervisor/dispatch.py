@@ -9,16 +9,18 @@ from typing import Callable
 
 from fanout.control import Dispatch
 from fanout.messages import (
-    Answer, Booted, Claim, Gather, Metadata, Release, Remount, SlavePullClosed, SlaveRegister,
-    StreamTags,
+    Answer, Booted, Claim, DemandRelay, Gather, Metadata, RelayEnded, RelayStatus,
+    RelayStopped, RelayStream, Release, Remount, SlavePullClosed, SlaveRegister, StreamTags,
 )
 from fanout.supervisor.gathering import Gathering
 from fanout.supervisor.mounts import Mounts
 from fanout.supervisor.pool import WorkerHandle
+from fanout.supervisor.relays import Relays
 from fanout.supervisor.slaves import SlaveRedirects
 
 
 def worker_messages(mounts: Mounts, gathering: Gathering, slaves: SlaveRedirects,
+                    relays: Relays,
                     on_booted: Callable[[Booted, WorkerHandle], None]) -> Dispatch[WorkerHandle]:
     table: Dispatch[WorkerHandle] = Dispatch("supervisor")
     table.on(Booted, on_booted)
@@ -31,4 +33,9 @@ def worker_messages(mounts: Mounts, gathering: Gathering, slaves: SlaveRedirects
     table.on(Answer, gathering.on_answer)
     table.on(SlaveRegister, slaves.on_slave_register)
     table.on(SlavePullClosed, slaves.on_slave_pull_closed)
+    table.on(RelayStatus, mounts.on_relay_status)
+    table.on(RelayStream, mounts.on_relay_stream)
+    table.on(RelayEnded, relays.on_relay_ended)
+    table.on(RelayStopped, relays.on_relay_stopped)
+    table.on(DemandRelay, relays.on_demand_relay)
     return table

@@ -21,10 +21,10 @@ from fanout.config import Config
 from fanout.gathers import NO_GATHER
 from fanout.messages import (
     MOVE_CLIENTS, Claim, ClaimResult, Metadata, MountChanged, MountDown, MountUp, Query,
-    Release, Remount, StreamTags,
+    Release, RelayStatus, RelayStream, Remount, StreamTags,
 )
-from fanout.mountinfo import MountInfo
-from fanout.registry import SUPERVISOR_OWNER, ClaimRefused, MountRecord, MountRegistry
+from fanout.mountinfo import MountInfo, renewed
+from fanout.registry import ClaimRefused, MountRecord, MountRegistry
 from fanout.supervisor.pool import WorkerHandle
 
 log = logging.getLogger("fanout.supervisor")
@@ -39,12 +39,19 @@ class Mounts:
         self.broadcast = broadcast  # to every worker
         # Called when a source client's mount ended (the master may list it again).
         self.on_source_ended: Callable[[], None] = lambda: None
+        # Whether worker `w` runs the pull of relay `m` now (fanout/supervisor/relays.py):
+        # only that worker may claim the relay's mount.
+        self.runs_relay: Callable[[str, int], bool] = lambda m, w: False
         # Called with (mount, title) once a mount's title changed (the playlist log).
         self.on_title: Callable[[str, str], None] = lambda name, title: None
 
     def claim(self, name: str, owner: int, info: MountInfo) -> MountRecord:
-        """Create `name`'s ring for `owner` and announce it; raises ClaimRefused."""
-        record = self.registry.claim(self.config, name, owner, info)
+        """Create `name`'s ring for `owner` and announce it; raises ClaimRefused. A relayed
+        stream's claim (its info has a RelayInfo) comes only from the pull's worker."""
+        relay = info.relay is not None
+        if relay and not self.runs_relay(name, owner):
+            raise ClaimRefused(403, "Mountpoint in use")  # a pull the supervisor moved away
+        record = self.registry.claim(self.config, name, owner, info, relay=relay)
         self.broadcast(MountUp(name, record.info), [record.ring.fd])
         return record
 
@@ -61,15 +68,26 @@ class Mounts:
             self.move_listeners(name, fallback)
         if self.registry.release(name, owner) is not None:
             self.broadcast(MountDown(name), ())
-            log.info("source on %s ended", name)
-            if owner != SUPERVISOR_OWNER:
+            log.info("%s on %s ended", "relay" if record.info.relay else "source", name)
+            if record.info.relay is None:
                 self.on_source_ended()
 
+    def end_relay(self, name: str) -> None:
+        """End relayed mount `name`, whoever writes it (the relay stopped)."""
+        record = self.relay_record(name)
+        if record is not None:
+            self.release(name, record.owner)
+
+    def relay_record(self, name: str) -> MountRecord | None:
+        """The record of `name` if a relay's stream has it (not a source)."""
+        record = self.registry.mounts.get(name)
+        return record if record is not None and record.info.relay is not None else None
+
     def worker_died(self, index: int) -> None:
-        """End the mounts worker `index` fed and forget its listener counts."""
+        """End the mounts worker `index` fed and forget its listener counts and doorbell."""
         for name in self.registry.owned_by(index):
             self.release(name, index)
-        self.registry.forget_worker_counts(index)
+        self.registry.forget_worker(index)
 
     # -- messages from workers ---------------------------------------------------------------
 
@@ -83,8 +101,10 @@ class Mounts:
                                                 refused.reason))
                 return
             handle.channel.send(ClaimResult(message.id, name, True, 200, ""))
-            log.info("source on %s (worker %d, %s)", name, handle.index, record.info.content_type)
-            self.override_fallback(name)
+            log.info("%s on %s (worker %d, %s)", "relay" if record.info.relay else "source",
+                     name, handle.index, record.info.content_type)
+            if record.info.connected:  # not an idle on-demand relay: it has a stream
+                self.override_fallback(name)
         except Exception:
             self.fail_claim(handle, message)
             raise  # reported by control.read_loop
@@ -137,11 +157,23 @@ class Mounts:
         record.info = info
         self.broadcast(MountChanged(record.name, info), ())
 
-    def update_relay_info(self, name: str, change: Callable[[MountInfo], MountInfo]) -> None:
-        """A relay pull changes the info of the mount it holds (never a source's)."""
-        record = self.registry.mounts.get(name)
-        if record is not None and record.owner == SUPERVISOR_OWNER:
-            self.change_info(record, change(record.info))
+    def on_relay_status(self, message: RelayStatus, handle: WorkerHandle) -> None:
+        """A relay pull's state and stats, for the info of the mount it writes."""
+        record = self.written_by(message.mount, handle)
+        if record is not None:
+            self.change_info(record, dataclasses.replace(record.info, relay=message.relay))
+
+    def on_relay_stream(self, message: RelayStream, handle: WorkerHandle) -> None:
+        """A relay pull streams anew into the mount it writes: its info, the start kept."""
+        record = self.written_by(message.mount, handle)
+        if record is not None:
+            self.change_info(record, renewed(record.info, message.info))
+
+    def written_by(self, name: str, handle: WorkerHandle) -> MountRecord | None:
+        """The record of relayed mount `name` if `handle`'s worker writes it (a message of
+        a pull that was moved away since changes nothing)."""
+        record = self.relay_record(name)
+        return record if record is not None and record.owner == handle.index else None
 
     # -- fallback mounts (PROTOCOL.md §3.9, §5.1) ---------------------------------------------
 
@@ -167,5 +199,5 @@ class Mounts:
 
     def local_mounts(self) -> set[str]:
         """Mounts held by source clients or configured relays: they win over the master's."""
-        held = {name for name, rec in self.registry.mounts.items() if rec.owner != SUPERVISOR_OWNER}
+        held = {name for name, rec in self.registry.mounts.items() if rec.info.relay is None}
         return held | self.registry.reserved

@@ -1,12 +1,11 @@
 """Which process runs each relay pull: one decision, in one place. Pure.
 
-Theory of operation: every relay pull, when it starts, asks the supervisor for its owner
-(`RelayPull.start` → `Supervisor.assign_relay`), and says when it stops. `RelayOwnership`
-gives each relay the least-loaded candidate (the first such in candidate order),
-remembers the choice, hands a dead owner's relays to the others (`owner_left`) and evens
-the load out on request (`rebalance`). Today the only candidate is the supervisor itself
-(SUPERVISOR_OWNER: pulls run in its hub); making workers candidates is how pulls move
-into workers (DESIGN.md), without touching the poller or the configured relays.
+Theory of operation: the supervisor's relays (`fanout/supervisor/relays.py`) ask it for
+the owner of each relay they start and say when one stops. `RelayOwnership` gives each
+relay the least-loaded candidate (the first such in candidate order; the candidates are
+the workers that booted), remembers the choice, hands a dead owner's relays to the
+others (`owner_left`), gives the orphans to a new candidate (`owner_joined`) and evens
+the load out on request (`rebalance`).
 """
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from typing import Iterable
 
 
 class RelayOwnership:
-    """`candidates`: the processes that may run pulls (worker indexes, or
-    registry.SUPERVISOR_OWNER for the supervisor's own hub)."""
+    """`candidates`: the workers (indexes) that may run pulls."""
 
     def __init__(self, candidates: Iterable[int]) -> None:
         self.candidates: list[int] = list(candidates)

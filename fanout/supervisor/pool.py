@@ -24,7 +24,7 @@ from typing import Protocol, Sequence
 import gevent
 
 import fanout
-from fanout import control, supervised
+from fanout import control, core, supervised
 from fanout.counters import Counters
 from fanout.startup import EXIT_STARTUP
 
@@ -91,11 +91,12 @@ class PoolHost(Protocol):
 
 
 class WorkerPool:
-    def __init__(self, host: PoolHost, size: int, counters: Counters, *, drain: float,
-                 timeout: float, worker_module: str = WORKER_MODULE) -> None:
+    def __init__(self, host: PoolHost, size: int, counters: Counters, doorbells: core.Doorbells,
+                 *, drain: float, timeout: float, worker_module: str = WORKER_MODULE) -> None:
         self.host = host
         self.size = size
         self.counters = counters
+        self.doorbells = doorbells  # every worker gets them all; a replacement its slot's
         self.drain = drain  # seconds a stopping worker keeps serving (--drain)
         self.timeout = timeout  # seconds without a heartbeat before a worker is replaced
         self.worker_module = worker_module
@@ -133,11 +134,14 @@ class WorkerPool:
             return  # stopping (it would only be killed again), or it runs already
         parent, child = control.make_pair()
         listeners = self.host.listeners
-        fds = [child.fileno(), self.counters.fd] + [s.fileno() for s in listeners]
+        bells = [self.doorbells.table_fd, *self.doorbells.eventfds]
+        fds = [child.fileno(), self.counters.fd, *bells] + [s.fileno() for s in listeners]
         boot = WORKER_BOOT.format(root=PACKAGE_ROOT, module=self.worker_module)
         args = [sys.executable, "-c", boot, "--index", str(index),
                 "--control-fd", str(child.fileno()), "--counters-fd", str(self.counters.fd),
                 "--listen-fds", ",".join(str(s.fileno()) for s in listeners),
+                "--doorbells-fd", str(self.doorbells.table_fd),
+                "--eventfds", ",".join(str(fd) for fd in self.doorbells.eventfds),
                 "--drain", str(self.drain), "--timeout", str(self.timeout)]
         try:
             proc = subprocess.Popen(args, pass_fds=fds, close_fds=True)

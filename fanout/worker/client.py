@@ -109,16 +109,45 @@ class Connection:
 
 def read_request(sock: GeventSocket, timeout: float) -> tuple[Request, bytes]:
     """Read one request head; (the request, the bytes that came after its head). Raises
-    HeaderTimeout, ProtocolError or ConnectionError."""
+    HeaderTimeout, ProtocolError or ConnectionError.
+
+    The timeout is a timer of the hub, and the hub may not have run for a while (busy, or
+    the process was stopped): the timer can fire before the hub saw the bytes that arrived
+    meanwhile. So the head is late only if it is not whole with what the socket holds now
+    either (as a source is idle only if its socket has nothing to read, source.py)."""
     parser = HeadParser()
-    with gevent.Timeout(timeout, HeaderTimeout):
+    try:
+        with gevent.Timeout(timeout, HeaderTimeout):
+            while True:
+                request = parser.feed(_head_bytes(sock.recv(HEAD_READ_SIZE)))
+                if request is not None:
+                    return request, parser.leftover
+    except HeaderTimeout:
+        return _head_waiting(sock, parser)
+
+
+def _head_waiting(sock: GeventSocket, parser: HeadParser) -> tuple[Request, bytes]:
+    """The head from what `sock` holds now (not waiting for more); HeaderTimeout if that
+    does not complete it."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)  # a gevent socket waits on EAGAIN unless its timeout is 0
+    try:
         while True:
-            data = sock.recv(HEAD_READ_SIZE)
-            if not data:
-                raise ConnectionResetError("closed before the request head ended")
-            request = parser.feed(data)
+            try:
+                data = sock.recv(HEAD_READ_SIZE)
+            except BlockingIOError:
+                raise HeaderTimeout() from None
+            request = parser.feed(_head_bytes(data))
             if request is not None:
                 return request, parser.leftover
+    finally:
+        sock.settimeout(timeout)
+
+
+def _head_bytes(data: bytes) -> bytes:
+    if not data:
+        raise ConnectionResetError("closed before the request head ended")
+    return data
 
 
 def log_access(conn: Connection, status: int, sent: int) -> None:

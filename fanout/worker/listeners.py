@@ -19,10 +19,10 @@ import logging
 import socket
 import time
 
-import gevent
 
 from fanout import core
 from fanout.lifecycle import MountState, RelayState
+from fanout.messages import DemandRelay
 from fanout.model.intro import interleave_icy
 from fanout.protocol.auth import basic_credentials
 from fanout.protocol.errors import ProtocolError
@@ -48,10 +48,8 @@ log = logging.getLogger("fanout.listener")
 ICECAST_AGENT = "icecast"
 # Seconds a listener of an idle on-demand relay waits for the upstream before a 404.
 ON_DEMAND_WAIT = 10.0
-# Seconds between two looks at a held listener's mount.
-PENDING_CHECK = 0.05
 # Listeners one worker may hold per mount while its on-demand upstream connects (each is
-# a socket and a greenlet looking every PENDING_CHECK); a flash crowd on a slave's
+# a socket and a greenlet waiting for the mount's next change); a flash crowd on a slave's
 # on-demand relay is served once the upstream answers, usually within a second.
 MAX_PENDING = 1000
 # SO_SNDBUF of a listener socket whose <listen-socket> has no <so-sndbuf>: the mount's
@@ -92,6 +90,19 @@ def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Logi
             return refuse_or_redirect(worker, conn, request, refusal)
     if not mount.info.connected:  # an on-demand relay waiting for listeners
         mount = await_upstream(worker, mount)
+        try:
+            answer_listener(worker, conn, request, login, mount)
+        finally:
+            # Counted while held, and not published since: its pull (in any worker) must
+            # never see 0 in between, or it hangs up (run-on 0) on the listener it connected for.
+            publish_count(worker, mount)
+        return
+    answer_listener(worker, conn, request, login, mount)
+
+
+def answer_listener(worker: Worker, conn: Connection, request: Request, login: Login,
+                    mount: LocalMount) -> None:
+    """Answer a let-in listener from `mount`: its head, then the pump has it."""
     metaint = 0
     if wants_icy_metadata(request) and not mount.is_ogg:
         # A relayed mount serves with its upstream's interval unless configured (§3.5).
@@ -184,24 +195,33 @@ def redirect_to_slave(worker: Worker, conn: Connection, request: Request, why: s
 
 def await_upstream(worker: Worker, mount: LocalMount) -> LocalMount:
     """Hold a listener of an idle on-demand relay (no head sent, but counted, which is
-    what makes the supervisor connect) until the upstream is up; the mount then, or a 404
-    "Mount unavailable" if it fails, stops, or takes over ON_DEMAND_WAIT s (§3.7)."""
+    what makes its pull connect: the first one held says so, `DemandRelay`) until the
+    upstream is up; the mount then, or a 404 "Mount unavailable" if it fails, stops, or
+    takes over ON_DEMAND_WAIT s (§3.7). It waits for the mount's changes, not polling.
+    Once up, the count is left as it is: the caller publishes it after adding the
+    listener (or not)."""
     if mount.pending >= MAX_PENDING:
         raise ProtocolError(f"Mount unavailable ({MAX_PENDING} listeners already wait for its "
                             "upstream)", 404)
     mount.pending += 1
     publish_count(worker, mount)
     try:
+        if mount.pending == 1:
+            worker.link.send(DemandRelay(mount.name))
         deadline = time.monotonic() + ON_DEMAND_WAIT
         while not mount.info.connected:
-            if (mount.ended or relay_state(mount) is RelayState.RETRYING
-                    or time.monotonic() > deadline):
+            if mount.ended or relay_state(mount) is RelayState.RETRYING:
                 raise ProtocolError("Mount unavailable", 404)
-            gevent.sleep(PENDING_CHECK)
-    finally:
+            if not mount.changed.wait(max(0.0, deadline - time.monotonic())):
+                raise ProtocolError("Mount unavailable", 404)
+    except BaseException:
         mount.pending -= 1
         publish_count(worker, mount)
+        raise
+    mount.pending -= 1
     current = worker.mounts.get(mount.name)
+    if current is not mount:
+        publish_count(worker, mount)  # re-claimed meanwhile (another format)
     if current is None or current.ended:
         raise ProtocolError("Mount unavailable", 404)
     return current

@@ -7,7 +7,8 @@ and says `Booted`. A greenlet reads the control channel for the rest of its life
 dispatches each message by type (`WorkerProcess.handlers`): `MountUp` maps a ring (from the fd
 that rides with the message), `MountDown` lets the mount's listeners drain and then
 unmaps it, `ClaimResult` and `Gathered` wake whoever waits in the link, `Query` runs a
-registered query (`queries.py`). If the supervisor goes away the worker stops: it never
+registered query (`queries.py`), `StartRelay` and its kin run the relay pulls the
+supervisor gives this worker (`relays.py`). If the supervisor goes away the worker stops: it never
 outlives the server.
 
 Every greenlet is supervised (`fanout.supervised`). Another beats in the shared counters
@@ -18,8 +19,8 @@ fd (the kernel drops fds past the limit) is asked for again once fds are free.
 
 Reading order of the package, bottom up (each module imports only those before it):
 client, link, htpasswd_file, fdlimit, webfeed → state → queries, pump, credentials →
-stats, listener_auth, listeners, streamlist, source, admin_queries, admin, shoutcast,
-status, web, webadmin → connection → server → main.
+stats, listener_auth, listeners, streamlist, source, relay, relay_demand, relays,
+admin_queries, admin, shoutcast, status, web, webadmin → connection → server → main.
 """
 from __future__ import annotations
 
@@ -37,12 +38,14 @@ from fanout import control, core, logs, supervised
 from fanout.counters import Counters
 from fanout.lifecycle import MountEvent
 from fanout.messages import (
-    Answer, Booted, ClaimResult, Gathered, MountChanged, MountDown, MountUp,
-    NewConfig, Query, Redirects, Remount, Stop,
+    Answer, Booted, ClaimResult, Gathered, MountChanged, MountDown, MountUp, NewConfig, Query,
+    Redirects, RelayStopped, Remount, RetryRelay, StartRelay, Stop, StopRelay, WakeRelay,
 )
+from fanout.mountinfo import MountInfo
 from fanout.worker.fdlimit import FdGuard
 from fanout.worker.link import SupervisorLink
-from fanout.worker.pump import close_all_listeners
+from fanout.worker.pump import close_all_listeners, mount_ended
+from fanout.worker import relays
 from fanout.worker.queries import QUERIES
 from fanout.worker.certificates import Certificates
 from fanout.worker.server import ClientServer, spec_of_listener
@@ -68,8 +71,9 @@ class WorkerProcess:
     """The worker's life: boot, control channel, heartbeat, shutdown."""
 
     def __init__(self, index: int, channel: control.Channel, counters: Counters,
-                 listen_fds: list[int], drain: float, timeout: float) -> None:
-        self.worker = Worker(index, SupervisorLink(channel), counters)
+                 doorbells: core.Doorbells, listen_fds: list[int], drain: float,
+                 timeout: float) -> None:
+        self.worker = Worker(index, SupervisorLink(channel), counters, doorbells)
         self.channel = channel
         self.drain = drain  # seconds to keep serving after SIGTERM (/health says 503)
         self.timeout = timeout  # the supervisor kills a worker that did not beat this long
@@ -90,6 +94,10 @@ class WorkerProcess:
         self.handlers.on(Stop, self.on_stop)
         self.handlers.on(Query, self.on_query)
         self.handlers.on(Gathered, self.on_gathered)
+        self.handlers.on(StartRelay, self.on_start_relay)
+        self.handlers.on(StopRelay, self.on_stop_relay)
+        self.handlers.on(RetryRelay, self.on_retry_relay)
+        self.handlers.on(WakeRelay, self.on_wake_relay)
 
     def run(self) -> int:
         worker = self.worker
@@ -148,6 +156,7 @@ class WorkerProcess:
         log.info("SIGUSR1: log files reopened")
 
     def shutdown(self) -> None:
+        relays.stop_relays(self.worker)
         for server in self.servers:
             server.close()
         for mount in list(self.worker.mounts.values()):
@@ -179,15 +188,21 @@ class WorkerProcess:
         self.worker.redirect_targets = message.targets
 
     def on_mount_up(self, message: MountUp, delivery: control.Delivery) -> None:
-        worker, name = self.worker, message.mount
-        if message.resent and name not in worker.lost_rings:
+        if message.resent and message.mount not in self.worker.lost_rings:
             return  # a newer MountUp brought the ring meanwhile
-        fd = delivery.take_fd()
+        self.map_ring(message.mount, message.info, delivery.take_fd())
+
+    def map_ring(self, name: str, info: MountInfo, fd: int | None) -> None:
+        """Serve mount `name` from the ring `fd` (which this closes); a ring that came
+        without its fd, or that cannot be mapped for want of fds, is asked for again."""
+        worker = self.worker
         if fd is None:
             self.ring_lost(name)
             return
         try:
-            ring = core.Ring.attach(fd)  # keeps a dup of the fd: one more fd
+            # Keeps a dup of the fd: one more fd. Writes here (a source, a relay pull) ring
+            # the doorbells of the workers that serve its listeners.
+            ring = core.Ring.attach(fd, doorbells=worker.doorbells)
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -201,8 +216,8 @@ class WorkerProcess:
         old = worker.mounts.get(name)
         if old is not None:  # a new source took over before our old listeners drained
             close_all_listeners(worker, old)
-        mount = LocalMount(name, ring, message.info, worker.cfg.resolve_mount(name))
-        mount.set_info(message.info)  # a relay reconnecting right now: held from the start
+        mount = LocalMount(name, ring, info, worker.cfg.resolve_mount(name))
+        mount.set_info(info)  # a relay reconnecting right now: held from the start
         worker.mounts[name] = mount
         worker.status_feed.mounts_changed()
 
@@ -214,8 +229,7 @@ class WorkerProcess:
             return
         mount.advance(MountEvent.END)
         worker.status_feed.mounts_changed()
-        if not mount.listeners:
-            worker.forget_mount(mount)
+        mount_ended(worker, mount)
 
     def on_mount_changed(self, message: MountChanged, delivery: control.Delivery) -> None:
         mount = self.worker.mounts.get(message.mount)
@@ -242,6 +256,28 @@ class WorkerProcess:
 
     def on_gathered(self, message: Gathered, delivery: control.Delivery) -> None:
         self.worker.link.gathered(message)
+
+    # -- relay pulls (relays.py) ---------------------------------------------------------
+
+    def on_start_relay(self, message: StartRelay, delivery: control.Delivery) -> None:
+        worker, name = self.worker, message.spec.mount
+        resume = message.info is not None
+        if message.info is not None and (name not in worker.mounts or name in worker.lost_rings):
+            self.map_ring(name, message.info, delivery.take_fd())  # its MountUp's was lost
+        relays.start_relay(worker, message.spec, resume)
+
+    def on_stop_relay(self, message: StopRelay, delivery: control.Delivery) -> None:
+        relays.stop_relay(self.worker, message.mount)
+        if message.hand_over:  # stopped for good: only now may the next owner write the ring
+            log.info("relay %s: stopped here (worker %d) to be handed on", message.mount,
+                     self.worker.index)
+            self.worker.link.send(RelayStopped(message.mount))
+
+    def on_retry_relay(self, message: RetryRelay, delivery: control.Delivery) -> None:
+        relays.retry_relay(self.worker, message.mount)
+
+    def on_wake_relay(self, message: WakeRelay, delivery: control.Delivery) -> None:
+        relays.wake_relay(self.worker, message.mount)
 
     # -- rings that arrived without their fd -----------------------------------------------
 

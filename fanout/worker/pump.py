@@ -1,16 +1,29 @@
-"""The listener pump: one greenlet per mount per worker feeds every listener of the mount.
+"""The listener pump: one loop per worker feeds every listener of every mount it serves.
 
 Theory of operation: a listener, once its request is answered (`listeners.py`), is a core
 `Listener` placed at the mount's burst point with its response head queued as its
-`prefix`; the socket then belongs to the mount's pump and no greenlet waits on it. The
-pump wakes every TICK and makes one compiled `send_many` pass over all of the mount's
-listeners when MIN_BATCH new bytes are in the ring or the last pass is MAX_DELAY old:
-that pass is where the CPU goes, with one non-blocking `sendmsg` per listener and no
-Python call per listener. Listeners that arrived since the last tick get a pass of their
-own (`serve_fresh`). Listeners the pass reports as lapped (too far behind: slow) or failed
-(peer gone) are closed; would-block ones are simply retried on the next pass. When the
-source leaves, the pump lets listeners drain what is in the ring for at most DRAIN_TIME,
-then closes them, as Icecast drops them.
+`prefix`; the socket then belongs to the pump and no greenlet waits on it. One supervised
+greenlet per worker (`pump_loop`) serves every mount, and it waits at ONE point: the
+worker's doorbell, a `core.Waiter` on its eventfd (fanout._core's "Wake-ups"), with a
+timeout at the earliest latency deadline. A mount's pass, one compiled `send_many` over
+its listeners (one non-blocking sendmsg each: that is where the CPU goes), runs when
+- its ring advanced MIN_BATCH bytes since its last pass: the ring's wake batch, so its
+  writer (a source or relay pull in any worker) rings this worker's doorbell;
+- its latency deadline came: MAX_DELAY after a pass that saw new bytes or left a listener
+  blocked, and there is something to send (this bounds source->listener latency);
+- listeners arrived (`start_pump` kicks the loop: they get a pass of their own,
+  `serve_fresh`, for a short time to first byte) or moved in (`urgent`), or it ended.
+A mount whose ring stopped moving is idle: no deadline, and its ring's wake batch drops to
+IDLE_BATCH so that the first new byte rings at once (as the 10 ms tick this replaced
+would have seen it); the pass it causes sets the batch back. The batch is a field of the
+shared ring, so every worker reading it sets it the same way. An idle mount costs nothing,
+and a worker with nothing to send sleeps on its eventfd.
+
+Listeners the pass reports as lapped (too far behind: slow) or failed (peer gone) are
+closed; would-block ones are retried at the next deadline. When the source leaves, the
+listeners drain what is in the ring for at most DRAIN_TIME, then are closed, as Icecast
+drops them. A pass that raises closes that mount's listeners only (reported); the loop
+goes on. Passes are counted in the shared counters (`pump_passes`, /metrics).
 
 Listeners also leave a mount by being killed (`kill_listener`) or moved to another one
 (`move_listeners`: a fallback, an override, /admin/moveclients), always between two passes
@@ -18,26 +31,35 @@ of the same hub, so a pass never sees a half-removed listener.
 """
 from __future__ import annotations
 
+import heapq
 import logging
+import os
+import socket
 import time
 
 import gevent
+from gevent.hub import get_hub
+from gevent.socket import wait
 
 from fanout import core, supervised
 from fanout.messages import SlavePullClosed
 from fanout.model.ogg import page_length
 from fanout.worker.client import log_access
-from fanout.worker.state import LocalMount, Worker, info_of
+from fanout.worker.state import LocalMount, Pumping, Worker, info_of
 
 log = logging.getLogger("fanout.listener")
 
-# Seconds between checks whether a sender pass is due (cheap: a few comparisons).
-TICK = 0.01
 # A pass costs one sendmsg per listener with data, so passes are batched: one runs when
-# MIN_BATCH new bytes are in the ring, or when the oldest unsent byte is MAX_DELAY old (this
-# bounds source->listener latency), or at once when a new listener waits for its head.
-MIN_BATCH = 8192
+# MIN_BATCH new bytes are in the ring (its writer rings then: a new ring's wake batch), or
+# when the oldest unsent byte is MAX_DELAY old (this bounds source->listener latency), or
+# at once when a new listener waits for its head.
+MIN_BATCH = core.WAKE_BATCH  # 8 KiB
 MAX_DELAY = 0.15
+# Wake batch of an idle mount's ring: its first new byte rings the doorbell.
+IDLE_BATCH = 1
+# Deadlines this close after the one that woke the loop are served in the same wake-up:
+# many mounts cost fewer wake-ups, each pass at most this much later.
+DEADLINE_SLACK = 0.01
 # Ring bytes one listener may be sent in one pass (fairness between listeners).
 BUDGET = 256 * 1024
 # Seconds listeners may keep draining after their source left.
@@ -72,53 +94,172 @@ def publish_count(worker: Worker, mount: LocalMount) -> None:
     mount.ring.set_listener_count(worker.index, counted)
 
 
+# -- the loop ---------------------------------------------------------------------------------
+
 def start_pump(worker: Worker, mount: LocalMount) -> None:
-    """Run `mount`'s pump unless it runs. Restarted after a crash (its state is the mount's
-    listener list); given up after crashing again and again, it closes those listeners."""
-    if mount.pump is None and mount.listeners:
-        mount.pump = supervised.spawn("worker.pump", pump, worker, mount, restart=True,
-                                      give_up=lambda: abandon_pump(worker, mount))
+    """Serve `mount`'s listeners here: its ring rings this worker from now on, and its
+    fresh or moved-in listeners get a pass at once."""
+    pumping = worker.pumping
+    if not mount.watched and mount.listeners:
+        pumping.waiter.watch(mount.ring, mount, mount.ring.write_seq)
+        mount.watched, mount.passed = True, mount.ring.write_seq
+    kick(pumping, mount)
+    if pumping.loop is None or pumping.loop.dead:
+        # Restarted (its state is the worker's); given up after crashing again and again,
+        # every listener is closed.
+        pumping.loop = supervised.spawn("worker.pump", pump_loop, worker, restart=True,
+                                        give_up=lambda: abandon_pumps(worker))
 
 
-def abandon_pump(worker: Worker, mount: LocalMount) -> None:
-    close_all_listeners(worker, mount)
-    mount.pump = None
-    if mount.ended:
+def mount_ended(worker: Worker, mount: LocalMount) -> None:
+    """`mount` ended: its listeners drain what the ring holds for at most DRAIN_TIME; one
+    with no listener here is forgotten at once."""
+    if not mount.listeners:
         worker.forget_mount(mount)
+        return
+    mount.drain_until = time.monotonic() + DRAIN_TIME
+    kick(worker.pumping, mount)
 
 
-def pump(worker: Worker, mount: LocalMount) -> None:
-    """Feed the mount's listeners until none is left."""
-    drain_deadline = None
-    sent_upto, last_pass = -1, 0.0
-    while mount.listeners:
-        now, end = time.monotonic(), mount.ring.write_seq
-        if mount.fresh:
-            serve_fresh(worker, mount)
-        if mount.urgent or end - sent_upto >= MIN_BATCH or now - last_pass >= MAX_DELAY:
-            mount.urgent = False
-            sent_upto, last_pass = end, now
-            results = core.send_many(mount.ring, mount.listeners, BUDGET)
-            if results:
-                drop_failed(worker, mount, results)
-        if mount.ended:
-            drain_deadline = drain_deadline or now + DRAIN_TIME
-            if drained(mount) or now > drain_deadline:
-                close_all_listeners(worker, mount)
-                break
-        gevent.sleep(TICK)
-    mount.pump = None
-    if mount.ended:
-        worker.forget_mount(mount)
+def kick(pumping: Pumping, mount: LocalMount) -> None:
+    """Have the loop serve `mount` at once (waking it if it sleeps)."""
+    pumping.asked[id(mount)] = mount
+    if pumping.waiting:
+        pumping.waiting = False
+        os.eventfd_write(pumping.waiter.fd, 1)  # our own doorbell: the one waiting point
+
+
+def abandon_pumps(worker: Worker) -> None:
+    for mount in list(worker.mounts.values()):
+        close_all_listeners(worker, mount)
+    worker.pumping.loop = None
+
+
+def pump_loop(worker: Worker) -> None:
+    """Serve every mount of this worker when it is due; sleep on the doorbell otherwise."""
+    pumping = worker.pumping
+    watcher = get_hub().loop.io(pumping.waiter.fd, 1)
+    try:
+        while True:
+            for mount in due_mounts(pumping, wait_for_work(pumping, watcher)):
+                serve_mount(worker, mount)
+                gevent.sleep(0)  # one pass at a time: the hub's other greenlets run between
+            count_passes(worker)
+    finally:
+        watcher.close()
+
+
+def wait_for_work(pumping: Pumping, watcher: object) -> list[LocalMount]:
+    """Sleep until some mount is due (its ring rang, its deadline came, it was kicked);
+    the mounts whose ring advanced their wake batch since their last pass."""
+    waiter = pumping.waiter
+    if pumping.asked:
+        return waiter.due()  # type: ignore[return-value]  # the tags are LocalMounts
+    ready = waiter.arm()
+    if ready:
+        return ready  # type: ignore[return-value]
+    pumping.waiting = True
+    try:
+        wait(watcher, next_deadline(pumping))
+    except socket.timeout:
+        pass  # a latency deadline came first
+    finally:
+        pumping.waiting = False
+    waiter.disarm()
+    return waiter.due()  # type: ignore[return-value]
+
+
+def next_deadline(pumping: Pumping) -> float | None:
+    """Seconds until the earliest latency deadline (None: none, sleep until rung)."""
+    heap = pumping.deadlines
+    while heap and heap[0][2].check_at != heap[0][0]:
+        heapq.heappop(heap)  # stale: the mount was served or rescheduled since
+    return max(0.0, heap[0][0] - time.monotonic()) if heap else None
+
+
+def due_mounts(pumping: Pumping, rung: list[LocalMount]) -> list[LocalMount]:
+    """The mounts to serve now: rung, asked, or past their deadline (and those within
+    DEADLINE_SLACK after it), each once."""
+    due = {id(m): m for m in rung}
+    due.update(pumping.asked)
+    pumping.asked.clear()
+    heap, until = pumping.deadlines, time.monotonic() + DEADLINE_SLACK
+    while heap and heap[0][0] <= until:
+        at, _, mount = heapq.heappop(heap)
+        if mount.check_at == at:
+            due[id(mount)] = mount
+    return list(due.values())
+
+
+def serve_mount(worker: Worker, mount: LocalMount) -> None:
+    """One turn of `mount`: a pass if due, then its next deadline; a pass that raises
+    costs only this mount's listeners."""
+    if not mount.watched:
+        return  # forgotten since it was found due
+    try:
+        serve(worker, mount)
+    except Exception:
+        supervised.report("worker.pump", mount.name)
+        close_all_listeners(worker, mount)
+
+
+def serve(worker: Worker, mount: LocalMount) -> None:
+    if mount.fresh:
+        serve_fresh(worker, mount)
+    now, end = time.monotonic(), mount.ring.write_seq
+    moved = end != mount.passed
+    if moved or mount.urgent or mount.behind or mount.ended:
+        full_pass(worker, mount, end)
+    if mount.ended and (drained(mount) or now > (mount.drain_until or now)):
+        close_all_listeners(worker, mount)
+    elif not mount.listeners:
+        listeners_gone(worker, mount)
+    elif moved or mount.behind or mount.ended:
+        schedule(worker.pumping, mount, now + MAX_DELAY)
+    else:
+        mount.check_at = None
+        if not mount.idle:  # its ring stopped: the first new byte rings
+            mount.idle = True
+            mount.ring.set_wake_batch(IDLE_BATCH)
+
+
+def full_pass(worker: Worker, mount: LocalMount, end: int) -> None:
+    """A pass over every listener of `mount`, up to write_seq `end`."""
+    if mount.idle:  # it moves again: batched again
+        mount.idle = False
+        mount.ring.set_wake_batch(MIN_BATCH)
+    mount.urgent = False
+    results = core.send_many(mount.ring, mount.listeners, BUDGET)
+    worker.pumping.passes += 1
+    mount.passed = end
+    worker.pumping.waiter.passed(mount.ring, end)
+    mount.behind = any(status == core.WOULD_BLOCK for _, status, _ in results)
+    if results:
+        drop_failed(worker, mount, results)
+
+
+def schedule(pumping: Pumping, mount: LocalMount, at: float) -> None:
+    mount.check_at = at
+    heapq.heappush(pumping.deadlines, (at, next(pumping.order), mount))
+
+
+def count_passes(worker: Worker) -> None:
+    pumping = worker.pumping
+    if pumping.passes:
+        worker.counters.add(worker.index, "pump_passes", pumping.passes)
+        pumping.passes = 0
 
 
 def serve_fresh(worker: Worker, mount: LocalMount) -> None:
-    """A pass over just the listeners that arrived since the last tick, for a short time to
-    first byte. A full pass per arrival would re-send to every listener each tick while a
-    crowd arrives; these join the batched passes from the next one on."""
+    """A pass over just the listeners that arrived since the last pass, for a short time to
+    first byte. A full pass per arrival would re-send to every listener while a crowd
+    arrives; these join the batched passes from the next one on."""
     fresh = [l for l in mount.fresh if not info_of(l).closed]
     mount.fresh.clear()
     results = core.send_many(mount.ring, fresh, BUDGET)
+    worker.pumping.passes += 1
+    if any(status == core.WOULD_BLOCK for _, status, _ in results):
+        mount.behind = True
     if results:
         drop_failed(worker, mount, results)
 
@@ -183,7 +324,19 @@ def close_all_listeners(worker: Worker, mount: LocalMount) -> None:
     for listener in mount.listeners:
         close_listener(worker, mount, listener)
     mount.listeners.clear()
+    mount.fresh.clear()
     publish_count(worker, mount)
+    listeners_gone(worker, mount)
+
+
+def listeners_gone(worker: Worker, mount: LocalMount) -> None:
+    """If `mount` has no listener left here, its ring stops ringing this worker, and an
+    ended mount is forgotten."""
+    if mount.listeners:
+        return
+    worker.unwatch(mount)
+    if mount.ended:
+        worker.forget_mount(mount)
 
 
 def kill_listener(worker: Worker, mount_name: str, client_id: int) -> bool:
@@ -195,6 +348,7 @@ def kill_listener(worker: Worker, mount_name: str, client_id: int) -> bool:
     local.listeners.remove(match[0])
     close_listener(worker, local, match[0])
     publish_count(worker, local)
+    listeners_gone(worker, local)
     return True
 
 
@@ -220,6 +374,7 @@ def move_listeners(worker: Worker, mount: str, destination: str, chosen: set[int
     publish_count(worker, src)
     publish_count(worker, dst)
     worker.tallies.observe_listener_count(dst)
+    listeners_gone(worker, src)
     dst.urgent = True
     start_pump(worker, dst)
     waiting = {key for key, tail in tails.items() if tail is None}

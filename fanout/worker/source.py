@@ -35,13 +35,19 @@ from fanout.protocol.responses import render_continue, render_source_ok
 from fanout.ringio import RingFeed
 from fanout.source_files import DumpFile
 from fanout.worker.client import Connection
-from fanout.worker.pump import TICK
+from fanout.worker.pump import MAX_DELAY
 from fanout.worker.state import Worker
 
 log = logging.getLogger("fanout.source")
 
 # Bytes read per recv from a source; sources send far less than this per event-loop turn.
 SOURCE_READ_SIZE = 65536
+# A source writes at most queue-size / PACE_SHARE bytes (and at least PACE_MIN) per
+# PACE_INTERVAL seconds: MAX_DELAY / PACE_INTERVAL / PACE_SHARE = 15/16 of a queue per
+# latency deadline (see SourcePace).
+PACE_INTERVAL = MAX_DELAY / 15
+PACE_SHARE = 16
+PACE_MIN = 4096
 # Fewest seconds between two tag updates (StreamTags) of one source: a source chaining tiny
 # Ogg links as fast as it can must not flood the supervisor and every worker with updates.
 TAGS_INTERVAL = 0.5
@@ -280,15 +286,15 @@ class SourcePace:
 
     Icecast's source thread reads a chunk and then writes it to every listener, so a source
     pushing faster than real time is paced by that loop. Here the source and the pumps are
-    decoupled, so the same bound is explicit: at most 1/16 of the listeners' lag limit per
-    pump tick (3.2 MB/s, 25 Mbit/s, with the default queue-size), so that listeners served
-    every tick keep up even when a pass over many of them takes several ticks. A real-time
+    decoupled, so the same bound is explicit: at most queue-size / PACE_SHARE bytes per
+    PACE_INTERVAL (3.2 MB/s, 25 Mbit/s, with the default queue-size). A listener served at
+    least once per latency deadline (pump.MAX_DELAY) then never falls more than 15/16 of
+    its queue-size behind, even when a pass over many listeners comes late. A real-time
     source (kbit/s) never comes near it; only a faster-than-real-time push waits.
-    Better (to do): pace by the pumps' published pass progress instead of a fixed rate.
     """
 
     def __init__(self, queue_size: int) -> None:
-        self.limit = max(4096, queue_size // 16)
+        self.limit = max(PACE_MIN, queue_size // PACE_SHARE)
         self.window_start = time.monotonic()
         self.written = 0
 
@@ -296,8 +302,7 @@ class SourcePace:
         self.written += n
         if self.written < self.limit:
             return
-        wait = self.window_start + TICK - time.monotonic()
+        wait = self.window_start + PACE_INTERVAL - time.monotonic()
         if wait > 0:
             gevent.sleep(wait)
         self.window_start, self.written = time.monotonic(), 0
-

@@ -19,7 +19,7 @@ import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Concatenate, Mapping, ParamSpec, TypeVar, cast
+from typing import Callable, Concatenate, Mapping, ParamSpec, Protocol, TypeVar, cast
 
 import gevent
 from gevent.event import Event
@@ -51,6 +51,14 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 
+class RelayRun(Protocol):
+    """A relay pull this worker runs (`relay.py`), as `relays.py` drives it."""
+
+    def stop(self) -> None: ...
+    def retry_now(self) -> None: ...
+    def demanded(self) -> None: ...
+
+
 @dataclass(slots=True)
 class ListenerInfo:
     """What the worker keeps about a listener besides its core state (its `tag`)."""
@@ -77,12 +85,23 @@ class LocalMount:
     info: MountInfo
     resolved: ResolvedMount
     listeners: list[core.Listener] = field(default_factory=list)
-    pump: gevent.Greenlet | None = None
     state: MountState = MountState.LIVE  # moved only by `advance` (fanout.lifecycle's table)
     slow_listeners: int = 0
-    urgent: bool = False  # a full pass is due at the next tick (e.g. listeners moved in)
-    fresh: list[core.Listener] = field(default_factory=list)  # arrived since the last tick
+    # The pump's view (pump.py): whether the worker's Waiter watches the ring, the
+    # write_seq of the last full pass, when the next latency check is due (None: none),
+    # whether it is idle, a listener left blocked, a full pass wanted at once (listeners
+    # moved in), listeners that arrived since the last pass, the end of a drain.
+    watched: bool = False
+    passed: int = 0
+    check_at: float | None = None
+    idle: bool = False  # its ring's wake batch is pump.IDLE_BATCH
+    behind: bool = False
+    urgent: bool = False
+    fresh: list[core.Listener] = field(default_factory=list)
+    drain_until: float | None = None
     pending: int = 0  # listeners held until an on-demand relay's upstream is connected
+    # Set (and replaced) at every info change and at the end: what held listeners wait on.
+    changed: Event = field(default_factory=Event)
     # issue 11: the <intro> new listeners get first, once loaded: (its name, its bytes or
     # None if it could not be used), loaded again when a reload names another file.
     intro: tuple[str, bytes | None] | None = None
@@ -98,6 +117,7 @@ class LocalMount:
 
     def advance(self, event: MountEvent) -> None:
         self.state = next_mount_state(self.state, event)
+        self.tell_waiters()
 
     def set_info(self, info: MountInfo) -> None:
         """A new info; a relay reconnecting holds the mount, streaming again resumes it."""
@@ -106,6 +126,13 @@ class LocalMount:
             self.advance(MountEvent.HOLD)
         elif self.state is MountState.HELD and not info.held:
             self.advance(MountEvent.RESUME)
+        else:
+            self.tell_waiters()
+
+    def tell_waiters(self) -> None:
+        """Wake whoever waits for this mount to change (its info, its end)."""
+        told, self.changed = self.changed, Event()
+        told.set()
 
 
 @dataclass(slots=True)
@@ -177,13 +204,32 @@ class Tallies:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
 
+class Pumping:
+    """The state of the worker's one pump loop (pump.py): its doorbell, the mounts it was
+    asked to serve at once, and the latency deadlines of the others."""
+
+    def __init__(self, waiter: core.Waiter) -> None:
+        self.waiter = waiter  # the worker's one waiting point, for every ring it serves
+        self.loop: gevent.Greenlet | None = None
+        self.asked: dict[int, LocalMount] = {}  # by id: fresh or moved-in listeners, or ended
+        self.deadlines: list[tuple[float, int, LocalMount]] = []  # a heap; stale entries skipped
+        self.order = itertools.count()  # ties in the heap, without comparing mounts
+        self.waiting = False  # the loop sleeps on the doorbell: a kick must ring it
+        self.passes = 0  # passes made and not yet counted in the shared counters
+
+
 class Worker:
     """One worker process's state; every handler gets it."""
 
-    def __init__(self, index: int, link: SupervisorLink, counters: Counters) -> None:
+    def __init__(self, index: int, link: SupervisorLink, counters: Counters,
+                 doorbells: core.Doorbells) -> None:
         self.index = index
         self.link = link
         self.counters = counters
+        # Every worker's doorbell: rings this worker maps ring them when written here (a
+        # source, a relay pull), and this worker's own is where its pump waits.
+        self.doorbells = doorbells
+        self.pumping = Pumping(core.Waiter(doorbells, index))
         self.config: Config | None = None  # the supervisor's first message sets it
         self.stopping = Event()
         self.mounts: dict[str, LocalMount] = {}
@@ -193,6 +239,7 @@ class Worker:
         self.rng = random.Random()  # the chooser's "little randomness" (fanout.redirects)
         self.bound_ports: list[int] = []  # of the inherited listening sockets, in order
         self.sources: dict[str, Connection] = {}  # mount -> the source served here
+        self.relays: dict[str, RelayRun] = {}  # mount -> the relay pull run here
         self.sessions = Sessions()
         self.htpasswd = HtpasswdFiles()
         self.tallies = Tallies()
@@ -229,12 +276,20 @@ class Worker:
         # Every worker runs the same code: the answers are what `query` returns.
         return cast("list[R | None]", self.link.gather(query.__name__, sent))
 
+    def unwatch(self, mount: LocalMount) -> None:
+        """The pump no longer serves `mount` here: its writer stops ringing this worker."""
+        if mount.watched:
+            self.pumping.waiter.unwatch(mount.ring)
+            mount.watched = False
+            mount.check_at = None
+
     def forget_mount(self, mount: LocalMount) -> None:
         """Close a drained mount's ring and drop it (idempotent)."""
         if mount.state is MountState.ENDED:
             mount.advance(MountEvent.FORGET)
         if self.mounts.get(mount.name) is mount:
             del self.mounts[mount.name]
+        self.unwatch(mount)
         mount.ring.close()
 
 

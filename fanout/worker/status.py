@@ -148,7 +148,10 @@ def server_families(worker: Worker, workers: list[WorkerFigures]) -> list[Metric
             reasons[reason] = reasons.get(reason, 0) + count
     for reason, count in sorted(reasons.items()):
         refused.add(count, reason=reason)
-    return [uptime, accepted, refused, internal_errors_family(worker)]
+    passes = MetricFamily("fanout_pump_passes_total", "counter",
+                          "Sender passes of the workers' pumps (none while nothing is to send)")
+    passes.add(worker.counters.total("pump_passes"))
+    return [uptime, accepted, refused, passes, internal_errors_family(worker)]
 
 
 def internal_errors_family(worker: Worker) -> MetricFamily:

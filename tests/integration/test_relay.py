@@ -211,8 +211,10 @@ def test_hidden_master_mount_is_not_relayed(servers):
 
 
 def upstream_connections(slave: FanoutProcess, master: FanoutProcess) -> int:
-    """Established connections from the slave's supervisor (where pulls run) to the master."""
-    return sum(1 for c in psutil.Process(slave.proc.pid).net_connections(kind="tcp")
+    """Established connections from the slave (its workers run the pulls; its supervisor
+    polls) to the master."""
+    return sum(1 for process in (psutil.Process(slave.proc.pid), *slave.workers())
+               for c in process.net_connections(kind="tcp")
                if c.raddr and c.raddr.port == master.port and c.status == psutil.CONN_ESTABLISHED)
 
 

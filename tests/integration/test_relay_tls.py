@@ -15,7 +15,8 @@ import sys
 import psutil
 import pytest
 
-from tests.integration.test_relay import PacedSource, assert_pattern_flows, start_in
+from tests.integration.test_relay import assert_pattern_flows, start_in, wait_status
+from tests.support.clients import PacedSource
 from tests.support.server import RELAY_PASSWORD, FanoutProcess, icecast_xml
 from tests.support.testca import TestCA
 from tests.support.waiting import wait_for
@@ -74,6 +75,7 @@ def test_a_slave_polls_and_relays_an_https_master_it_trusts(master, ca, tmp_path
     slave = start_in(tmp_path, "slave", slave_of(
         master, f"<ssl-upstream-cafile>{ca.certificate}</ssl-upstream-cafile>"))
     try:
+        wait_status(slave, "/secure", 200, TIMEOUT)  # its pull has connected
         assert_pattern_flows(slave, "/secure", timeout=TIMEOUT)  # byte-exact through TLS
         assert connections_to(slave, tls_port(master)) >= 1  # the pull is on the TLS port
         assert connections_to(slave, master.port) == 0
@@ -97,6 +99,7 @@ def test_verification_switched_off_relays_any_certificate(master, tmp_path):
     slave = start_in(tmp_path, "trusting", slave_of(
         master, "<ssl-upstream-verify>0</ssl-upstream-verify>"))
     try:
+        wait_status(slave, "/secure", 200, TIMEOUT)  # its pull has connected
         assert_pattern_flows(slave, "/secure", timeout=TIMEOUT)
     finally:
         assert slave.stop() == 0, slave.output()
@@ -108,6 +111,7 @@ def test_a_configured_relay_pulls_from_an_https_host(master, ca, tmp_path):
              f"<paths><ssl-upstream-cafile>{ca.certificate}</ssl-upstream-cafile></paths>")
     slave = start_in(tmp_path, "relay", icecast_xml(extra=relay))
     try:
+        wait_status(slave, "/mirror", 200, TIMEOUT)  # its pull has connected
         assert_pattern_flows(slave, "/mirror", timeout=TIMEOUT)
         assert connections_to(slave, tls_port(master)) >= 1
     finally:

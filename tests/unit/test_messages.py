@@ -16,13 +16,15 @@ from fanout.config import Config
 from fanout.lifecycle import RelayState
 from fanout.messages import (
     TO_SUPERVISOR, TO_WORKER, Answer, Booted, Claim, ClaimResult, Gather, Gathered,
-    Metadata, MountChanged, MountDown, MountUp, NewConfig, Query, Redirects, Release, Remount,
-    SlavePullClosed, SlaveRegister, Stop, StreamTags,
+    DemandRelay, Metadata, MountChanged, MountDown, MountUp, NewConfig, Query, Redirects,
+    RelayEnded, RelayStatus, RelayStopped, RelayStream, Release, Remount, RetryRelay,
+    SlavePullClosed, SlaveRegister, StartRelay, Stop, StopRelay, StreamTags, WakeRelay,
 )
 from fanout.model.ingest import GENERIC, MPEG, OGG
 from fanout.mountinfo import DEFAULT_CONTENT_TYPE, RelayInfo, renewed, stream_info, with_relay
 from fanout.protocol.redirect import SlaveLoad
 from fanout.redirects import Target
+from fanout.relay.plan import RelaySpec
 
 INFO = stream_info("audio/ogg", "10.0.0.1", headers=[("ice-name", "x")], user_agent="ua")
 RELAYED = stream_info(None, "master", relay=RelayInfo("http://master:8000/a", RelayState.STREAMING))
@@ -34,6 +36,10 @@ ONE_OF_EACH = [
     Redirects((Target("10.0.0.2", 8000, None),)), MountUp("/a", INFO, resent=True),
     MountDown("/a"), MountChanged("/a", RELAYED), ClaimResult(3, "/a", False, 403, "in use"),
     Stop(), Query(7, "list_clients", {"mount": "/a"}), Gathered(7, (None, [1])),
+    RelayStatus("/a", RelayInfo("http://master:8000/a", RelayState.RECONNECTING, 2, 99)),
+    RelayStream("/a", RELAYED), RelayEnded("/a"), RelayStopped("/a"), DemandRelay("/a"),
+    StartRelay(RelaySpec("/a", "master", 8000, "/a"), RELAYED), StopRelay("/a", hand_over=True),
+    RetryRelay("/a"), WakeRelay("/a"),
 ]
 
 

@@ -2,15 +2,14 @@
 least loaded, handed on when its owner leaves, evened out on request."""
 from __future__ import annotations
 
-from fanout.registry import SUPERVISOR_OWNER
 from fanout.supervisor.ownership import RelayOwnership
 
 
-def test_today_every_relay_runs_in_the_supervisor():
-    ownership = RelayOwnership([SUPERVISOR_OWNER])
-    assert [ownership.assign(m) for m in ("/a", "/b", "/c")] == [SUPERVISOR_OWNER] * 3
-    assert ownership.owner_left(0) == {}  # a worker's death moves nothing
-    assert ownership.owner_of("/b") == SUPERVISOR_OWNER
+def test_a_lone_worker_runs_every_relay_and_another_ones_death_moves_nothing():
+    ownership = RelayOwnership([0])
+    assert [ownership.assign(m) for m in ("/a", "/b", "/c")] == [0] * 3
+    assert ownership.owner_left(1) == {}
+    assert ownership.owner_of("/b") == 0
 
 
 def test_relays_go_to_the_least_loaded_candidate_and_keep_their_owner():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from fanout.config import parse_config
 from fanout.relay.configured import spec_for
 from fanout.relay.plan import Plan, RelaySpec, plan_relays
-from fanout.relay.puller import BACKOFF_MAX, backoff_delay
+from fanout.worker.relay import BACKOFF_MAX, backoff_delay
 
 
 def spec(mount: str, port: int = 8000) -> RelaySpec:

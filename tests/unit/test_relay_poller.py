@@ -24,13 +24,9 @@ LIST_HEAD = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
 @dataclass
 class FakePull:
     spec: object
-    host: object
     on_ended: object
-    running: bool = False
+    running: bool = True
     retried: int = 0
-
-    def start(self) -> None:
-        self.running = True
 
     def stop(self) -> None:
         self.running = False
@@ -51,6 +47,9 @@ class FakeHost:
     def redirect_registration(self, refresh: float | None = None) -> str:
         self.refreshes.append(refresh)
         return self.registration
+
+    def start_relay(self, spec, on_ended) -> FakePull:
+        return FakePull(spec, on_ended)
 
 
 class Answers(list):
@@ -73,8 +72,6 @@ def answers(monkeypatch):
         return parse_response_head(status), body
 
     monkeypatch.setattr(poller_module, "fetch", fake_fetch)
-    monkeypatch.setattr(poller_module, "RelayPull", FakePull)
-    monkeypatch.setattr(poller_module, "OnDemandPull", FakePull)
     monkeypatch.setattr(poller_module, "START_PAUSE", 0.0)  # batches still yield to the hub
     return queue
 

@@ -11,7 +11,7 @@ from fanout.config import parse_config
 from fanout.counters import Counters
 from fanout.lifecycle import RelayState
 from fanout.mountinfo import RelayInfo, stream_info
-from fanout.registry import SUPERVISOR_OWNER, MountRecord
+from fanout.registry import MountRecord
 from fanout.supervisor.slaves import own_load
 
 CONFIG = parse_config("""<icecast><limits><clients>300</clients></limits>
@@ -29,7 +29,7 @@ def record(name: str, listeners: int, state: RelayState = RelayState.STREAMING) 
     ring = core.Ring.create(core.ring_capacity_for(65536, 0), core.FORMAT_GENERIC)
     ring.set_listener_count(0, listeners)
     relay = RelayInfo("http://master:8000" + name, state)
-    return MountRecord(name, ring, SUPERVISOR_OWNER, stream_info(None, "10.0.0.1", relay=relay))
+    return MountRecord(name, ring, 0, stream_info(None, "10.0.0.1", relay=relay))  # worker 0 pulls it
 
 
 def test_a_slave_reports_its_listeners_capacity_and_public_mounts(counters):

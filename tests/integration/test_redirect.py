@@ -260,7 +260,9 @@ def test_a_slave_whose_relay_pulls_all_failed_gets_no_listener(servers):
         pull.close()  # a reset, as from a host that died
         wait_for(lambda: "its relay pulls from 127.0.0.1 closed" in master.output(), 10,
                  "the master to notice the slave's pull failed")
-        assert answer_head(master, "/live").startswith(b"HTTP/1.0 200 OK")  # served here
+        # The supervisor's word reaches the workers in their next Redirects: served here then.
+        wait_for(lambda: answer_head(master, "/live").startswith(b"HTTP/1.0 200 OK"), 10,
+                 "the master's workers to serve the listeners themselves")
         assert health.served("GET /health") > 0  # it was probed, and it is healthy
     finally:
         pull.close()

@@ -21,8 +21,8 @@ import re
 
 from .converters import COUNT, PORT_OR_OFF, BadValue, boolean, choice, integer, string
 from .errors import ConfigError
-from .model import Config, ListenSocket
-from .tagtable import ReadContext, element, text_reader, value
+from .model import Config
+from .tagtable import element, text_reader, value
 
 # A KH <x-forwarded-for> shell pattern: address characters and wildcards only.
 _ADDRESS_PATTERN = re.compile(r"[0-9A-Fa-f.:*?\[\]-]+")

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from fanout.config.support import NOT_YET, element_status
+from fanout.config.support import NOT_YET
 from fanout.config.tables import ROOT
 from fanout.config.tagtable import ReadContext, Section, Tag, TagTable, element_paths, generic_path
 

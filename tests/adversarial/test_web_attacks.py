@@ -61,7 +61,9 @@ def victim_title(server) -> str | None:
 
 
 def logged(server, line: str) -> bool:
-    return line in server.output()
+    """The server logged `line` (its output is read by a thread: the line may come a moment
+    after the answer it goes with)."""
+    return bool(wait_for(lambda: line in server.output(), 10, f"the log line {line!r}"))
 
 
 def test_a_form_posted_from_another_site_is_refused_and_changes_nothing(server, untouched):

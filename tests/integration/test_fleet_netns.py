@@ -65,10 +65,12 @@ def arrive(master: FanoutProcess) -> Arrival:
     assert url.hostname is not None and url.port is not None, location
     try:
         there = socket.create_connection((url.hostname, url.port), 5)
+        there.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
+        answer = read_head(there)[0]
     except OSError:
-        return Arrival(at, url.hostname, None)  # a slave that is gone
-    there.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
-    answer = read_head(there)[0]
+        # A slave that is gone, or dying: its socket may still take the connection and
+        # then reset it.
+        return Arrival(at, url.hostname, None)
     assert answer.startswith(b"HTTP/1.0 200"), (location, answer[:80])
     return Arrival(at, url.hostname, there)
 

@@ -135,7 +135,8 @@ def servers(tmp_path_factory):
         liquidsoap = subprocess.Popen(["liquidsoap", str(script)], stdout=log,
                                       stderr=subprocess.STDOUT)
         for server in (icecast, ours):
-            wait_for(lambda: sorted(sources_of(status(server))) == MOUNTS, 30,
+            # liquidsoap and six ffmpeg encoders start at once: give a loaded machine time.
+            wait_for(lambda: sorted(sources_of(status(server))) == MOUNTS, 90,
                      f"every mount on {server.host}:{server.port}")
             running += [Listener(server.host, server.port, mount).start() for mount in MOUNTS]
         for server in (icecast, ours):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
-from . import fleet
+from .fleet import check_tls
 from .converters import boolean
 from .errors import ConfigError
 from .hosting import keep_directories
@@ -109,7 +109,7 @@ def build_config(values: Values, ctx: ReadContext, source: str) -> Config:
         built["listen_sockets"] = sockets
     direct = {key: value for key, value in values.items() if key in _DIRECT_FIELDS}
     config = Config(**direct, **built, warnings=tuple(ctx.warnings), source=source)
-    fleet.check_tls(config)
+    check_tls(config)
     return config
 
 

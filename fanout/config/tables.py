@@ -9,7 +9,7 @@ no effect) is said in ``support.py``. ``config.sample.xml`` documents every row.
 
 from __future__ import annotations
 
-from . import fleet
+from .fleet import KH_MASTER_TAGS, LIMITS_TAGS, LISTEN_SOCKET_TAGS, PATHS_TAGS, ROOT_TAGS
 from .builders import (
     as_is, build_header, build_headers, build_listen_socket, build_mount, build_redirect,
     read_relays_on_demand,
@@ -54,7 +54,7 @@ LIMITS = table(
     value("source-timeout", POSITIVE_SECONDS),
     value("header-timeout", POSITIVE_SECONDS),
     value("client-timeout", POSITIVE_SECONDS),
-    fleet.LIMITS_TAGS,  # <connections-per-ip>
+    LIMITS_TAGS,  # <connections-per-ip>
     _not_acted_on("limits"),
 )
 
@@ -72,7 +72,7 @@ LISTEN_SOCKET = table(
     value("shoutcast-compat", boolean),
     value("shoutcast-mount", mount_name),
     value("so-sndbuf", BYTES),
-    fleet.LISTEN_SOCKET_TAGS,  # <ssl>, <proxy-protocol>
+    LISTEN_SOCKET_TAGS,  # <ssl>, <proxy-protocol>
 )
 
 HEADER = table(
@@ -183,7 +183,7 @@ KH_MASTER = table(  # KH root <master>: another spelling of the master-* element
     value("interval", POSITIVE_SECONDS, field="master_update_interval"),
     value("redirect", boolean, field="master_redirect"),
     value("on-demand", boolean, field="master_on_demand"),
-    fleet.KH_MASTER_TAGS,  # <ssl-port>
+    KH_MASTER_TAGS,  # <ssl-port>
     _not_acted_on("master"),
 )
 
@@ -226,7 +226,7 @@ PATHS = table(
     value("webroot", string),
     value("adminroot", string),
     element("alias", section(build_alias, ALIAS), field="aliases", repeat=True),
-    fleet.PATHS_TAGS,  # TLS files and ciphers, upstream verification, <x-forwarded-for>
+    PATHS_TAGS,  # TLS files and ciphers, upstream verification, <x-forwarded-for>
     _not_acted_on("paths"),
 )
 
@@ -263,7 +263,7 @@ ROOT = table(
     value("master-redirect", boolean),  # KH
     element("master", section(as_is, KH_MASTER), field=MERGE),  # KH
     element("redirect", section(build_redirect, REDIRECT), field="redirects", repeat=True),  # KH
-    fleet.ROOT_TAGS,  # <redirect-mode>, <master-redirect-capacity>, <master-ssl-port>
+    ROOT_TAGS,  # <redirect-mode>, <master-redirect-capacity>, <master-ssl-port>
     element("paths", section(keywords(Paths), PATHS)),
     element("logging", section(keywords(Logging), LOGGING)),
     value("fileserve", boolean),

@@ -375,6 +375,10 @@ cdef class Ingest:
         """Read the non-blocking `fd` into the ring until it has nothing more now (a short
         read), or about `max_bytes` were read. Returns the bytes read, READ_AGAIN if there
         were none to read, READ_EOF if the peer closed. Raises OSError as read(2) fails."""
+        return self.read_fd(fd, max_bytes)
+
+    cdef Py_ssize_t read_fd(self, int fd, Py_ssize_t max_bytes) except -3:
+        """feed_fd, callable from C (FeedPoll)."""
         cdef Py_ssize_t total = 0, size, n
         self.check_open()
         while total < max_bytes:
@@ -810,3 +814,234 @@ cdef class Ingest:
                 <char *>self.hdr, self.hdr_len)))
         ring_add_sync(self.base, at)
         return 0
+
+
+# -- FeedPoll: one waiting point for every feed of a process -------------------------------
+
+cdef extern from "<sys/epoll.h>" nogil:
+    cdef union epoll_data:
+        void *ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    enum:
+        EPOLLIN
+        EPOLL_CTL_ADD
+        EPOLL_CTL_DEL
+        EPOLL_CLOEXEC
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec *tp)
+    enum:
+        CLOCK_MONOTONIC
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+POLL_BATCH = 256             # FeedPoll.service: ready sockets handled per epoll_wait
+
+# What a member needs from Python (FeedPoll.take's `flags`), once set until taken.
+FEED_EOF = 1                 # the peer closed (the socket is out of the set)
+FEED_ERROR = 2               # read(2) failed (`err` has the errno; out of the set)
+FEED_EVENTS = 4              # the ingest queued events (take_events)
+FEED_PACED = 8               # it read its pace limit this window (out of the set: rearm)
+FEED_IDLE = 16               # nothing read for its timeout (FeedPoll.sweep)
+
+
+cdef int64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef class _Member:
+    cdef Ingest ingest
+    cdef int fd
+    cdef bint armed                # in the epoll set
+    cdef Py_ssize_t count          # bytes read since the last take
+    cdef int flags                 # FEED_* since the last take
+    cdef int err
+    cdef int64_t last_data         # monotonic ns of the last bytes read (or of add)
+    cdef int64_t idle_ns           # FEED_IDLE after this long without bytes (0: never)
+    cdef Py_ssize_t pace_bytes     # at most this many bytes per pace window (0: no pace)
+    cdef int64_t pace_ns
+    cdef int64_t window_start
+    cdef Py_ssize_t window_bytes
+
+
+cdef class FeedPoll:
+    """Every socket a process's feeds read, in one epoll set: `service` (when its fd is
+    readable) reads each ready socket straight into its Ingest, in C, and returns only
+    the fds whose owner must act - the peer closed, a read failed, the ingest queued
+    events, a pace limit was reached - so a steady stream costs no Python call per read.
+    `sweep` (on a timer) flags the members silent for their idle timeout.
+    """
+
+    cdef int epfd
+    cdef dict members              # fd -> _Member
+    cdef epoll_event ready[256]
+
+    def __cinit__(self):
+        self.epfd = -1
+
+    def __init__(self):
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, os.strerror(errno))
+        self.members = {}
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            close(self.epfd)
+            self.epfd = -1
+
+    def close(self):
+        """Close the epoll set (idempotent); the members' sockets stay open."""
+        self.members = {}
+        if self.epfd >= 0:
+            close(self.epfd)
+            self.epfd = -1
+
+    def fileno(self):
+        """The epoll fd: readable while a member has something to read."""
+        return self.epfd
+
+    def __len__(self):
+        return len(self.members)
+
+    def add(self, int fd, Ingest ingest, *, double idle=0.0, Py_ssize_t pace_bytes=0,
+            double pace_window=0.0):
+        """Read the non-blocking `fd` into `ingest` whenever it is readable. `idle`: flag
+        FEED_IDLE after that many seconds without a byte (0: never); `pace_bytes`: stop
+        reading it (FEED_PACED) once that many bytes came in one `pace_window` seconds.
+        Raises ValueError if `fd` is already a member, OSError if epoll refuses it."""
+        if fd in self.members:
+            raise ValueError(f"fd {fd} is already in the poll")
+        cdef _Member m = _Member()
+        m.ingest, m.fd = ingest, fd
+        m.idle_ns = <int64_t>(idle * 1e9)
+        m.pace_bytes, m.pace_ns = pace_bytes, <int64_t>(pace_window * 1e9)
+        m.last_data = m.window_start = monotonic_ns()
+        self.arm(m)
+        self.members[fd] = m
+
+    def remove(self, int fd):
+        """Forget `fd` (idempotent); it stays open."""
+        cdef _Member m = self.members.pop(fd, None)
+        if m is not None:
+            self.disarm(m)
+
+    def rearm(self, int fd):
+        """Read a paced member again, with a fresh pace window."""
+        cdef _Member m = self.members[fd]
+        m.window_start, m.window_bytes = monotonic_ns(), 0
+        if not m.armed and not m.flags & (FEED_EOF | FEED_ERROR):
+            self.arm(m)
+
+    def take(self, int fd):
+        """(bytes read, FEED_* flags, errno) since the last take, and reset them."""
+        cdef _Member m = self.members[fd]
+        result = (m.count, m.flags, m.err)
+        m.count, m.flags, m.err = 0, 0, 0
+        return result
+
+    def silent(self, int fd):
+        """Seconds since `fd` last gave bytes (or was added)."""
+        cdef _Member m = self.members[fd]
+        return (monotonic_ns() - m.last_data) / 1e9
+
+    def service(self):
+        """Read every ready member into its ingest; the fds newly needing their owner."""
+        cdef list out = []
+        cdef int n = POLL_BATCH, i
+        if self.epfd < 0:
+            return out
+        while n == POLL_BATCH:
+            n = epoll_wait(self.epfd, self.ready, POLL_BATCH, 0)
+            if n < 0:
+                if errno == EINTR:
+                    PyErr_CheckSignals()
+                    n = POLL_BATCH
+                    continue
+                raise OSError(errno, os.strerror(errno))
+            for i in range(n):
+                self.read_member(self.ready[i].data.fd, out)
+        return out
+
+    def sweep(self):
+        """Flag FEED_IDLE on the members silent for their idle timeout (reading what is
+        ready first, so bytes that arrived while the process was stopped count); the fds
+        newly needing their owner."""
+        cdef list out = self.service()
+        cdef int64_t now = monotonic_ns()
+        cdef _Member m
+        for m in self.members.values():
+            if m.idle_ns and m.armed and now - m.last_data >= m.idle_ns:
+                self.flag(m, FEED_IDLE, out)
+        return out
+
+    # -- C side ---------------------------------------------------------------------------
+
+    cdef int read_member(self, int fd, list out) except -1:
+        cdef _Member m = self.members.get(fd)
+        cdef Py_ssize_t n
+        cdef int64_t now
+        if m is None or not m.armed:
+            return 0
+        try:
+            n = m.ingest.read_fd(fd, FEED_FD_MAX)
+        except OSError as exc:
+            m.err = exc.errno or 0
+            self.disarm(m)
+            self.flag(m, FEED_ERROR, out)
+            return 0
+        if n == READ_AGAIN:
+            return 0
+        if n == READ_EOF:
+            self.disarm(m)
+            self.flag(m, FEED_EOF, out)
+            return 0
+        now = monotonic_ns()
+        m.count += n
+        m.last_data = now
+        if m.ingest.events:
+            self.flag(m, FEED_EVENTS, out)
+        if m.pace_bytes:
+            if now - m.window_start >= m.pace_ns:
+                m.window_start, m.window_bytes = now, 0
+            m.window_bytes += n
+            if m.window_bytes >= m.pace_bytes:
+                self.disarm(m)
+                self.flag(m, FEED_PACED, out)
+        return 0
+
+    cdef void flag(self, _Member m, int flag, list out) except *:
+        if not m.flags:
+            out.append(m.fd)
+        m.flags |= flag
+
+    cdef int arm(self, _Member m) except -1:
+        cdef epoll_event ev
+        ev.events = EPOLLIN
+        ev.data.u64 = 0
+        ev.data.fd = m.fd
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, m.fd, &ev) < 0:
+            raise OSError(errno, os.strerror(errno))
+        m.armed = True
+        return 0
+
+    cdef void disarm(self, _Member m) noexcept:
+        cdef epoll_event ev
+        if m.armed:
+            epoll_ctl(self.epfd, EPOLL_CTL_DEL, m.fd, &ev)  # fails only if fd was closed
+            m.armed = False

@@ -27,6 +27,7 @@ RING_NAMES = [
 INGEST_NAMES = [
     "Ingest", "READ_EOF", "READ_AGAIN", "FEED_FD_MAX",
     "EVENT_TITLE", "EVENT_HEADERS", "EVENT_SKIPPED",
+    "FeedPoll", "FEED_EOF", "FEED_ERROR", "FEED_EVENTS", "FEED_PACED", "FEED_IDLE",
 ]
 __all__ = ["IMPLEMENTATION", *RING_NAMES, *INGEST_NAMES]
 
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
         Doorbells, LappedError, Listener, Ring, Waiter, ring_capacity_for, send_many,
     )
     from fanout._ingest import (
-        EVENT_HEADERS, EVENT_SKIPPED, EVENT_TITLE, FEED_FD_MAX, READ_AGAIN, READ_EOF, Ingest,
+        EVENT_HEADERS, EVENT_SKIPPED, EVENT_TITLE, FEED_EOF, FEED_ERROR, FEED_EVENTS,
+        FEED_FD_MAX, FEED_IDLE, FEED_PACED, READ_AGAIN, READ_EOF, FeedPoll, Ingest,
     )
 else:
     def _load(choice):

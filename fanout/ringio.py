@@ -4,12 +4,17 @@ a relay's new connection that continues a ring is first spliced onto it (`splice
 Theory of operation. A `RingFeed` wraps the ingest chosen by fanout/core.py (the compiled
 fanout._ingest in production). The ingest does all the per-byte work itself: it reads the
 socket straight into the ring, strips upstream ICY blocks, finds frames and Ogg pages,
-publishes the bytes, the sync points and each Ogg link's header set. Python runs once per
-wake-up of the caller's greenlet (`read`: wait until the socket is readable, then one
-`feed_fd` call), plus once per event the ingest queued: an upstream title (handed to
-`on_title`), a new Ogg header set (kept as `header_set`, its comments parsed on demand),
-a link whose header set was skipped because it broke a bound (one warning per feed;
-later ones are only counted).
+publishes the bytes, the sync points and each Ogg link's header set. A process has one
+waiting point for all its feeds' sockets (issue 13): the `FeedHub`, an epoll set
+(core.FeedPoll) watched by the hub, reads every ready socket into its ingest in C.
+The feed's greenlet (in `read`) is woken only when its owner must act: the peer closed, a
+read failed, a pace limit was reached, the socket stayed silent for its timeout, or the
+ingest queued events - an upstream title (handed to `on_title`), a new Ogg header set
+(kept as `header_set`, its comments parsed on demand), a link whose header set was
+skipped because it broke a bound (one warning per feed; later ones are only counted) -
+or when the owner's own deadline (`until`) passed. A steady stream so costs no Python
+call and no greenlet switch per read. A TLS socket is read by its greenlet (its records
+must be decrypted in Python's ssl).
 
 Splicing. When a relay reconnects to an upstream (or another worker's pull takes a mount
 over), the new connection starts with the upstream's burst, which usually repeats the
@@ -22,16 +27,19 @@ connection starts at a metadata interval, where a new `RingFeed` strips ICY as u
 from __future__ import annotations
 
 import logging
+import math
+import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
+import gevent
+from gevent.event import Event
 from gevent.hub import get_hub
 from gevent.socket import socket as GeventSocket
-from gevent.socket import wait
 
-from fanout import core, tls
+from fanout import core, supervised, tls
 from fanout.model.comments import link_comments
 from fanout.protocol.icy import IcyStripper
 
@@ -49,6 +57,9 @@ SPLICE_MAX = 1 << 20
 SPLICE_READ = 65536
 # Bytes of an ICY block per unit of its length byte.
 ICY_UNIT = 16
+# Seconds between two sweeps of a process's feeds (FeedHub): an idle source is found, and
+# a feed's owner gets its turn back (`until`), at most this late.
+SWEEP_INTERVAL = 0.5
 
 
 class RingFeed:
@@ -56,18 +67,26 @@ class RingFeed:
 
     `label` starts this feed's log lines (e.g. "127.0.0.1: source on /live.ogg");
     `icy_metaint` is the upstream's interval of inline ICY blocks (0: none) and
-    `on_title` receives each block's payload. Raises ValueError for an unknown format.
+    `on_title` receives each block's payload. `pace` (bytes, seconds): read at most that
+    many bytes per that long from the socket (the process's FeedHub stops reading it
+    meanwhile). Raises ValueError for an unknown format.
     """
 
     def __init__(self, ring: core.Ring, fmt: str, *, label: str, icy_metaint: int = 0,
-                 on_title: Callable[[bytes], None] | None = None) -> None:
+                 on_title: Callable[[bytes], None] | None = None,
+                 pace: tuple[int, float] = (0, 0.0)) -> None:
         self.ingest = core.Ingest(ring, fmt, icy_metaint=icy_metaint)
         self.label = label
         self.on_title = on_title
+        self.pace = pace
         self.header_set: bytes | None = None  # the newest Ogg link's header pages
         self.skipped_links = 0  # Ogg links whose header set broke a bound
-        self._watcher: object | None = None  # the hub's io watcher of the socket, once read
-        self._drained = False  # the last read emptied the socket: wait before reading
+        self.polled = False  # its socket is read by the FeedHub (paced there too)
+        self.until = math.inf  # read() returns by this time.monotonic() at the latest
+        self._hub: FeedHub | None = None
+        self._fd = -1
+        self._woken = Event()
+        self._eof = False
 
     def feed(self, data: bytes) -> int:
         """Ingest bytes the caller already has (e.g. read together with the request head,
@@ -77,38 +96,45 @@ class RingFeed:
             self._handle(self.ingest.take_events())
         return len(data)
 
-    def read(self, sock: GeventSocket) -> int:
-        """Wait until the (gevent) `sock` is readable, then read what it has into the ring.
+    def read(self, sock: GeventSocket, until: float = math.inf) -> int | None:
+        """Read what the (gevent, non-blocking) `sock` sends into the ring, returning when
+        its owner must act: the bytes read since the last call (0 if none: `until`
+        passed, or `wake` was called), or None once the peer closed.
 
-        Returns the bytes read, 0 once the peer closed. Raises socket.timeout when the
-        socket had nothing to read for its timeout, OSError as the socket fails.
+        The socket is read by this process's FeedHub, in C, without waking this greenlet
+        per read. Raises socket.timeout when the socket had nothing to read for its
+        timeout, OSError as it fails.
         """
         if tls.is_tls(sock):  # issue 12: its fd holds TLS records
-            return self.feed(sock.recv(core.FEED_FD_MAX))
-        fd = sock.fileno()
-        count = core.READ_AGAIN if self._drained else self.ingest.feed_fd(fd)
-        while count == core.READ_AGAIN:
-            count = self._read_when_readable(sock, fd)
-        self._drained = count < core.FEED_FD_MAX
-        events = self.ingest.take_events()
-        if events:
-            self._handle(events)
+            return self.feed(sock.recv(core.FEED_FD_MAX)) or None
+        if self._eof:
+            return None
+        if self._hub is None:
+            self._fd = sock.fileno()
+            self._hub = FeedHub.current()
+            self._hub.join(self, self._fd, sock.gettimeout() or 0.0)
+            self.polled = True
+        self.until = until
+        self._woken.wait()
+        self._woken.clear()
+        count, flags, err = self._hub.poll.take(self._fd)
+        if flags & core.FEED_EVENTS:
+            self._handle(self.ingest.take_events())
+        if flags & core.FEED_ERROR:
+            raise OSError(err, os.strerror(err))
+        if flags & core.FEED_EOF:
+            self._eof = True
+            return count or None
+        if flags & core.FEED_IDLE and not count:
+            raise socket.timeout("timed out")
+        if flags & core.FEED_PACED:
+            gevent.sleep(self.pace[1])
+            self._hub.poll.rearm(self._fd)
         return count
 
-    def _read_when_readable(self, sock: GeventSocket, fd: int) -> int:
-        """One feed_fd once `sock` is readable; socket.timeout if it stayed idle."""
-        if self._watcher is None:
-            self._watcher = get_hub().loop.io(fd, 1)
-        try:
-            wait(self._watcher, sock.gettimeout())
-        except socket.timeout:
-            # The timer is the hub's, and the hub may not have run for a while (the
-            # process was stopped): idle only if the socket has nothing now either.
-            count = self.ingest.feed_fd(fd)
-            if count == core.READ_AGAIN:
-                raise
-            return count
-        return self.ingest.feed_fd(fd)
+    def wake(self) -> None:
+        """Make a waiting `read` return (with what was read so far)."""
+        self._woken.set()
 
     @property
     def comments(self) -> list[tuple[str, str]]:
@@ -116,10 +142,11 @@ class RingFeed:
         return link_comments(self.header_set) if self.header_set else []
 
     def close(self) -> None:
-        """Release the socket watcher and the ingest's view of the ring (idempotent)."""
-        watcher, self._watcher = getattr(self, "_watcher", None), None
-        if watcher is not None:
-            watcher.close()
+        """Leave the FeedHub and release the ingest's view of the ring (idempotent). Call
+        it before closing the socket: its fd number may be reused at once."""
+        hub, self._hub = getattr(self, "_hub", None), None
+        if hub is not None:
+            hub.leave(self._fd)
         if hasattr(self, "ingest"):  # not if the constructor failed
             self.ingest.close()
 
@@ -140,6 +167,73 @@ class RingFeed:
         if self.skipped_links == 1:  # a source doing it once will do it again: say it once
             log.warning("%s: Ogg header pages skipped (%s); listeners joining in that link "
                         "get no header pages", self.label, reason)
+
+
+class FeedHub:
+    """This process's one waiting point for the sockets of every RingFeed (issue 13).
+
+    One io watcher on a core.FeedPoll (an epoll set of the sockets): when any is
+    readable, `service` reads every ready one straight into its ring, in C, and only the
+    feeds that must act (closed, failed, events queued, pace limit reached) are woken. A
+    timer every SWEEP_INTERVAL flags the idle ones and wakes those whose `until` passed.
+    Both run in the hub as callbacks, never a greenlet per read; with no feed they are
+    stopped, so an idle process pays nothing. One per hub (`current`).
+    """
+
+    _current: FeedHub | None = None
+
+    @classmethod
+    def current(cls) -> FeedHub:
+        """The FeedHub of this thread's gevent hub (made on first use)."""
+        hub = get_hub()
+        if cls._current is None or cls._current.hub is not hub:
+            cls._current = cls(hub)
+        return cls._current
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.poll = core.FeedPoll()
+        self._feeds: dict[int, RingFeed] = {}
+        self._io = hub.loop.io(self.poll.fileno(), 1)
+        self._sweep = hub.loop.timer(SWEEP_INTERVAL, SWEEP_INTERVAL)
+
+    def join(self, feed: RingFeed, fd: int, idle: float) -> None:
+        """Read `fd` into `feed`'s ingest from now on; `idle`: its silence timeout (s)."""
+        self.poll.add(fd, feed.ingest, idle=idle, pace_bytes=feed.pace[0],
+                      pace_window=feed.pace[1])
+        self._feeds[fd] = feed
+        if len(self._feeds) == 1:
+            self._io.start(self._on_ready)
+            self._sweep.start(self._on_sweep)
+
+    def leave(self, fd: int) -> None:
+        self.poll.remove(fd)
+        self._feeds.pop(fd, None)
+        if not self._feeds:
+            self._io.stop()
+            self._sweep.stop()
+
+    def _on_ready(self) -> None:
+        try:
+            self._wake(self.poll.service())
+        except Exception:  # a hub callback: report, and the next readiness tries again
+            supervised.report("worker.feedpoll")
+
+    def _on_sweep(self) -> None:
+        try:
+            self._wake(self.poll.sweep())
+            now = time.monotonic()
+            for feed in self._feeds.values():
+                if feed.until <= now:
+                    feed.wake()
+        except Exception:
+            supervised.report("worker.feedpoll")
+
+    def _wake(self, fds: list[int]) -> None:
+        for fd in fds:
+            feed = self._feeds.get(fd)
+            if feed is not None:
+                feed.wake()
 
 
 @dataclass(frozen=True, slots=True)

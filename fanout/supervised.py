@@ -55,6 +55,7 @@ UNITS = (
     "worker.remount",  # asking again for rings that arrived without their fd
     "worker.pump",  # one mount's listener pump
     "worker.connection",  # a client connection's handler (sources' read loops included)
+    "worker.feedpoll",  # the FeedHub's callbacks: every source socket read, idle sweeps
     "worker.move",  # retrying a move of Ogg listeners to a page boundary
     "worker.status_feed",  # keeps the status page's live feed current (worker/webfeed.py)
     "auth.sweep",  # ends the sessions of authenticated listeners that left

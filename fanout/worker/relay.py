@@ -77,6 +77,7 @@ def backoff_delay(failures: int, longest: float = BACKOFF_MAX) -> float:
 
 class RelayPull:
     unit = "relay.pull"  # its name as a supervised unit
+    check_every = STATS_INTERVAL  # seconds between two looks at `wanted` while streaming
 
     def __init__(self, worker: Worker, spec: RelaySpec, resume: bool = False) -> None:
         self.worker = worker
@@ -95,6 +96,7 @@ class RelayPull:
         # The last failure logged per upstream since the pull last streamed (warn_once).
         self.told: dict[tuple[str, int, str], str] = {}
         self.relay: RelayInfo | None = None  # what the supervisor was told last
+        self.feed: RingFeed | None = None  # the feed `copy` reads into, while it does
 
     @property
     def mount(self) -> str:
@@ -349,6 +351,8 @@ class RelayPull:
                 log.info("relay %s: preferred upstream http://%s:%d%s is back; switching to it",
                          self.mount, *upstream)
                 self.better = (sock, head, first, upstream)
+                if self.feed is not None:
+                    self.feed.wake()
                 break
 
     def open(self) -> Connection:
@@ -461,26 +465,31 @@ class RelayPull:
     def copy(self, sock: socket.socket, record: LocalMount, feed: RingFeed, first: bytes,
              timeout: float) -> str:
         next_stats = time.monotonic() + STATS_INTERVAL
-        count = feed.feed(first)
-        while self.wanted(record):
-            self.bytes += count
-            if time.monotonic() >= next_stats:
-                next_stats = time.monotonic() + STATS_INTERVAL
-                self.publish(bytes_read=self.bytes)
-            try:
-                count = feed.read(sock)  # idle only if nothing to read now either
-            except socket.timeout:
-                log.warning("relay %s: upstream silent for %ss; reconnecting", self.mount, timeout)
-                return "silent"
-            except OSError as exc:
-                log.info("relay %s: upstream connection lost (%s)", self.mount, exc)
-                return "lost"
-            if not count:
-                log.info("relay %s: upstream ended the stream", self.mount)
-                return "ended"
-            if self.better is not None:
-                return "switched"
-        return "unwanted"
+        count: int | None = feed.feed(first)
+        self.feed = feed  # probe_preferred wakes it when `better` is found
+        try:
+            while self.wanted(record):
+                self.bytes += count or 0
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + STATS_INTERVAL
+                    self.publish(bytes_read=self.bytes)
+                try:
+                    count = feed.read(sock, min(next_stats, time.monotonic() + self.check_every))
+                except socket.timeout:
+                    log.warning("relay %s: upstream silent for %ss; reconnecting", self.mount,
+                                timeout)
+                    return "silent"
+                except OSError as exc:
+                    log.info("relay %s: upstream connection lost (%s)", self.mount, exc)
+                    return "lost"
+                if count is None:
+                    log.info("relay %s: upstream ended the stream", self.mount)
+                    return "ended"
+                if self.better is not None:
+                    return "switched"
+            return "unwanted"
+        finally:
+            self.feed = None
 
     def wanted(self, record: LocalMount) -> bool:
         """Whether to keep streaming (always, unless on demand)."""

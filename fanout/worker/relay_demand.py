@@ -6,8 +6,8 @@ the workers hold a listener's head until it turns True), and the pull connects o
 the ring counts listeners. It does not poll that count: a worker whose first held
 listener starts waiting says so (`DemandRelay`), the supervisor wakes the pull's worker
 (`WakeRelay`, `demanded`), and the pull looks at the count again. It disconnects when the
-count drops to 0 (or `run_on` seconds later, KH's `<run-on>`): the count is looked at with
-every read while it streams. The ring's format is guessed from the mount name
+count drops to 0 (or `run_on` seconds later, KH's `<run-on>`): the count is looked at every
+DEMAND_CHECK seconds while it streams (the reads themselves happen in the FeedHub). The ring's format is guessed from the mount name
 (`.ogg`/`.oga`/`.opus`: Ogg) because a ring's format is fixed when it is made; an
 upstream of the other format makes the pull re-claim the mount with the right one
 (waiting listeners are dropped). A pull taking over the mount of a worker that died
@@ -37,12 +37,16 @@ OGG_SUFFIXES = (".ogg", ".oga", ".opus")
 OGG_CONTENT_TYPE = "application/ogg"
 # Seconds between two claims of an idle on-demand mount that a local source holds.
 CLAIM_RETRY = 1.0
+# Seconds between two looks at a streaming pull's listener count: it hangs up at most
+# this (plus a FeedHub sweep) after `run_on` expired.
+DEMAND_CHECK = 1.0
 
 
 class OnDemandPull(RelayPull):
     """A pull that holds its mount idle and connects only while it has listeners."""
 
     unit = "relay.on_demand"
+    check_every = DEMAND_CHECK
     idle_since: float | None = None  # when the listener count last fell to 0 while streaming
 
     def __init__(self, worker: Worker, spec: RelaySpec, resume: bool = False) -> None:

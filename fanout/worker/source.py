@@ -13,6 +13,7 @@ other transfer coding is refused with 400 before the claim.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import ssl
 import time
@@ -151,16 +152,20 @@ def source_info(conn: Connection, request: Request, content_type: str | None,
 def pump_source(worker: Worker, path: str, stream: "SourceStream", leftover: bytes) -> None:
     """Copy the source's stream into the mount's ring until the stream is over."""
     mount = worker.mounts[path]
-    feed = RingFeed(mount.ring, mount.info.format, label=f"{stream.conn.ip}: source on {path}")
     pace = SourcePace(mount.resolved.queue_size)
+    feed = RingFeed(mount.ring, mount.info.format, label=f"{stream.conn.ip}: source on {path}",
+                    pace=(pace.limit, PACE_INTERVAL))
     links = LinkWatch(worker, path)
-    data = stream.unframe(leftover)
-    count = None if data is None else stream.feed(feed, data)
-    while count is not None:
-        if count:
-            pace.wrote(count)
-        links.check(feed)
-        count = stream.ingest(feed)
+    try:
+        data = stream.unframe(leftover)
+        count = None if data is None else stream.feed(feed, data)
+        while count is not None:
+            if count and not feed.polled:  # the FeedHub paces what it reads itself
+                pace.wrote(count)
+            links.check(feed)
+            count = stream.ingest(feed, links.due())
+    finally:
+        feed.close()
 
 
 class LinkWatch:
@@ -173,6 +178,10 @@ class LinkWatch:
         self.header_set: bytes | None = None  # the newest link looked at
         self.pending: LinkTags | None = None  # its tags, until they went out
         self.next_send = 0.0  # time.monotonic() from which the next update may go
+
+    def due(self) -> float:
+        """When `check` has something to do (time.monotonic(); inf: not before a new link)."""
+        return math.inf if self.pending is None else self.next_send
 
     def check(self, feed: RingFeed) -> None:
         """Cheap unless a new link began or its tags wait: an identity test."""
@@ -206,20 +215,20 @@ class SourceStream:
         self.body_ended = False
         conn.sock.settimeout(timeout)
 
-    def ingest(self, feed: RingFeed) -> int | None:
+    def ingest(self, feed: RingFeed, until: float = math.inf) -> int | None:
         """Read what the source sent into `feed` (straight into the ring unless chunked or
-        dumped: those read first); the bytes read, or None once the stream is over."""
+        dumped: those read first), returning by `until` at the latest; the bytes read, or
+        None once the stream is over."""
         if self.chunks is not None or self.dump is not None:
             data = self.read()
             return None if data is None else self.feed(feed, data)
         try:
-            count = feed.read(self.conn.sock)  # idle only if nothing to read now either
+            count = feed.read(self.conn.sock, until)  # idle only if nothing to read now either
         except socket.timeout:
             self.ended(logging.WARNING, f"sent nothing for {self.timeout}s; disconnected")
             return None
-        if not count:
+        if count is None:
             self.ended(logging.INFO, "disconnected")
-            return None
         return count
 
     def feed(self, feed: RingFeed, data: bytes) -> int:

@@ -182,6 +182,7 @@ class WorkerProcess:
         for mount in worker.mounts.values():
             mount.resolved = config.resolve_mount(mount.name)
         self.certificates.configure(config)  # issue 12: a SIGHUP reloads the certificate
+        worker.addresses.configure(config.paths)  # issue 11: <deny-ip>/<allow-ip> files
         self.configured.set()
 
     def on_redirects(self, message: Redirects, delivery: control.Delivery) -> None:

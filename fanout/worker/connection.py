@@ -131,6 +131,7 @@ def _serve(worker: Worker, conn: Connection, serve: Callable[[], None]) -> bool:
             edge.linger(conn)
     except edge.AddressRefused as exc:  # issue 11: dropped unanswered, 2.4.4's debug line
         log.debug("%s %s", conn.ip, exc.reason)
+        conn.request = None  # refused behind a proxy after its head: no access.log line either
     except HeaderTimeout:
         log.info("%s: no request head within %ss; closed", conn.ip, worker.cfg.limits.header_timeout)
     except (ConnectionError, BrokenPipeError, ssl.SSLError):  # SSLError: a TLS client's

@@ -122,7 +122,7 @@ def test_with_an_allow_file_an_unlisted_address_is_dropped(server, bystander):
     bystander.assert_untouched()
 
 
-def test_behind_a_proxy_the_client_address_is_checked(server, bystander):
+def test_behind_a_proxy_the_client_address_is_checked(server, bystander, files):
     port = proxy_port(server)
     # PROXY header from the trusted balancer: its client's address decides.
     assert served(port, PROXY, prefix=proxy_v1("203.0.113.9"))
@@ -138,6 +138,8 @@ def test_behind_a_proxy_the_client_address_is_checked(server, bystander):
     # Without one, the proxy's own address is checked (and it is not in the allow file).
     assert answer(server.port, PROXY) == b""
     logged(server, f"fanout.client: {PROXY} is not allowed", 1)
+    wait_for(lambda: "203.0.113.9 - - [" in access_log(files), TIMEOUT, "the served ones' lines")
+    assert "127.0.0.2" not in access_log(files) and "203.0.113.66" not in access_log(files)
     bystander.assert_untouched()
 
 

@@ -23,10 +23,18 @@ file descriptor, so lines never interleave. Three rules hold for every line:
    moved the files). An open that fails (EMFILE, EACCES) is said once on stderr and the
    lines go to stderr instead (or on to the file opened before, on a reopen); a write that
    fails is said once on stderr and never reaches the caller.
+4. **Rotation by size, as 2.4.4** (``<logging><logsize>``, ``<logarchive>``: when and
+   to what name, ``fanout.protocol.log_rotation``). The size is the file's end offset after our
+   last line (one ``lseek``; with O_APPEND that counts every process's lines), so no
+   open happens but on rotation. Several processes write each file: the one that
+   renames holds an ``flock`` on the old file while it renames and opens the new one;
+   another that finds its file no longer at the path only reopens it. A process may
+   thus put one more line into the renamed file before it follows.
 """
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import sys
@@ -36,6 +44,7 @@ from typing import Any, Hashable
 
 import gevent
 
+from fanout.protocol.log_rotation import Rotation
 from fanout.protocol.text import log_safe
 
 # Icecast's loglevel 1..4 (error, warn, info, debug) mapped to Python levels.
@@ -55,6 +64,11 @@ _LINE_FORMAT = "[%(asctime)s] %(levelname)s {role} %(name)s: %(message)s"
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 _FILE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o666  # less the umask, as logging.FileHandler creates them
+
+
+def rotate_path(path: str, rotation: Rotation) -> None:
+    """Rename the log file at `path` to its rotated name; raises OSError."""
+    os.rename(path, rotation.rotated_name(path, time.time()))
 
 
 # -- one line per record -----------------------------------------------------------------
@@ -261,11 +275,13 @@ class LogFile(logging.Handler):
     When it could never be opened, lines go to stderr if ``fallback_to_stderr`` (access.log)
     and nowhere else otherwise (error.log's lines are on stderr anyway)."""
 
-    def __init__(self, path: str, fallback_to_stderr: bool) -> None:
+    def __init__(self, path: str, fallback_to_stderr: bool, rotation: Rotation = Rotation()) -> None:
         super().__init__()
         self.path = path
         self.fallback_to_stderr = fallback_to_stderr
+        self.rotation = rotation
         self.fd: int | None = None
+        self.size = 0  # the file's size after our last line (rule 4)
         self.write_failed = False  # the last write failed (and was said on stderr)
         self.reopen()
 
@@ -281,8 +297,34 @@ class LogFile(logging.Handler):
             return
         forget_note(("open", self.path))
         old, self.fd = self.fd, fd
+        self.size = os.fstat(fd).st_size
         if old is not None:
             os.close(old)
+
+    def rotate(self, old: int) -> None:
+        """The file on `old` passed its size: rename it unless another process did, and
+        continue in a new file by the name (rule 4 of the module doc)."""
+        try:
+            fcntl.flock(old, fcntl.LOCK_EX)  # the renamer holds it until the new file exists
+            try:
+                if self._is_at_path(old):
+                    rotate_path(self.path, self.rotation)
+                self.reopen()  # closes `old`, which lets the lock go
+            finally:
+                if self.fd == old:  # the reopen failed: `old` is still ours
+                    fcntl.flock(old, fcntl.LOCK_UN)
+        except OSError as exc:
+            note(("rotate", self.path), f"cannot rotate {self.path}: {exc.strerror} "
+                                        f"(errno {exc.errno}); writing on to it")
+            self.size = 0  # try again after another max_bytes, not on every line
+
+    def _is_at_path(self, fd: int) -> bool:
+        """Whether the file open on `fd` is still the one at the path (not renamed)."""
+        try:
+            here, there = os.fstat(fd), os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -294,8 +336,11 @@ class LogFile(logging.Handler):
             if self.fallback_to_stderr:
                 _write_stderr(data)
             return
+        if self.size > self.rotation.max_bytes:
+            self.rotate(self.fd)
         try:
             _write_all(self.fd, data)
+            self.size = os.lseek(self.fd, 0, os.SEEK_CUR)  # O_APPEND: the end of the file
         except OSError as exc:
             self.write_failed = True
             note(("write", self.path), f"cannot write to {self.path}: {exc.strerror} "
@@ -346,10 +391,11 @@ def setup(role: str, loglevel: int = 3) -> None:
 
 
 def configure_files(logdir: str | None, errorlog: str, accesslog: str, loglevel: int,
-                    role: str) -> None:
+                    role: str, rotation: Rotation = Rotation()) -> None:
     """Log to `logdir`/`errorlog` and `logdir`/`accesslog`; without a logdir, stderr only.
 
-    Called with every configuration: a file whose path did not change stays open as it is.
+    Called with every configuration: a file whose path did not change stays open as it is
+    (with the new `rotation`).
     """
     root, access = logging.getLogger(), logging.getLogger(ACCESS_LOGGER)
     root.setLevel(LEVELS.get(loglevel, logging.INFO))
@@ -360,6 +406,7 @@ def configure_files(logdir: str | None, errorlog: str, accesslog: str, loglevel:
     for kind in ("error", "access"):
         current = _files.get(kind)
         if current is not None and current.path == paths.get(kind):
+            current.rotation = rotation
             continue
         owner = root if kind == "error" else access
         if current is not None:
@@ -367,16 +414,16 @@ def configure_files(logdir: str | None, errorlog: str, accesslog: str, loglevel:
             current.close()
             del _files[kind]
         if kind in paths:
-            _files[kind] = _open(kind, paths[kind], role)
+            _files[kind] = _open(kind, paths[kind], role, rotation)
             owner.addHandler(_files[kind])
 
 
-def _open(kind: str, path: str, role: str) -> LogFile:
+def _open(kind: str, path: str, role: str, rotation: Rotation) -> LogFile:
     if kind == "access":
-        handler = LogFile(path, fallback_to_stderr=True)
+        handler = LogFile(path, fallback_to_stderr=True, rotation=rotation)
         handler.setFormatter(LineFormatter("%(message)s"))
         return handler
-    handler = LogFile(path, fallback_to_stderr=False)
+    handler = LogFile(path, fallback_to_stderr=False, rotation=rotation)
     handler.setFormatter(line_formatter(role))
     handler.addFilter(_limit_filter)
     return handler

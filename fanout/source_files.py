@@ -8,7 +8,8 @@
 * ``load_intro`` (``<mount><intro>``): the file under the webroot, read once per source
   start (bounded), refused with one log line when its format does not suit the mount.
 * ``PlaylistLog`` (``<logging><playlistlog>``): a line per title change, opened for
-  each line (titles change every few minutes), so logrotate needs no signal.
+  each line (titles change every few minutes), so logrotate needs no signal; rotated
+  by size as error.log and access.log are (``fanout.protocol.log_rotation``).
 
 Writes are plain blocking file writes from the calling hub: local files take
 microseconds, as the access log does.
@@ -21,6 +22,7 @@ import time
 
 from fanout.config import Config
 from fanout.model.intro import intro_mismatch
+from fanout.protocol.log_rotation import Rotation
 from fanout.protocol.playlist_log import playlist_line
 
 log = logging.getLogger("fanout")
@@ -110,8 +112,9 @@ def load_intro(mount: str, webroot: str | None, intro: str, content_type: str | 
 class PlaylistLog:
     """``<logdir>/<playlistlog>``: ``add`` one line per title change."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, rotation: Rotation = Rotation()) -> None:
         self.path = path
+        self.rotation = rotation
         self._failing = False  # said once until a line gets written again
 
     @classmethod
@@ -124,12 +127,17 @@ class PlaylistLog:
         if logdir is None:
             log.warning("<playlistlog> %s needs <paths><logdir>: titles are not logged", name)
             return None
-        return cls(os.path.join(logdir, name))
+        return cls(os.path.join(logdir, name),
+                   Rotation.of(config.logging.logsize, config.logging.logarchive))
 
     def add(self, mount: str, listeners: int, title: str, now: float) -> None:
         line = (playlist_line(now, mount, listeners, title) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = self._open()
+            if os.fstat(fd).st_size > self.rotation.max_bytes:  # one writer: the supervisor
+                os.close(fd)
+                os.rename(self.path, self.rotation.rotated_name(self.path, now))
+                fd = self._open()
             try:
                 os.write(fd, line)  # one write with O_APPEND: whole lines, never interleaved
             finally:
@@ -140,3 +148,6 @@ class PlaylistLog:
             self._failing = True
             return
         self._failing = False
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)

@@ -14,6 +14,7 @@ import socket
 
 from fanout import logs
 from fanout.config import Config, ConfigError, parse_config
+from fanout.protocol.log_rotation import Rotation
 from fanout.tls import TlsError, client_context, server_context
 
 log = logging.getLogger("fanout")
@@ -111,7 +112,8 @@ def open_log_files(config: Config, role: str) -> None:
             if paths.logdir is not None:
                 open(os.path.join(paths.logdir, name), "a").close()
         logs.configure_files(paths.logdir, logging_.errorlog, logging_.accesslog,
-                             logging_.loglevel, role)
+                             logging_.loglevel, role,
+                             Rotation.of(logging_.logsize, logging_.logarchive))
     except OSError as exc:
         raise StartupError(f"config error: icecast/paths/logdir: cannot open the log files "
                            f"in {paths.logdir!r}: {exc.strerror or exc}", EXIT_CONFIG) from None

@@ -146,6 +146,10 @@ class Paths:
     adminroot: str | None = None
     basedir: str | None = None  # the new root when <security><chroot> is on
     aliases: tuple[Alias, ...] = ()  # <alias> blocks, file order (the first match wins)
+    # Files of addresses, one a line: connections from a <deny-ip> one are dropped
+    # unanswered; with an <allow-ip> file, only its addresses are served (address_files.py).
+    allow_ip: str | None = None
+    deny_ip: str | None = None
     # issue 12 (fleet.py). TLS: the PEM certificate chain, with the key unless
     # ssl_private_key names its own file; OpenSSL's cipher list for TLS 1.2 (None: Python's
     # defaults, not 2.4.4's list, which still allows 3DES; TLS 1.3 suites are all AEAD).

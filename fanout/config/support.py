@@ -44,7 +44,6 @@ def _is_stderr(value: Any) -> bool:
 
 # Reasons shared by several rows.
 _KH = "an Icecast-KH element fanout does not implement"
-_ROTATION = "log files are not rotated by size; rotate them with logrotate and SIGUSR1"
 
 # Generic element path (no [n]) → why fanout does not act on it yet.
 NOT_YET: dict[str, NotYet] = {
@@ -53,11 +52,7 @@ NOT_YET: dict[str, NotYet] = {
                                         _is_stderr),
     "icecast/logging/errorlog": NotYet("'-' (stderr) is not supported: a file named '-' is written",
                                        _is_stderr),
-    "icecast/logging/logsize": NotYet(_ROTATION),
-    "icecast/logging/logarchive": NotYet(_ROTATION),
     "icecast/paths/adminroot": NotYet("the admin pages are built in; its XSLT files are not read"),
-    "icecast/paths/allow-ip": NotYet("connections are not filtered by address"),
-    "icecast/paths/deny-ip": NotYet("connections are not filtered by address"),
     # -- outgoing connections
     "icecast/relay/bind": NotYet("relays connect from the address the system picks"),
     # -- Icecast-KH and 2.5

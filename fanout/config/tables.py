@@ -30,7 +30,7 @@ NOT_ACTED_ON: dict[str, tuple[str, ...]] = {
     "icecast": ("master-bind", "master-relay-auth"),
     "limits": ("threadpool", "max-listeners", "max-bandwidth", "min-queue-size", "workers",
                "inactivity-timeout"),  # threadpool: 2.4.4 ignores it too; the rest are KH
-    "paths": ("allow-ip", "deny-ip", "mime-types"),
+    "paths": ("mime-types",),
     "header": ("@type",),
     "directory": ("server",),  # 2.4.4 reads <server><host> but never uses it
     "mount": ("max-bandwidth",),
@@ -225,6 +225,8 @@ PATHS = table(
     value("pidfile", string),
     value("webroot", string),
     value("adminroot", string),
+    value("allow-ip", string),
+    value("deny-ip", string),
     element("alias", section(build_alias, ALIAS), field="aliases", repeat=True),
     PATHS_TAGS,  # TLS files and ciphers, upstream verification, <x-forwarded-for>
     _not_acted_on("paths"),

@@ -5,6 +5,7 @@ function converts the epoch seconds it is given (no clock is read here).
 - `local_date`: stats' `server_start` / `stream_start`, local time with the offset.
 - `iso_date`: stats' `*_iso8601`, local time.
 - `clf_date`: access.log's Common Log Format date, local time.
+- `archive_stamp`: a log rotated with `<logarchive>1` is named with it, local time.
 """
 from __future__ import annotations
 
@@ -37,3 +38,8 @@ def clf_date(ts: float) -> str:
     t = time.localtime(ts)
     return (f"{t.tm_mday:02d}/{MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
             f"{time.strftime('%H:%M:%S %z', t)}")
+
+
+def archive_stamp(ts: float) -> str:
+    """A rotated log's suffix with <logarchive>1, local time (2.4.4's "%Y%m%d_%H%M%S")."""
+    return time.strftime("%Y%m%d_%H%M%S", time.localtime(ts))

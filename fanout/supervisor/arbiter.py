@@ -31,6 +31,7 @@ import gevent
 from gevent.queue import Queue
 
 from fanout import core, logs, sdnotify, supervised
+from fanout.address_files import warn_unreadable
 from fanout.config import Config, ConfigError
 from fanout.counters import SUPERVISOR_ROW, Counters
 from fanout.httpclient import configure_upstream_tls
@@ -126,6 +127,7 @@ class Supervisor:
             self.secured.release()
             raise
         self.playlist = PlaylistLog.of(self.config)
+        warn_unreadable(self.config)  # issue 11: <deny-ip>/<allow-ip>, as the workers see them
         self.announce()
         if now > before:
             log.info("open files: limit raised from %d to %d (the hard limit)", before, now)
@@ -220,6 +222,7 @@ class Supervisor:
         except StartupError as exc:  # not at start-up: keep logging where we did
             log.error("SIGHUP: %s; log files unchanged", exc.message)
         self.playlist = PlaylistLog.of(config)
+        warn_unreadable(config)  # issue 11: <deny-ip>/<allow-ip>
         self.pool.broadcast(NewConfig(config))
         self.slaves.reconfigure(config)
         self.mounts.registry.reserved = self.relays.apply(config.relays)

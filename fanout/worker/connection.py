@@ -54,8 +54,8 @@ def serve_connection(worker: Worker, server: Acceptor, sock: GeventSocket,
     conn = Connection(sock, address, server, worker.next_client_id())
     try:
         # issue 12: PROXY header, TLS handshake, per-address limit first (edge.py)
-        if _serve(worker, conn, lambda: edge.open_edge(conn, server.certificates, worker.counters,
-                                                       worker.index, worker.cfg)):
+        if _serve(worker, conn, lambda: edge.open_edge(conn, server.certificates, worker.addresses,
+                                                       worker.counters, worker.index, worker.cfg)):
             serve_opened(worker, conn)
     finally:
         if not conn.kept:  # only a listener's socket outlives its handler (the pump owns it)
@@ -129,6 +129,9 @@ def _serve(worker: Worker, conn: Connection, serve: Callable[[], None]) -> bool:
         _answer_error(worker, conn, exc)
         if isinstance(exc, edge.AddressOverLimit):
             edge.linger(conn)
+    except edge.AddressRefused as exc:  # issue 11: dropped unanswered, 2.4.4's debug line
+        log.debug("%s %s", conn.ip, exc.reason)
+        conn.request = None  # refused behind a proxy after its head: no access.log line either
     except HeaderTimeout:
         log.info("%s: no request head within %ss; closed", conn.ip, worker.cfg.limits.header_timeout)
     except (ConnectionError, BrokenPipeError, ssl.SSLError):  # SSLError: a TLS client's
@@ -144,8 +147,8 @@ def serve_request(worker: Worker, conn: Connection) -> None:
     """Read an HTTP/ICE request head and hand the connection to the request's handler."""
     request, leftover = read_request(conn.sock, worker.cfg.limits.header_timeout)
     conn.request = request  # as sent: the access log shows the path asked for
-    edge.forwarded(conn, request, conn.server.certificates, worker.counters, worker.index,
-                   worker.cfg)  # issue 12: the real client behind trusted proxies
+    edge.forwarded(conn, request, conn.server.certificates, worker.addresses, worker.counters,
+                   worker.index, worker.cfg)  # issue 12: the real client behind trusted proxies
     request = aliased(worker, conn, request)
     handler = route(request)
     if handler is not source.serve_source:  # 2.4.4 counts every request but a source's

@@ -16,6 +16,16 @@ Theory of operation. `open_edge` runs first on every accepted connection, in thi
    other limits: a player treats it as "full", not "try again") and logged in one line
    (the log bounds lines per cause).
 
+0. (issue 11) The `<paths><deny-ip>`/`<allow-ip>` files (`fanout.address_files`): a
+   refused address is dropped, closed without a byte of answer and without an access.log
+   line, and logged at debug level as 2.4.4 does ("<address> is banned" / "is not
+   allowed"). Icecast checks the socket's peer before reading anything; so do we, except
+   that the address checked is the client's as far as we can know it: on a
+   `<proxy-protocol>` port the PROXY header's (checked right after the header), and from
+   a trusted proxy (`<x-forwarded-for>`) the X-Forwarded-For client's (checked once the
+   head is read, in `forwarded`; a request without one is checked under the proxy's own
+   address). An operator lists clients, not their balancer.
+
 After the request head is read, `forwarded` applies `X-Forwarded-For`/`-Proto` from
 trusted proxies only (`fanout.protocol.forwarded`): the connection is then counted under
 the client's address instead of the proxy's. Headers from anyone else are ignored; one
@@ -26,9 +36,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import gevent
 
+from fanout.address_files import AddressFilter
 from fanout.config import Config
 from fanout.counters import Counters
 from fanout.protocol.errors import CLOSE_SILENTLY, ProtocolError
@@ -55,9 +67,25 @@ class AddressOverLimit(ProtocolError):
     """The connection's address holds <connections-per-ip> connections already."""
 
 
-def open_edge(conn: Connection, certificates: Certificates, counters: Counters, row: int,
-              config: Config) -> None:
-    """Steps 1-3 of the module doc; raises ProtocolError (refused), HeaderTimeout, OSError."""
+class AddressRefused(Exception):
+    """The connection's address is denied (or not allowed) by the address files: drop it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # address_list.BANNED or NOT_ALLOWED
+
+
+def check_address(conn: Connection, addresses: AddressFilter) -> None:
+    """Raise AddressRefused when the address files refuse `conn.ip` (step 0)."""
+    reason = addresses.refusal(conn.ip, time.monotonic())
+    if reason is not None:
+        raise AddressRefused(reason)
+
+
+def open_edge(conn: Connection, certificates: Certificates, addresses: AddressFilter,
+              counters: Counters, row: int, config: Config) -> None:
+    """Steps 0-3 of the module doc; raises AddressRefused (dropped), ProtocolError
+    (refused), HeaderTimeout, OSError."""
     spec, timeout = conn.server.spec, config.limits.header_timeout
     if spec.proxy_protocol:
         if not proxy_header_allowed(conn.ip, certificates.trusted):
@@ -65,6 +93,9 @@ def open_edge(conn: Connection, certificates: Certificates, counters: Counters, 
                                 "(not in <x-forwarded-for>)", CLOSE_SILENTLY)
         header = read_proxy_header(conn.sock, timeout)
         conn.ip, conn.port = header.client((conn.ip, conn.port))
+        check_address(conn, addresses)
+    elif not certificates.trusted.trusts(conn.ip):  # a trusted proxy: see `forwarded`
+        check_address(conn, addresses)
     if spec.ssl:
         if certificates.server is None:
             raise ProtocolError("TLS port without a usable certificate", CLOSE_SILENTLY)
@@ -114,12 +145,23 @@ def count_address(conn: Connection, counters: Counters, row: int, limit: int) ->
 
 
 def forwarded(conn: Connection, request: Request, certificates: Certificates,
-              counters: Counters, row: int, config: Config) -> None:
+              addresses: AddressFilter, counters: Counters, row: int, config: Config) -> None:
     """Apply trusted proxies' X-Forwarded-For/-Proto to `conn` (see the module doc);
-    raises ProtocolError(403) when the client's address is over its limit."""
+    raises ProtocolError(403) when the client's address is over its limit, AddressRefused
+    when the address files refuse it."""
     trusted = certificates.trusted
     if not trusted:
         return
+    # The edge left the address files to us when the peer is a trusted proxy (step 0).
+    deferred = not conn.server.spec.proxy_protocol and trusted.trusts(conn.ip)
+    _apply_forwarded(conn, request, certificates, counters, row, config)
+    if deferred:
+        check_address(conn, addresses)
+
+
+def _apply_forwarded(conn: Connection, request: Request, certificates: Certificates,
+                     counters: Counters, row: int, config: Config) -> None:
+    trusted = certificates.trusted
     headers = request.headers
     real = client_address(conn.ip, headers, trusted, conn.scheme)
     if not real.forwarded:

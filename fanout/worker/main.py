@@ -42,6 +42,7 @@ from fanout.messages import (
     Redirects, RelayStopped, Remount, RetryRelay, StartRelay, Stop, StopRelay, WakeRelay,
 )
 from fanout.mountinfo import MountInfo
+from fanout.protocol.log_rotation import Rotation
 from fanout.worker.fdlimit import FdGuard
 from fanout.worker.link import SupervisorLink
 from fanout.worker.pump import close_all_listeners, mount_ended
@@ -178,10 +179,12 @@ class WorkerProcess:
         worker.config = config = message.config
         paths, logging_ = config.paths, config.logging
         logs.configure_files(paths.logdir, logging_.errorlog, logging_.accesslog,
-                             logging_.loglevel, f"worker{worker.index}")
+                             logging_.loglevel, f"worker{worker.index}",
+                             Rotation.of(logging_.logsize, logging_.logarchive))
         for mount in worker.mounts.values():
             mount.resolved = config.resolve_mount(mount.name)
         self.certificates.configure(config)  # issue 12: a SIGHUP reloads the certificate
+        worker.addresses.configure(config.paths)  # issue 11: <deny-ip>/<allow-ip> files
         self.configured.set()
 
     def on_redirects(self, message: Redirects, delivery: control.Delivery) -> None:

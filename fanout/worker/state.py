@@ -26,6 +26,7 @@ from gevent.event import Event
 from gevent.lock import BoundedSemaphore
 
 from fanout import core
+from fanout.address_files import AddressFilter
 from fanout.config import Config, ListenerAuth, ResolvedMount
 from fanout.counters import MAX_WORKERS, Counters
 from fanout.lifecycle import MountEvent, MountState, next_mount_state
@@ -242,6 +243,7 @@ class Worker:
         self.relays: dict[str, RelayRun] = {}  # mount -> the relay pull run here
         self.sessions = Sessions()
         self.htpasswd = HtpasswdFiles()
+        self.addresses = AddressFilter()  # issue 11: <paths><deny-ip>/<allow-ip>
         self.tallies = Tallies()
         self.status_feed = StatusFeed()  # the status page's live updates (webfeed.py)
         self.over_limit_reads = BoundedSemaphore(OVER_LIMIT_READS)

@@ -79,7 +79,7 @@ def test_debian_config_every_element_is_implemented_or_warned_by_name() -> None:
     expected = Counter(path for path, text in present if asks_for_missing_feature(path, text))
     assert Counter(generic_path(path) for path, _ in warned) == expected
     # What that means for Debian's file today, spelled out:
-    assert [path for path, _ in warned] == ["icecast/paths/adminroot", "icecast/logging/logsize"]
+    assert [path for path, _ in warned] == ["icecast/paths/adminroot"]
 
 
 def test_repo_sample_has_only_implemented_elements() -> None:
@@ -94,8 +94,9 @@ def test_repo_sample_has_only_implemented_elements() -> None:
 # The elements issue 11 asks to be implemented, in the order of the file below.
 ISSUE_11_ELEMENTS = [
     "icecast/security/chroot", "icecast/security/changeowner", "icecast/paths/pidfile",
-    "icecast/paths/webroot", "icecast/paths/alias[1]", "icecast/directory[1]",
-    "icecast/logging/playlistlog", "icecast/mount[1]/intro", "icecast/mount[1]/dump-file",
+    "icecast/paths/webroot", "icecast/paths/allow-ip", "icecast/paths/deny-ip",
+    "icecast/paths/alias[1]", "icecast/directory[1]", "icecast/logging/playlistlog",
+    "icecast/logging/logsize", "icecast/logging/logarchive", "icecast/mount[1]/intro", "icecast/mount[1]/dump-file",
     "icecast/mount[1]/on-connect", "icecast/mount[1]/on-disconnect"]
 
 
@@ -104,9 +105,11 @@ def test_each_not_implemented_element_is_named_by_check_config(tmp_path: Path) -
     config.write_text(
         "<icecast><security><chroot>1</chroot><changeowner><user>icecast2</user>"
         "<group>icecast</group></changeowner></security><paths><pidfile>/run/f.pid</pidfile>"
-        "<webroot>/w</webroot><alias source='/' destination='/status.xsl'/></paths>"
+        "<webroot>/w</webroot><allow-ip>/etc/icecast2/allow</allow-ip>"
+        "<deny-ip>/etc/icecast2/deny</deny-ip><alias source='/' destination='/status.xsl'/></paths>"
         "<directory><yp-url>http://dir.example/cgi-bin/yp-cgi</yp-url></directory>"
-        "<logging><playlistlog>playlist.log</playlistlog></logging>"
+        "<logging><playlistlog>playlist.log</playlistlog><logsize>10000</logsize>"
+        "<logarchive>1</logarchive></logging>"
         "<mount><mount-name>/live</mount-name><intro>/intro.mp3</intro><dump-file>/tmp/d.mp3</dump-file>"
         "<on-connect>/bin/true</on-connect><on-disconnect>/bin/true</on-disconnect></mount></icecast>")
     result = check_config(config)

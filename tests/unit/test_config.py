@@ -660,9 +660,9 @@ def test_elements_not_implemented_yet_are_warned_with_their_paths() -> None:
                    "</security><paths><alias source='/' destination='/s'/><pidfile>/p</pidfile></paths>"
                    "<logging><logsize>1</logsize><playlistlog>p</playlistlog><accesslog>-</accesslog></logging>"
                    "<limits><workers>2</workers></limits><fileserve>1</fileserve>")
-    # chroot, changeowner, alias, pidfile, playlistlog and fileserve are implemented: silent.
+    # chroot, changeowner, alias, pidfile, playlistlog, logsize and fileserve are implemented: silent.
     assert [warning.split(": not implemented yet, ignored: ")[0] for warning in config.warnings] == [
-        "icecast/logging/logsize", "icecast/logging/accesslog", "icecast/limits/workers"]
+        "icecast/logging/accesslog", "icecast/limits/workers"]
 
 
 def test_repeated_single_element_warns_and_the_last_one_wins() -> None:

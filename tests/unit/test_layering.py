@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     # -- IO from here up --------------------------------------------------------------------
     ("fanout.core", "fanout.coreref", "fanout.ingestref", "fanout._core", "fanout._ingest",
      "fanout.supervised", "fanout.logs", "fanout.sdnotify", "fanout.tls", "fanout.hooks",
-     "fanout.source_files"),
+     "fanout.source_files", "fanout.address_files"),
     ("fanout.counters", "fanout.control", "fanout.ringio", "fanout.registry",
      "fanout.httpclient", "fanout.startup"),
     ("fanout.relay", "fanout.worker", "fanout.privileges"),

@@ -45,7 +45,7 @@ from fanout.mountinfo import MountInfo
 from fanout.worker.fdlimit import FdGuard
 from fanout.worker.link import SupervisorLink
 from fanout.worker.pump import close_all_listeners, mount_ended
-from fanout.worker import relays
+from fanout.worker import filemount, relays
 from fanout.worker.queries import QUERIES
 from fanout.worker.certificates import Certificates
 from fanout.worker.server import ClientServer, spec_of_listener
@@ -220,6 +220,7 @@ class WorkerProcess:
         mount.set_info(info)  # a relay reconnecting right now: held from the start
         worker.mounts[name] = mount
         worker.status_feed.mounts_changed()
+        filemount.take_back(worker, mount)  # <fallback-override> from a fallback file
 
     def on_mount_down(self, message: MountDown, delivery: control.Delivery) -> None:
         worker = self.worker
@@ -229,6 +230,7 @@ class WorkerProcess:
             return
         mount.advance(MountEvent.END)
         worker.status_feed.mounts_changed()
+        filemount.fall_back(worker, mount)  # its listeners no live fallback took
         mount_ended(worker, mount)
 
     def on_mount_changed(self, message: MountChanged, delivery: control.Delivery) -> None:

@@ -240,6 +240,10 @@ class Worker:
         self.bound_ports: list[int] = []  # of the inherited listening sockets, in order
         self.sources: dict[str, Connection] = {}  # mount -> the source served here
         self.relays: dict[str, RelayRun] = {}  # mount -> the relay pull run here
+        # issue 11: fallback files played here (filemount.py), by file name, in no
+        # `mounts`; and the names said once to be no usable file (until they are).
+        self.file_mounts: dict[str, LocalMount] = {}
+        self.unusable_files: set[str] = set()
         self.sessions = Sessions()
         self.htpasswd = HtpasswdFiles()
         self.tallies = Tallies()

@@ -159,7 +159,7 @@ class WorkerProcess:
         relays.stop_relays(self.worker)
         for server in self.servers:
             server.close()
-        for mount in list(self.worker.mounts.values()):
+        for mount in self.worker.served_mounts():
             close_all_listeners(self.worker, mount)
 
     # -- the control channel -------------------------------------------------------------
@@ -179,7 +179,7 @@ class WorkerProcess:
         paths, logging_ = config.paths, config.logging
         logs.configure_files(paths.logdir, logging_.errorlog, logging_.accesslog,
                              logging_.loglevel, f"worker{worker.index}")
-        for mount in worker.mounts.values():
+        for mount in worker.served_mounts():
             mount.resolved = config.resolve_mount(mount.name)
         self.certificates.configure(config)  # issue 12: a SIGHUP reloads the certificate
         self.configured.set()

@@ -130,7 +130,7 @@ def kick(pumping: Pumping, mount: LocalMount) -> None:
 
 
 def abandon_pumps(worker: Worker) -> None:
-    for mount in list(worker.mounts.values()):
+    for mount in worker.served_mounts():
         close_all_listeners(worker, mount)
     worker.pumping.loop = None
 

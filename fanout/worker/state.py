@@ -280,6 +280,11 @@ class Worker:
         # Every worker runs the same code: the answers are what `query` returns.
         return cast("list[R | None]", self.link.gather(query.__name__, sent))
 
+    def served_mounts(self) -> list[LocalMount]:
+        """Every mount whose listeners this worker serves: the supervisor's and its own
+        fallback files'."""
+        return [*self.mounts.values(), *self.file_mounts.values()]
+
     def unwatch(self, mount: LocalMount) -> None:
         """The pump no longer serves `mount` here: its writer stops ringing this worker."""
         if mount.watched:

@@ -9,7 +9,8 @@ ended) starts a *file mount*: a `LocalMount` named after the file, kept in
 stats do not know it), whose ring this worker creates itself. One supervised greenlet
 (`play`) writes the file into it, again and again, through the one write path
 (`RingFeed`), paced in real time at the file's byte rate (measured on its first MPEG or
-ADTS frames), PACE_LEAD s ahead. Its listeners are ordinary listeners of the pump; once it
+ADTS frames), PACE_LEAD s ahead (2.4.4 reads it as fast as its source loop turns, §3.9;
+a player wants real time). Its listeners are ordinary listeners of the pump; once it
 had none for LINGER s the greenlet stops and the ring is freed.
 
 When the mount comes back with `<fallback-override>`, it takes back every listener of the

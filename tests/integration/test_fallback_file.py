@@ -27,9 +27,10 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg n
 
 SECONDS = 2  # the file's length: a listener loops over it within a few seconds
 BYTE_RATE = 8000  # 64 kbit/s, the file's bitrate
-FILES = ("paced", "kept", "back", "ogg")  # /<name>.mp3 in the webroot, one per test
+FILES = ("paced", "shared", "kept", "back", "ogg")  # /<name>.mp3 in the webroot, one per test
 MOUNTS = (
     mount_xml("/nosource", fallback_mount="/paced.mp3")
+    + mount_xml("/crowd", fallback_mount="/shared.mp3")
     + mount_xml("/live", fallback_mount="/kept.mp3")
     + mount_xml("/back", fallback_mount="/back.mp3", fallback_override="1")
     + mount_xml("/ogg", fallback_mount="/ogg.mp3")
@@ -110,6 +111,20 @@ def test_a_mount_without_source_plays_its_fallback_file_looped_in_real_time(serv
     # Its last listener gone, the worker stops playing the file and frees its ring.
     wait_for(lambda: "fallback file /paced.mp3: stopped" in server.output(), 10,
              "the file mount to stop")
+
+
+def test_listeners_of_one_worker_share_one_playing_of_the_file(served):
+    server, audio = served
+    workers = len(server.workers())
+    crowd = [Listener(server.host, server.port, "/crowd").start() for _ in range(3 * workers)]
+    try:
+        for listener in crowd:
+            wait_for(lambda: file_tail(listener, audio), 10, "the fallback file")
+        # Started once per worker that serves some of them, not once per listener.
+        assert 1 <= server.output().count("fallback file /shared.mp3: playing it here") <= workers
+    finally:
+        for listener in crowd:
+            listener.close()
 
 
 def test_a_listener_stays_connected_onto_the_file_when_the_source_leaves(served):

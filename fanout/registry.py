@@ -52,13 +52,16 @@ def ring_memfd_name(mount: str) -> str:
     return label[:MEMFD_NAME_MAX].decode("utf-8", "ignore")
 
 
-def create_ring(config: Config, name: str, info: MountInfo) -> core.Ring:
-    """A ring sized for mount `name`; ClaimRefused (503) if the kernel cannot make it."""
+def create_ring(config: Config, name: str, info: MountInfo, *,
+                doorbells: core.Doorbells | None = None) -> core.Ring:
+    """A ring sized for mount `name`; ClaimRefused (503) if the kernel cannot make it.
+    With `doorbells`, writes through it ring them (a worker's own ring: a fallback file)."""
     resolved = config.resolve_mount(name)
     fmt = core.FORMAT_OGG if info.format == OGG else core.FORMAT_GENERIC
     try:
         capacity = core.ring_capacity_for(resolved.queue_size, resolved.burst_size)
-        ring = core.Ring.create(capacity, fmt, name=ring_memfd_name(name))
+        ring = core.Ring.create(capacity, fmt, name=ring_memfd_name(name),
+                                doorbells=doorbells)
     except (OSError, ValueError) as exc:
         raise ClaimRefused(503, f"cannot create the mount's ring ({exc})") from None
     return ring

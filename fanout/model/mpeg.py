@@ -35,6 +35,12 @@ _LAYER_III = 1
 _MPEG1 = 3
 
 ADTS_HEADER_SIZE = 7  # without the optional CRC
+# Samples per MPEG frame by layer bits (MPEG-1; layer III of MPEG-2/2.5 holds half).
+_SAMPLES = {3: 384, 2: 1152, 1: 1152}
+# Samples per raw data block of an ADTS frame (AAC), and the sample rates by index.
+_ADTS_SAMPLES = 1024
+_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
+               8000, 7350)
 _ADTS_CRC_SIZE = 2
 _ADTS_RESERVED_RATE = 13  # sampling frequency indexes 13..15 are reserved
 
@@ -77,6 +83,35 @@ def adts_frame_length(header: bytes | bytearray) -> int | None:
     length = ((header[3] & 0x03) << 11) | (header[4] << 3) | (header[5] >> 5)
     minimum = ADTS_HEADER_SIZE + (0 if b1 & 0x01 else _ADTS_CRC_SIZE)
     return length if length >= minimum else None
+
+
+def frame_duration(header4: bytes | bytearray) -> float | None:
+    """Seconds of audio in the MPEG frame with this 4-byte header (None: not a valid one)."""
+    if frame_length(header4) is None:
+        return None
+    version, layer = (header4[1] >> 3) & 3, (header4[1] >> 1) & 3
+    samples = _SAMPLES[layer] // (2 if layer == _LAYER_III and version != _MPEG1 else 1)
+    return samples / _SAMPLE_RATES[version][(header4[2] >> 2) & 3]
+
+
+def adts_frame_duration(header: bytes | bytearray) -> float | None:
+    """Seconds of audio in the ADTS frame with this 7-byte header (None: not a valid one)."""
+    if len(header) < ADTS_HEADER_SIZE or adts_frame_length(header) is None:
+        return None
+    blocks = (header[6] & 0x03) + 1
+    return blocks * _ADTS_SAMPLES / _ADTS_RATES[(header[2] >> 2) & 0xF]
+
+
+def byte_rate(data: bytes, kind: str = MPEG) -> float | None:
+    """Bytes per second of playback of the chained frames of `kind` (MPEG or ADTS) in
+    `data`, measured from its first frame to its last whole one (a VBR file's average over
+    them); None with fewer than two frames."""
+    need, duration_of = {MPEG: (4, frame_duration), ADTS: (ADTS_HEADER_SIZE, adts_frame_duration)}[kind]
+    starts = MpegFrameTracker(kind).feed(data)
+    seconds = sum(duration_of(data[at:at + need]) or 0.0 for at in starts[:-1])
+    if len(starts) < 2 or seconds <= 0:
+        return None
+    return (starts[-1] - starts[0]) / seconds
 
 
 def _mpeg_stream_key(header: bytes | bytearray) -> bytes:

@@ -33,7 +33,7 @@ from fanout.protocol.redirect import (
 )
 from fanout.protocol.responses import listener_icy_headers, render_listener_head, render_redirect
 from fanout.source_files import load_intro
-from fanout.worker import files, listener_auth
+from fanout.worker import filemount, files, listener_auth
 from fanout.worker.client import Connection
 from fanout.worker.credentials import is_relay_client
 from fanout.worker.pump import (
@@ -76,7 +76,7 @@ def serve_listener(worker: Worker, conn: Connection, request: Request, leftover:
 
 
 def serve_let_in(worker: Worker, conn: Connection, request: Request, login: Login) -> None:
-    mount = live_mount(worker, request.path)
+    mount = filemount.serving_mount(worker, request.path)  # a live mount or a fallback file
     if mount is None:  # issue 11 (opswire): a webroot file, else 404 (§5.1 step 7)
         return files.serve_file(worker, conn, request)
     listener_auth.refuse_duplicate(worker, login)
@@ -117,7 +117,8 @@ def answer_listener(worker: Worker, conn: Connection, request: Request, login: L
 
 def live_mount(worker: Worker, path: str) -> LocalMount | None:
     """The mount that serves `path`: its own if live, else the first live one of its
-    <fallback-mount> chain (§5.1), so listeners can wait on a fallback for a live show."""
+    <fallback-mount> chain (§5.1), so listeners can wait on a fallback for a live show.
+    A fallback file is not looked for (`filemount.serving_mount` does, and may start it)."""
     for name in (path, *worker.cfg.fallback_chain(path)):
         mount = worker.mounts.get(name)
         # A relay holding its listeners while it reconnects (HELD) takes no newcomers.

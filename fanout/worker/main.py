@@ -46,7 +46,7 @@ from fanout.protocol.log_rotation import Rotation
 from fanout.worker.fdlimit import FdGuard
 from fanout.worker.link import SupervisorLink
 from fanout.worker.pump import close_all_listeners, mount_ended
-from fanout.worker import relays
+from fanout.worker import filemount, relays
 from fanout.worker.queries import QUERIES
 from fanout.worker.certificates import Certificates
 from fanout.worker.server import ClientServer, spec_of_listener
@@ -160,7 +160,7 @@ class WorkerProcess:
         relays.stop_relays(self.worker)
         for server in self.servers:
             server.close()
-        for mount in list(self.worker.mounts.values()):
+        for mount in self.worker.served_mounts():
             close_all_listeners(self.worker, mount)
 
     # -- the control channel -------------------------------------------------------------
@@ -181,7 +181,7 @@ class WorkerProcess:
         logs.configure_files(paths.logdir, logging_.errorlog, logging_.accesslog,
                              logging_.loglevel, f"worker{worker.index}",
                              Rotation.of(logging_.logsize, logging_.logarchive))
-        for mount in worker.mounts.values():
+        for mount in worker.served_mounts():
             mount.resolved = config.resolve_mount(mount.name)
         self.certificates.configure(config)  # issue 12: a SIGHUP reloads the certificate
         worker.addresses.configure(config.paths)  # issue 11: <deny-ip>/<allow-ip> files
@@ -223,6 +223,7 @@ class WorkerProcess:
         mount.set_info(info)  # a relay reconnecting right now: held from the start
         worker.mounts[name] = mount
         worker.status_feed.mounts_changed()
+        filemount.take_back(worker, mount)  # <fallback-override> from a fallback file
 
     def on_mount_down(self, message: MountDown, delivery: control.Delivery) -> None:
         worker = self.worker
@@ -232,6 +233,7 @@ class WorkerProcess:
             return
         mount.advance(MountEvent.END)
         worker.status_feed.mounts_changed()
+        filemount.fall_back(worker, mount)  # its listeners no live fallback took
         mount_ended(worker, mount)
 
     def on_mount_changed(self, message: MountChanged, delivery: control.Delivery) -> None:

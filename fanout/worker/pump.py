@@ -130,7 +130,7 @@ def kick(pumping: Pumping, mount: LocalMount) -> None:
 
 
 def abandon_pumps(worker: Worker) -> None:
-    for mount in list(worker.mounts.values()):
+    for mount in worker.served_mounts():
         close_all_listeners(worker, mount)
     worker.pumping.loop = None
 
@@ -362,7 +362,15 @@ def move_listeners(worker: Worker, mount: str, destination: str, chosen: set[int
     then the destination's header pages; one whose page is not whole in the ring yet is
     moved a moment later (up to `retries` times)."""
     src, dst = worker.mounts.get(mount), worker.mounts.get(destination)
-    if src is None or dst is None or dst.ended or not same_format(src, dst):
+    if src is None or dst is None:
+        return 0
+    return move_between(worker, src, dst, chosen, retries)
+
+
+def move_between(worker: Worker, src: LocalMount, dst: LocalMount, chosen: set[int],
+                 retries: int) -> int:
+    """`move_listeners` for mounts in hand (a fallback file's is in no `worker.mounts`)."""
+    if dst.ended or not same_format(src, dst):
         return 0
     tails = {id(l): page_tail(src, l) if dst.is_ogg else b""
              for l in src.listeners if id(l) in chosen}
@@ -379,8 +387,8 @@ def move_listeners(worker: Worker, mount: str, destination: str, chosen: set[int
     start_pump(worker, dst)
     waiting = {key for key, tail in tails.items() if tail is None}
     if waiting and retries:
-        supervised.spawn_later(MOVE_RETRY_DELAY, "worker.move", move_listeners, worker, mount,
-                               destination, waiting, retries - 1)
+        supervised.spawn_later(MOVE_RETRY_DELAY, "worker.move", move_between, worker, src, dst,
+                               waiting, retries - 1)
     return len(moving)
 
 

@@ -241,6 +241,10 @@ class Worker:
         self.bound_ports: list[int] = []  # of the inherited listening sockets, in order
         self.sources: dict[str, Connection] = {}  # mount -> the source served here
         self.relays: dict[str, RelayRun] = {}  # mount -> the relay pull run here
+        # issue 11: fallback files played here (filemount.py), by file name, in no
+        # `mounts`; and the names said once to be no usable file (until they are).
+        self.file_mounts: dict[str, LocalMount] = {}
+        self.unusable_files: set[str] = set()
         self.sessions = Sessions()
         self.htpasswd = HtpasswdFiles()
         self.addresses = AddressFilter()  # issue 11: <paths><deny-ip>/<allow-ip>
@@ -277,6 +281,11 @@ class Worker:
         sent: Mapping[str, object] = kwargs
         # Every worker runs the same code: the answers are what `query` returns.
         return cast("list[R | None]", self.link.gather(query.__name__, sent))
+
+    def served_mounts(self) -> list[LocalMount]:
+        """Every mount whose listeners this worker serves: the supervisor's and its own
+        fallback files'."""
+        return [*self.mounts.values(), *self.file_mounts.values()]
 
     def unwatch(self, mount: LocalMount) -> None:
         """The pump no longer serves `mount` here: its writer stops ringing this worker."""

@@ -8,7 +8,11 @@ import subprocess
 
 import pytest
 
-from fanout.model.mpeg import MpegFrameTracker, adts_frame_length, frame_length
+from fanout.model.intro import id3v2_length
+from fanout.model.mpeg import (
+    ADTS, MPEG, MpegFrameTracker, adts_frame_duration, adts_frame_length, byte_rate,
+    frame_duration, frame_length,
+)
 from tests.support.splits import encode_tone, random_pieces
 
 
@@ -168,3 +172,51 @@ def test_two_chained_frames_are_reported_once_confirmed() -> None:
 def test_unknown_kind_raises_value_error() -> None:
     with pytest.raises(ValueError):
         MpegFrameTracker("flac")
+
+
+# -- durations and byte rates (fallback files are paced by them) -------------------------------
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (mpeg_header(MPEG1, LAYER3, 9, 0), 1152 / 44100),
+        (mpeg_header(MPEG1, LAYER2, 10, 1), 1152 / 48000),
+        (mpeg_header(MPEG1, LAYER1, 1, 2), 384 / 32000),
+        (mpeg_header(MPEG2, LAYER3, 8, 0), 576 / 22050),  # half the samples per frame
+        (mpeg_header(MPEG2, LAYER2, 8, 0), 1152 / 22050),
+        (mpeg_header(MPEG25, LAYER3, 1, 2), 576 / 8000),
+        (mpeg_header(MPEG1, LAYER3, 0, 0), None),  # free format: not a header we read
+    ],
+)
+def test_frame_duration(header: bytes, seconds: float | None) -> None:
+    assert frame_duration(header) == seconds
+
+
+def test_adts_frame_duration_counts_its_raw_data_blocks() -> None:
+    one = adts_header(371, rate_index=4) + b"\x00"  # 44.1 kHz, one block
+    three = adts_header(371, rate_index=3) + b"\x02"  # 48 kHz, three blocks
+    assert adts_frame_duration(one) == 1024 / 44100
+    assert adts_frame_duration(three) == 3 * 1024 / 48000
+    assert adts_frame_duration(adts_header(371)) is None  # the seventh byte missing
+    assert adts_frame_duration(adts_header(371, rate_index=13) + b"\x00") is None
+
+
+def test_byte_rate_needs_two_frames() -> None:
+    frame = mpeg_header(MPEG1, LAYER3, 9, 0) + b"\x00" * 413
+    assert byte_rate(frame * 3) == pytest.approx(417 * 44100 / 1152)
+    assert byte_rate(frame) is None
+    assert byte_rate(b"\x00" * 4096) is None
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize(("codec_args", "kind", "bits_per_second"), [
+    (FILES["mp3"][0], MPEG, 128000),
+    (FILES["mp2"][0], MPEG, 192000),
+    (FILES["mp3_22k"][0], MPEG, 32000),
+    (FILES["adts"][0], ADTS, 96000),
+])
+def test_byte_rate_of_encoded_files_is_their_bitrate(codec_args, kind, bits_per_second) -> None:
+    data = encode(*codec_args)
+    rate = byte_rate(data[id3v2_length(data):][:65536], kind)
+    # CBR MPEG to the byte; ffmpeg's AAC encoder keeps to its target only on average.
+    assert rate == pytest.approx(bits_per_second / 8, rel=0.01 if kind == MPEG else 0.1)

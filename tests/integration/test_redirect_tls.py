@@ -7,7 +7,7 @@ A listener that reached the master over https (its TLS port, or a trusted proxy'
 `X-Forwarded-Proto: https`) is sent to `https://<slave>:<slave's TLS port>/...`, and only
 to the slave that has one; a plain listener goes to either slave's plain port, as before.
 Once no slave with a TLS port is left, the director serves its https listeners itself
-rather than downgrade them to http.
+rather than downgrade them to http, and refuses those of a full mount.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.test_redirect import (LISTENER_ADDRESS, answer_head, head_line,
-                                             kill_hard, redirecting_slave_xml)
+from tests.integration.test_redirect import (FULL_MOUNT, LISTENER_ADDRESS, answer_head,
+                                             head_line, kill_hard, redirecting_slave_xml)
 from tests.integration.test_relay import start_in, wait_status
 from tests.integration.test_tls import TlsListener, tls_port
 from tests.support.clients import PacedSource, basic, locate_in_pattern, read_head
@@ -49,26 +49,27 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
 def fleet(ca, tmp_path_factory):
     """(master, slave with a TLS port, slave without), both slaves registered and relaying."""
     started: list[FanoutProcess] = []
-    source = None
+    sources: list[PacedSource] = []
     try:
         master = start_in(tmp_path_factory.mktemp("master"), "master", icecast_xml(
-            extra="<max-redirect-slaves>4</max-redirect-slaves><redirect-mode>always</redirect-mode>"
+            mounts=FULL_MOUNT, extra="<max-redirect-slaves>4</max-redirect-slaves><redirect-mode>always</redirect-mode>"
                   + tls_socket(ca)))
         started.append(master)
-        source = PacedSource(master, "/live")
+        sources += [PacedSource(master, "/live"), PacedSource(master, "/full")]
         secure = start_in(tmp_path_factory.mktemp("secure"), "secure",
                           redirecting_slave_xml(master, extra=tls_socket(ca)))
         started.append(secure)
         plain = start_in(tmp_path_factory.mktemp("plain"), "plain", redirecting_slave_xml(master))
         started.append(plain)
         for slave, shown in ((secure, f", https on port {tls_port(secure)}"), (plain, "")):
-            wait_status(slave, "/live", 200, TIMEOUT)
+            for mount in ("/live", "/full"):
+                wait_status(slave, mount, 200, TIMEOUT)
             line = f"redirect slave 127.0.0.1:{slave.port} registered (capacity 500, "
             wait_for(lambda: any(said.startswith(line) and said.endswith(f"listeners){shown}")
                                  for said in log_messages(master)), TIMEOUT, "the registration")
         yield master, secure, plain
     finally:
-        if source is not None:
+        for source in sources:
             source.close()
         for server in reversed(started):
             server.stop()
@@ -192,3 +193,11 @@ def test_with_no_slave_with_a_tls_port_left_the_director_serves_https_itself(fle
     wait_for(lambda: head_line(answer_head(master, "/live"), "location") == plain_location(plain),
              TIMEOUT, "plain listeners sent to the plain slave again")
     assert https_head(master, ca, "/live").startswith(b"HTTP/1.0 200 OK")  # still not sent there
+    # Where a plain listener would be sent on, an https one is refused as with no slave.
+    first = TlsListener(tls_port(master), "/full", ca).start()
+    try:
+        assert first.head.startswith(b"HTTP/1.0 200 OK"), first.head
+        assert https_head(master, ca, "/full").startswith(b"HTTP/1.0 403 Forbidden")
+        assert head_line(answer_head(master, "/full"), "location") == plain_location(plain, "/full")
+    finally:
+        stop_reading(first)

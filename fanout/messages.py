@@ -76,13 +76,16 @@ class StreamTags:
 @dataclass(frozen=True, slots=True)
 class SlaveRegister:
     """An authenticated stream-list poll carried a KH redirect registration (`load`: a
-    fanout slave's load report, None from a KH slave; `peer`: the poll's address)."""
+    fanout slave's load report, None from a KH slave; `peer`: the poll's address;
+    `tls_port`: its https port, 0 if none; `bad_tls_port`: what it said instead of one)."""
 
     host: str
     port: int
     interval: int
     load: SlaveLoad | None = None
     peer: str = ""
+    tls_port: int = 0
+    bad_tls_port: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,10 @@ place. The supervisor sends `targets()` to every worker.
 
 Choosing (`choose`, `Chooser`, `RedirectTable.pick`): never a target that is expired,
 dead, unhealthy, full, the requester itself, or one whose complete mount list lacks the
-listener's mount (`SlaveLoad.carries`); among the others, two drawn at random
+listener's mount (`SlaveLoad.carries`), nor, for a listener that came over https, one
+with no TLS port (a static `<redirect>` has none): sending it to a slave's plain port
+would downgrade it to http without its knowing, so it is served or refused here as if no
+slave were usable (see fanout/protocol/redirect.py); among the others, two drawn at random
 and the less utilised of the two (listeners plus the redirects this chooser sent since
 the target's last report, over capacity). Always taking the emptiest would send every
 worker's (and every master's) arrivals between two reports to the same slave: a herd;
@@ -52,6 +55,7 @@ class Target:
     report: int = 0  # load reports received: what the redirects sent are counted against
     peer: str = ""  # the address its registering poll came from ("": unknown, static)
     dead: bool = False  # marked gone (relay pulls closed, failed probe) until it registers
+    tls_port: int = 0  # its https port (a fanout slave's fanout-tls-port); 0: none
 
     @property
     def key(self) -> tuple[str, int]:
@@ -71,8 +75,8 @@ class Target:
             return float("inf")
         return (self.load.listeners + sent) / self.load.capacity
 
-    def usable(self, now: float, sent: int, mount: str | None = None) -> bool:
-        if not self.live(now):
+    def usable(self, now: float, sent: int, mount: str | None = None, tls: bool = False) -> bool:
+        if not self.live(now) or (tls and self.tls_port <= 0):
             return False
         if self.load is None:
             return True
@@ -105,9 +109,9 @@ class RedirectTable:
         self.dynamic = {key: self.dynamic[key] for key in kept}
 
     def register(self, host: str, port: int, interval: float, now: float,
-                 load: SlaveLoad | None = None, peer: str = "") -> str:
+                 load: SlaveLoad | None = None, peer: str = "", tls_port: int = 0) -> str:
         """A slave's poll: ADDED, REFRESHED, or FULL (not added: the table is full). A
-        registration revives a slave marked dead."""
+        registration revives a slave marked dead; its TLS port is the one it says now."""
         self.purge(now)
         key = (host, port)
         if key in self.static:
@@ -116,7 +120,8 @@ class RedirectTable:
         if previous is None and len(self.static) + len(self.dynamic) >= self.limit:
             return FULL
         report = (previous.report if previous is not None else 0) + (load is not None)
-        self.dynamic[key] = Target(host, port, expiry(now, interval, load), load, report, peer)
+        self.dynamic[key] = Target(host, port, expiry(now, interval, load), load, report, peer,
+                                   tls_port=tls_port)
         return ADDED if previous is None else REFRESHED
 
     def mark_dead(self, host: str, port: int, now: float) -> bool:
@@ -148,10 +153,11 @@ class RedirectTable:
         return (*self.static.values(), *self.dynamic.values())
 
     def pick(self, now: float, rng: random.Random, exclude: Collection[str] = (),
-             mount: str | None = None) -> Target | None:
+             mount: str | None = None, tls: bool = False) -> Target | None:
         """The target for one listener (see the module doc), counted as sent; None if no
-        target is usable. `exclude`: the requester's addresses; `mount`: the one it asked for."""
-        return self.chooser.pick(self.targets(), now, rng, exclude, mount)
+        target is usable. `exclude`: the requester's addresses; `mount`: the one it asked
+        for; `tls`: it came over https (only a target with a TLS port will do)."""
+        return self.chooser.pick(self.targets(), now, rng, exclude, mount, tls)
 
 
 class Chooser:
@@ -162,10 +168,11 @@ class Chooser:
         self.sent: dict[tuple[str, int, int], int] = {}  # (host, port, report) → redirects
 
     def pick(self, targets: Sequence[Target], now: float, rng: random.Random,
-             exclude: Collection[str] = (), mount: str | None = None) -> Target | None:
+             exclude: Collection[str] = (), mount: str | None = None,
+             tls: bool = False) -> Target | None:
         current = {(*t.key, t.report) for t in targets}
         self.sent = {key: n for key, n in self.sent.items() if key in current}
-        target = choose(targets, now, rng, exclude, self.sent, mount)
+        target = choose(targets, now, rng, exclude, self.sent, mount, tls)
         if target is not None:
             key = (*target.key, target.report)
             self.sent[key] = self.sent.get(key, 0) + 1
@@ -175,17 +182,18 @@ class Chooser:
 def choose(targets: Sequence[Target], now: float, rng: random.Random | None = None,
            exclude: Collection[str] = (),
            sent: dict[tuple[str, int, int], int] | None = None,
-           mount: str | None = None) -> Target | None:
+           mount: str | None = None, tls: bool = False) -> Target | None:
     """A usable target (see the module doc), or None if there is none. `sent`: redirects
     already sent to each (host, port, report) since that report; nothing is counted here;
-    `mount`: the listener's (None: any target will do)."""
+    `mount`: the listener's (None: any target will do); `tls`: the listener came over
+    https, so only a target with a TLS port will do."""
     counts = sent if sent is not None else {}
 
     def sent_to(target: Target) -> int:
         return counts.get((*target.key, target.report), 0)
 
     usable = [t for t in targets
-              if t.usable(now, sent_to(t), mount) and not t.is_requester(exclude)]
+              if t.usable(now, sent_to(t), mount, tls) and not t.is_requester(exclude)]
     if len(usable) <= 1:
         return usable[0] if usable else None
     first, second = (rng or random).sample(usable, 2)

@@ -20,6 +20,14 @@ seconds (the fast schedule) and says so with `fanout-refresh`, which lets the ma
 expire it within a few S of its last registration instead of KH's interval + 10 s.
 The master marks each Location with `fanout-redirected=1`, so a listener sent on is
 served or refused where it lands, never redirected again (no loop).
+
+A fanout slave with a TLS listen socket also says `&fanout-tls-port=P` (right after KH's
+parameters, so a cut load report never drops it): a listener that reached the master over
+https (a TLS port, or a trusted proxy's `X-Forwarded-Proto: https`) is sent to
+`https://host:P/...`. Such a listener goes only to a slave that said one: it is never
+downgraded to http behind its back (the caller then answers as when no slave is usable).
+A value that is not a port is ignored (the slave counts as one without a TLS port) and
+kept, cut to MAX_SHOWN_TLS_PORT characters, for one log line.
 """
 from __future__ import annotations
 
@@ -40,6 +48,10 @@ HEALTH_KEY = "fanout-health"
 REFRESH_KEY = "fanout-refresh"
 MOUNT_KEY = "fanout-mount"  # repeated, one per mount: "<mount>:<listeners>"
 MOUNT_COUNT_KEY = "fanout-mount-count"  # how many mounts it serves (its list may be cut)
+TLS_PORT_KEY = "fanout-tls-port"  # the slave's https port, if it has one
+# Characters of a bad fanout-tls-port kept for the master's log line: enough to recognise
+# it, never a slave's whole query in the log.
+MAX_SHOWN_TLS_PORT = 16
 HEALTHY = "ok"  # any other health (a slave says "draining" while it stops) takes no listener
 DRAINING = "draining"
 # The master's answer header that asks a reporting slave to re-register every S seconds.
@@ -59,6 +71,9 @@ MAX_REPORTED_MOUNTS = 64
 # The query parameter a master adds to a Location; a request carrying it is never
 # redirected again.
 REDIRECT_MARKER = "fanout-redirected"
+
+# The Location's scheme for a listener that came over plain http or over https.
+HTTP, HTTPS = "http", "https"
 
 # <redirect-mode>: KH's redirect of would-be refusals only, or every listener (a director).
 WHEN_FULL = "when-full"
@@ -91,13 +106,18 @@ class Registration:
     port: int
     interval: int  # seconds between its polls
     load: SlaveLoad | None = None  # None: a KH or older slave, which reports no load
+    tls_port: int = 0  # its https port (fanout-tls-port); 0: it has none (or said garbage)
+    bad_tls_port: str = ""  # a fanout-tls-port that is not a port, as given (cut); "": none
 
 
 def registration_query(hostname: str, port: int, interval: int,
-                       load: SlaveLoad | None = None) -> str:
-    """What a slave appends to its poll path: KH's parameters, in KH's order, then the
-    load report (if any), at most MAX_REGISTRATION_QUERY bytes in all."""
+                       load: SlaveLoad | None = None, tls_port: int = 0) -> str:
+    """What a slave appends to its poll path: KH's parameters, in KH's order, then its
+    https port (if `tls_port` > 0) and the load report (if any), at most
+    MAX_REGISTRATION_QUERY bytes in all."""
     query = f"?rserver={quote(hostname, safe='.:-[]')}&rport={port}&interval={interval}"
+    if tls_port > 0:
+        query += f"&{TLS_PORT_KEY}={tls_port}"
     return query if load is None else query + _load_query(load, MAX_REGISTRATION_QUERY - len(query))
 
 
@@ -120,7 +140,9 @@ def _load_query(load: SlaveLoad, room: int) -> str:
 def parse_registration(query: Iterable[tuple[str, str]]) -> Registration | None:
     """The slave's registration in a poll's query, or None if it is absent or invalid
     (no `rserver`, `rport` not in 1–65535, `interval` under MIN_INTERVAL). A load report
-    that does not parse leaves `load` None; parameters nobody knows are ignored."""
+    that does not parse leaves `load` None, a `fanout-tls-port` that is not a port leaves
+    `tls_port` 0 (and says what it was in `bad_tls_port`); parameters nobody knows are
+    ignored."""
     pairs = list(query)
     values = dict(reversed(pairs))  # the first of repeated keys wins
     host = values.get("rserver", "")
@@ -129,7 +151,19 @@ def parse_registration(query: Iterable[tuple[str, str]]) -> Registration | None:
         return None
     if interval < MIN_INTERVAL:
         return None
-    return Registration(host, port, interval, parse_load(pairs))
+    tls_port, bad_tls_port = parse_tls_port(values.get(TLS_PORT_KEY))
+    return Registration(host, port, interval, parse_load(pairs), tls_port, bad_tls_port)
+
+
+def parse_tls_port(text: str | None) -> tuple[int, str]:
+    """A registration's `fanout-tls-port`: (port, "") if it is one (1–65535), (0, "") if
+    absent, else (0, the text cut to MAX_SHOWN_TLS_PORT characters) for the log."""
+    if text is None:
+        return 0, ""
+    port = _integer(text)
+    if port is None or not 0 < port < 65536:
+        return 0, text[:MAX_SHOWN_TLS_PORT]
+    return port, ""
 
 
 def parse_load(query: Sequence[tuple[str, str]]) -> SlaveLoad | None:
@@ -179,18 +213,22 @@ def advertised_capacity(configured: int, clients_limit: int) -> int:
 
 
 def redirect_location(host: str, port: int, path: str, raw_query: str,
-                      credentials: tuple[str, str] | None = None) -> str:
-    """`http://[user:pass@]host:port/path[?query]` for a listener sent to a slave.
+                      credentials: tuple[str, str] | None = None, scheme: str = HTTP) -> str:
+    """`http://[user:pass@]host:port/path[?query]` for a listener sent to a slave
+    (`https://` with `scheme` HTTPS, `port` then the slave's TLS port).
 
     `raw_query` is the request's query as sent, without the `?` (pass it through
     `marked_query` to stop the listener being redirected again); `credentials` the
-    listener's own Basic credentials, repeated so the slave can check them too.
+    listener's own Basic credentials, repeated so the slave can check them too. Raises
+    ValueError for a scheme other than HTTP or HTTPS.
     """
+    if scheme not in (HTTP, HTTPS):
+        raise ValueError(f"not a redirect scheme: {scheme!r}")
     userinfo = ""
     if credentials is not None:
         userinfo = f"{quote(credentials[0], safe='')}:{quote(credentials[1], safe='')}@"
     authority = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    location = f"http://{userinfo}{authority}:{port}{quote(path, safe='/')}"
+    location = f"{scheme}://{userinfo}{authority}:{port}{quote(path, safe='/')}"
     return f"{location}?{raw_query}" if raw_query else location
 
 

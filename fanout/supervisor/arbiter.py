@@ -52,7 +52,7 @@ from fanout.supervisor.gathering import Gathering
 from fanout.supervisor.mounts import Mounts
 from fanout.supervisor.pool import DEFAULT_TIMEOUT, WORKER_MODULE, WorkerHandle, WorkerPool
 from fanout.supervisor.relays import Relay, Relays
-from fanout.supervisor.slaves import SlaveRedirects, own_load
+from fanout.supervisor.slaves import SlaveRedirects, own_load, registration_ports
 from fanout.supervisor.yp import YpDirectories
 
 log = logging.getLogger("fanout.supervisor")
@@ -309,8 +309,11 @@ class Supervisor:
         master = self.config.master
         if master is None or not master.redirect or not self.listeners:
             return ""
-        port = self.listeners[0].getsockname()[1]
+        port, tls_port = registration_ports(
+            [(spec, sock.getsockname()[1])
+             for sock, spec in zip(self.listeners, self.config.listen_sockets)])
         relayed = set(self.poller.pulls) if self.poller is not None else set()
         load = own_load(self.config, self.counters, self.mounts.registry.mounts, relayed,
                         self.exit_status is None, refresh)
-        return registration_query(self.config.hostname, port, master.update_interval, load)
+        return registration_query(self.config.hostname, port, master.update_interval, load,
+                                  tls_port)

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import gevent
 
 from fanout import supervised
-from fanout.config import Config
+from fanout.config import Config, ListenSocket
 from fanout.counters import Counters
 from fanout.lifecycle import RelayState
 from fanout.httpclient import FetchError, fetch
@@ -75,13 +75,18 @@ class SlaveRedirects:
         for target in self.table.purge(now):
             log.info("redirect slave %s:%d expired", target.host, target.port)
         outcome = self.table.register(host, port, message.interval, now, message.load,
-                                      message.peer)
+                                      message.peer, message.tls_port)
         if outcome == FULL:
             log.warning("redirect to slave limit reached (%d); %s:%d not added",
                         self.table.limit, host, port)
             return
         if outcome == ADDED:
-            log.info("redirect slave %s:%d registered%s", host, port, load_text(message.load))
+            log.info("redirect slave %s:%d registered%s%s", host, port, load_text(message.load),
+                     tls_text(message.tls_port))
+            if message.bad_tls_port:  # said once per registration, not on every poll
+                log.warning("redirect slave %s:%d: its fanout-tls-port %r is not a port; "
+                            "ignored (no https listener is sent there)", host, port,
+                            message.bad_tls_port)  # %r: escapes what a hostile slave sent
         self.pool.broadcast(self.message())
         if message.load is not None:
             self.start_probes()
@@ -157,6 +162,23 @@ def load_text(load: SlaveLoad | None) -> str:
     if load is None:
         return ""
     return f" (capacity {load.capacity}, {load.listeners} listeners)"
+
+
+def tls_text(tls_port: int) -> str:
+    """How a registration's TLS port shows in the log ("" if it has none)."""
+    return f", https on port {tls_port}" if tls_port > 0 else ""
+
+
+def registration_ports(sockets: Sequence[tuple[ListenSocket, int]]) -> tuple[int, int]:
+    """The (plain, TLS) ports this server registers with as a slave, from its listen
+    sockets and their bound ports. Plain: the first that is neither TLS nor PROXY (a
+    listener sent there speaks neither), else the first of all, as before TLS ports were
+    told apart. TLS: the first TLS socket without PROXY, 0 if none (then its master sends
+    it no https listener)."""
+    plain = [port for spec, port in sockets if not spec.ssl and not spec.proxy_protocol]
+    tls = [port for spec, port in sockets if spec.ssl and not spec.proxy_protocol]
+    first = sockets[0][1] if sockets else 0
+    return (plain[0] if plain else first), (tls[0] if tls else 0)
 
 
 def own_load(config: Config, counters: Counters, mounts: Mapping[str, MountRecord],

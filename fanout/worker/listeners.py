@@ -29,7 +29,7 @@ from fanout.protocol.errors import ProtocolError
 from fanout.protocol.http import Request, wants_icy_metadata
 from fanout.protocol.icy import DEFAULT_METAINT
 from fanout.protocol.redirect import (
-    ALWAYS, is_redirected, marked_query, redirect_location, redirect_wanted,
+    ALWAYS, HTTP, HTTPS, is_redirected, marked_query, redirect_location, redirect_wanted,
 )
 from fanout.protocol.responses import listener_icy_headers, render_listener_head, render_redirect
 from fanout.source_files import load_intro
@@ -176,21 +176,27 @@ def is_relay_pull(worker: Worker, request: Request) -> bool:
 
 def redirect_to_slave(worker: Worker, conn: Connection, request: Request, why: str) -> bool:
     """Answer `302` to the slave the chooser picks (load-aware, never the requester
-    itself, never one that said it lacks the mount); False, with nothing sent, if no slave is usable. The Location keeps the path,
-    query and credentials, and carries the marker that stops a second redirect."""
+    itself, never one that said it lacks the mount); False, with nothing sent, if no slave
+    is usable. The Location keeps the path, query and credentials, and carries the marker
+    that stops a second redirect. A listener that came over https (TLS, or a trusted
+    proxy said so) goes to a slave's TLS port with https, and only to a slave that has
+    one: never downgraded to http, it is served or refused here as with no slave."""
+    tls = conn.scheme == HTTPS
     target = worker.redirect_chooser.pick(worker.redirect_targets, time.monotonic(), worker.rng,
-                                          exclude={conn.ip}, mount=request.path)
+                                          exclude={conn.ip}, mount=request.path, tls=tls)
     if target is None:
         return False
     given = basic_credentials(request)
     credentials = None if given is None else (given.user, given.password)
     query = marked_query(request.target.partition("?")[2])
-    location = redirect_location(target.host, target.port, request.path, query, credentials)
+    port = target.tls_port if tls else target.port
+    location = redirect_location(target.host, port, request.path, query, credentials,
+                                 HTTPS if tls else HTTP)
     conn.send(render_redirect(location, server_id=worker.cfg.server_id, now=time.time(),
                               version=request.version))
     log.log(logging.DEBUG if why == "director" else logging.INFO,
             "%s: %s on %s; redirected to slave %s:%d", conn.ip, why, request.path,
-            target.host, target.port)
+            target.host, port)
     return True
 
 

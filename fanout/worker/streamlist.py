@@ -66,7 +66,8 @@ def register_slave(worker: Worker, conn: Connection, request: Request) -> bool:
     if registration is None or worker.cfg.max_redirect_slaves <= 0:
         return False
     worker.link.send(SlaveRegister(registration.host, registration.port,
-                                   registration.interval, registration.load, conn.ip))
+                                   registration.interval, registration.load, conn.ip,
+                                   registration.tls_port, registration.bad_tls_port))
     return registration.load is not None
 
 

@@ -1,5 +1,5 @@
 """A real Icecast 2.4.4 master answers the extended registration (issue 12 §1): the load
-report fanout adds to KH's `?rserver=&rport=&interval=` is ignored, and the longest
+report and TLS port fanout adds to KH's `?rserver=&rport=&interval=` are ignored, and the longest
 registration still fits the head buffer Icecast reads a request into."""
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def master():
 def longest_registration() -> str:
     mounts = tuple((f"/{'m' * 60}{i}", i) for i in range(200))  # more than fits
     query = registration_query("relay-with-a-long-name.example.org", 8000, 30,
-                               SlaveLoad(20000, 30000, True, 0.5, mounts))
+                               SlaveLoad(20000, 30000, True, 0.5, mounts), tls_port=8443)
     assert len(query) > MAX_REGISTRATION_QUERY - 80  # filled up to the bound
     return query
 

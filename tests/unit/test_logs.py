@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import math
 import subprocess
 import sys
 import textwrap
@@ -235,13 +236,15 @@ def test_a_flood_of_one_cause_is_bounded_and_every_line_accounted_for(tmp_path):
     """20,000 warnings of one cause in a gevent process: at most the bound per window
     reach error.log, and the summaries the timer writes account for every other one."""
     child = run_child(f"""
-        import logging, gevent
+        import logging, time, gevent
         from fanout import logs
         logs.setup("worker0")
         logs.configure_files({str(tmp_path)!r}, "error.log", "access.log", 3, "worker0")
         log = logging.getLogger("fanout.relay.poller")
+        started = time.monotonic()
         for n in range(20000):
             log.warning("master %s: stream list line %d skipped", "m:8000", n)
+        print(time.monotonic() - started)  # how many windows the flood spanned
         log.info("%s", "another cause gets through")
         gevent.sleep({CAUSE_WINDOW} * 1.5)  # the summary timer fires within the hub
         log.info("%s", "after the summary")
@@ -250,7 +253,10 @@ def test_a_flood_of_one_cause_is_bounded_and_every_line_accounted_for(tmp_path):
     lines = (tmp_path / "error.log").read_text().splitlines()
     shown = [line for line in lines if "stream list line" in line and "suppressed" not in line]
     summaries = [line for line in lines if "similar messages suppressed" in line]
-    assert MAX_LINES_PER_CAUSE <= len(shown) <= 2 * MAX_LINES_PER_CAUSE  # one or two windows
+    # The bound holds per window: one or two on a quiet machine, more only if the loop was
+    # slowed down that much (the child says how long it took).
+    windows = math.ceil(float(child.stdout) / CAUSE_WINDOW) + 1
+    assert MAX_LINES_PER_CAUSE <= len(shown) <= windows * MAX_LINES_PER_CAUSE
     suppressed = [int(line.split(": ", 1)[1].split()[0]) for line in summaries]
     assert len(shown) + sum(suppressed) == 20000
     assert summaries[-1].endswith("similar messages suppressed; the last: "

@@ -11,24 +11,32 @@ from __future__ import annotations
 
 import pytest
 
-# Files that take half a minute or more on one worker of the 2-core machine, longest
-# first (measured with --durations). The order is only a scheduling hint: a stale entry
-# costs balance, never a result.
+# Files that take 40 s or more on one worker, longest first: the seconds are their tests'
+# setup, call and teardown in a full run (`--durations=0`) on the 2-core machine with other
+# suites running beside it. The order is only a scheduling hint: a stale entry costs
+# balance, never a result.
 LONG_FILES = (
-    "tests/adversarial/test_master.py",
-    "tests/integration/test_liquidsoap.py",
-    "tests/adversarial/test_fuzz.py",
-    "tests/integration/test_players.py",
-    "tests/integration/test_fleet_netns.py",
-    "tests/integration/test_redirect.py",
-    "tests/integration/test_relay_configured.py",
-    "tests/integration/test_relay_resilience.py",
-    "tests/integration/test_stats_icecast.py",
-    "tests/adversarial/test_master_huge_list.py",
-    "tests/integration/test_relay.py",
-    "tests/adversarial/test_faults.py",
-    "tests/integration/test_relay_icecast.py",
-    "tests/integration/test_relay_configured_icecast.py",
+    "tests/adversarial/test_fuzz.py",  # 228 s (CPU-bound: 60 s on an idle machine)
+    "tests/adversarial/test_master.py",  # 149 s
+    "tests/integration/test_relay_configured.py",  # 140 s
+    "tests/integration/test_relay.py",  # 130 s
+    "tests/integration/test_redirect.py",  # 101 s
+    "tests/integration/test_liquidsoap.py",  # 97 s
+    "tests/integration/test_lifecycle.py",  # 81 s
+    "tests/adversarial/test_faults.py",  # 63 s
+    "tests/core/test_ingest.py",  # 58 s
+    "tests/integration/test_relay_resilience.py",  # 58 s
+    "tests/integration/test_fleet_netns.py",  # 55 s
+    "tests/adversarial/test_master_huge_list.py",  # 55 s
+    "tests/integration/test_web_render.py",  # 52 s
+    "tests/integration/test_players.py",  # 51 s
+    "tests/adversarial/test_cli.py",  # 47 s
+    "tests/bench/test_against_fanout.py",  # 46 s
+    "tests/integration/test_stats_icecast.py",  # 44 s
+    "tests/integration/test_security.py",  # 44 s
+    "tests/integration/test_web.py",  # 43 s
+    "tests/integration/test_relay_icecast.py",  # 43 s
+    "tests/integration/test_status_page.py",  # 40 s
 )
 
 

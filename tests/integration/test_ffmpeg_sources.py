@@ -2,6 +2,7 @@
 
 ffmpeg is a real encoder speaking Icecast's protocol (`PUT`, `Expect: 100-continue`,
 `Ice-*` headers), so these tests cover the path a broadcaster's software takes, end to end.
+The tests share one server, each streaming to a mount of its own.
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from tests.support.waiting import wait_for
 
 pytestmark = needs_ffmpeg
 
+ICE_MOUNT = "/ice.mp3"
 MP3_MOUNT = "/live.mp3"
-OGG_MOUNT = "/live.ogg"
+OGG_MOUNTS = {"vorbis": "/live.ogg", "opus": "/opus.ogg"}
 # Small, so that a few seconds in, the Ogg header pages are far outside the burst window.
 OGG_BURST = 8192
-MOUNTS = f"<mount><mount-name>{OGG_MOUNT}</mount-name><burst-size>{OGG_BURST}</burst-size></mount>"
+MOUNTS = "".join(f"<mount><mount-name>{mount}</mount-name><burst-size>{OGG_BURST}</burst-size></mount>"
+                 for mount in OGG_MOUNTS.values())
 # ffmpeg's icecast options and the listener header each one must become (§5.2).
 ICE_OPTIONS = {"ice_name": "fanout lab", "ice_description": "a 440 Hz tone",
                "ice_genre": "test tones", "ice_public": "1"}
@@ -32,17 +35,17 @@ MIN_CAPTURE_SECONDS = 3.0
 MP3_BYTES_PER_SECOND = 128_000 // 8  # ffmpeg encodes at -b:a 128k
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv = start_fanout(icecast_xml(mounts=MOUNTS), tmp_path, workers=2)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_fanout(icecast_xml(mounts=MOUNTS), tmp_path_factory.mktemp("ffmpeg"), workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
 
 
 def test_listener_head_carries_the_icy_headers_mapped_from_ffmpegs_ice_options(server):
-    with FfmpegSource(server, MP3_MOUNT, "mp3", "audio/mpeg", ICE_OPTIONS):
-        wait_source_up(server, MP3_MOUNT)
-        listener = Listener(server.host, server.port, MP3_MOUNT).start()
+    with FfmpegSource(server, ICE_MOUNT, "mp3", "audio/mpeg", ICE_OPTIONS):
+        wait_source_up(server, ICE_MOUNT)
+        listener = Listener(server.host, server.port, ICE_MOUNT).start()
         listener.close()
     lines = listener.head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.0 200 OK"
@@ -75,11 +78,12 @@ def test_ffmpeg_mp3_stream_decodes_cleanly_at_listeners_on_every_worker(server, 
 ], ids=["vorbis", "opus"])
 def test_ogg_listener_joining_mid_stream_gets_the_header_pages_first_and_decodes(
         server, tmp_path, codec, content_type, first_packet):
-    with FfmpegSource(server, OGG_MOUNT, codec, content_type) as ffmpeg:
-        wait_source_up(server, OGG_MOUNT)
-        early = Listener(server.host, server.port, OGG_MOUNT).start()
+    mount = OGG_MOUNTS[codec]
+    with FfmpegSource(server, mount, codec, content_type) as ffmpeg:
+        wait_source_up(server, mount)
+        early = Listener(server.host, server.port, mount).start()
         wait_for(lambda: len(early.body) >= 4 * OGG_BURST, 10, "the stream to run past the burst")
-        late = Listener(server.host, server.port, OGG_MOUNT, icy=True).start()
+        late = Listener(server.host, server.port, mount, icy=True).start()
         wait_for(lambda: len(late.body) >= 4 * OGG_BURST, 10, "the late listener to play a while")
         ffmpeg.end()
     assert late.closed.wait(10), "the listener was not closed after the source left"

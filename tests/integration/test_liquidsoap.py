@@ -21,6 +21,10 @@ failed one of liquidsoap's two-second links at random ("failed to create or repl
 stream") while each of its links decoded from its own headers and none interleaved.
 It also rejects the EOS page that ends each of liquidsoap's Opus links ("Packet
 processing failed", in liquidsoap's own file too), so Opus links are probed without it.
+
+One liquidsoap process (its start-up type-checks its library: seconds of CPU) feeds every
+output for the whole module, each to its own mount: a test joins a running stream, which
+is what each test asks of its listeners anyway (they join after a track change).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import json
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +48,8 @@ pytestmark = pytest.mark.skipif(
     shutil.which("liquidsoap") is None or shutil.which("ffprobe") is None,
     reason="liquidsoap or ffprobe not installed")
 
-MOUNT = "/chain.ogg"
+# The chained Ogg mount of each encoder.
+CHAIN_MOUNTS = {"vorbis": "/chain.ogg", "opus": "/chain-opus.ogg"}
 TRACKS = (330, 440, 550)  # Hz of the generated tracks, each its own title
 TRACK_SECONDS = 2
 JOINS = 6
@@ -59,7 +65,7 @@ settings.init.allow_root.set(true)
 settings.log.stdout.set(true)
 settings.log.file.set(false)
 s = playlist(mode="normal", reload_mode="never", "{playlist}")
-{output}
+{outputs}
 """
 ICECAST_OUTPUT = ('output.icecast({encoder}, host="{host}", port={port}, password="{password}", '
                   'mount="{mount}", fallible=true, s)')
@@ -67,7 +73,17 @@ ICECAST_OUTPUT = ('output.icecast({encoder}, host="{host}", port={port}, passwor
 SHOUTCAST_OUTPUT = ('output.shoutcast({encoder}, host="{host}", port={port}, password="{password}", '
                     'fallible=true, s)')
 SHOUTCAST_MOUNT = "/sc.mp3"  # the <shoutcast-mount> of the main listen socket
+MP3_ICECAST_MOUNT = "/liq.mp3"
+OUTPUTS = (  # (output, encoder, mount): every one of them fed by the module's liquidsoap
+    (ICECAST_OUTPUT, "%vorbis", CHAIN_MOUNTS["vorbis"]),
+    (ICECAST_OUTPUT, "%opus", CHAIN_MOUNTS["opus"]),
+    (ICECAST_OUTPUT, "%mp3", MP3_ICECAST_MOUNT),
+    (SHOUTCAST_OUTPUT, "%mp3", SHOUTCAST_MOUNT),
+)
 MP3_JOINER_BYTES = 48_000  # 3 s of liquidsoap's 128 kbit/s MP3
+# Seconds liquidsoap may take to start serving: its start-up type-checks its library, ~6 s
+# of CPU, which took over 60 s on a 2-core machine at load 20 (a wait: it ends when served).
+LIQUIDSOAP_START = 180
 
 
 @dataclass(frozen=True)
@@ -156,26 +172,36 @@ def server(tmp_path_factory):
     assert srv.stop() == 0, srv.output()
 
 
-def start_liquidsoap(server, playlist: Path, encoder: str, folder: Path,
-                     output: str = ICECAST_OUTPUT, mount: str = MOUNT) -> subprocess.Popen[bytes]:
+@pytest.fixture(scope="module")
+def liquidsoap(server, tracks, tmp_path_factory) -> Iterator[Path]:
+    """One liquidsoap playing the tracks into every mount of OUTPUTS; yields its folder
+    (where its log is)."""
+    folder = tmp_path_factory.mktemp("liquidsoap")
     script = folder / "source.liq"
-    script.write_text(SCRIPT.format(playlist=playlist, output=output.format(
-        encoder=encoder, host=server.host, port=server.port, password=SOURCE_PASSWORD, mount=mount)))
-    log = (folder / "liquidsoap.log").open("wb")
-    return subprocess.Popen(["liquidsoap", str(script)], stdout=log, stderr=subprocess.STDOUT)
+    script.write_text(SCRIPT.format(playlist=tracks, outputs="\n".join(
+        output.format(encoder=encoder, host=server.host, port=server.port,
+                      password=SOURCE_PASSWORD, mount=mount)
+        for output, encoder, mount in OUTPUTS)))
+    with (folder / "liquidsoap.log").open("wb") as log:
+        process = subprocess.Popen(["liquidsoap", str(script)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield folder
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
-def serves(server, mount: str = MOUNT) -> bool:
+def serves(server, mount: str) -> bool:
     probe_listener = Listener(server.host, server.port, mount).start()
     probe_listener.close()
     return probe_listener.head.startswith(b"HTTP/1.0 200")
 
 
-def wait_for_stream(server, folder: Path, mount: str = MOUNT) -> None:
-    """Wait until liquidsoap's stream is served; if it never is, fail with what
-    liquidsoap and fanout said (a start-up on a loaded machine takes seconds)."""
+def wait_for_stream(server, folder: Path, mount: str) -> None:
+    """Wait until liquidsoap's stream on `mount` is served; if it never is, fail with
+    what liquidsoap and fanout said (a start-up on a loaded machine takes seconds)."""
     try:
-        wait_for(lambda: serves(server, mount), 60, "liquidsoap's stream")
+        wait_for(lambda: serves(server, mount), LIQUIDSOAP_START, f"liquidsoap's stream on {mount}")
     except AssertionError as timed_out:
         said = (folder / "liquidsoap.log").read_text(errors="replace").splitlines()[-30:]
         raise AssertionError("\n".join([str(timed_out), *said, *server.lines[-30:]])) from None
@@ -185,28 +211,26 @@ def link_count(listener: Listener) -> int:
     return len(links(whole_pages(bytes(listener.body))))
 
 
-@pytest.mark.parametrize("encoder, codec", [("%vorbis", "vorbis"), ("%opus", "opus")])
+@pytest.mark.parametrize("codec", ["vorbis", "opus"])
 def test_listeners_joining_after_track_changes_and_before_them_decode(
-        server, tracks, tmp_path, encoder, codec):
-    liquidsoap = start_liquidsoap(server, tracks, encoder, tmp_path)
+        server, liquidsoap, tmp_path, codec):
+    mount = CHAIN_MOUNTS[codec]
+    wait_for_stream(server, liquidsoap, mount)
+    early = Listener(server.host, server.port, mount).start()
+    joiners: list[Listener] = []
     try:
-        wait_for_stream(server, tmp_path)
-        early = Listener(server.host, server.port, MOUNT).start()
         wait_for(lambda: link_count(early) >= 3, 20, "a track change after liquidsoap's first")
-        joiners = []
         for _ in range(JOINS):
             mark = len(early.body)
             wait_for(lambda: len(early.body) >= mark + JOIN_STAGGER[codec], 10, "more of the stream")
-            joiners.append(Listener(server.host, server.port, MOUNT).start())
+            joiners.append(Listener(server.host, server.port, mount).start())
         for joiner in joiners:
             wait_for(lambda: len(joiner.body) >= JOINER_BYTES, 20, "a joiner's capture")
         wait_for(lambda: link_count(early) >= 3 + LINKS_PASSED, 20, "more track changes")
         assert not early.closed.is_set() and not any(j.closed.is_set() for j in joiners)
+    finally:
         for listener in [early, *joiners]:
             listener.close()
-    finally:
-        liquidsoap.terminate()
-        liquidsoap.wait(10)
 
     captures = [bytes(listener.body) for listener in [early, *joiners]]
     for number, capture in enumerate(captures):
@@ -234,26 +258,22 @@ def stats_title(server, mount: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("output, mount", [(ICECAST_OUTPUT, "/liq.mp3"),
-                                           (SHOUTCAST_OUTPUT, SHOUTCAST_MOUNT)],
+@pytest.mark.parametrize("mount", [MP3_ICECAST_MOUNT, SHOUTCAST_MOUNT],
                          ids=["output.icecast", "output.shoutcast"])
 def test_mp3_listener_joining_after_a_track_change_decodes_and_the_title_follows(
-        server, tracks, tmp_path, output, mount):
-    liquidsoap = start_liquidsoap(server, tracks, "%mp3", tmp_path, output, mount)
+        server, liquidsoap, tmp_path, mount):
     titles = [f"tone {freq}" for freq in TRACKS]
+    wait_for_stream(server, liquidsoap, mount)
+    first = wait_for(lambda: stats_title(server, mount), 20, "the first track's title")
+    assert first in titles
+    changed = wait_for(lambda: (title := stats_title(server, mount)) != first and title, 20,
+                       "a track change")
+    assert changed == titles[(titles.index(first) + 1) % len(titles)]
+    joiner = Listener(server.host, server.port, mount).start()
     try:
-        wait_for_stream(server, tmp_path, mount)
-        first = wait_for(lambda: stats_title(server, mount), 20, "the first track's title")
-        assert first in titles
-        changed = wait_for(lambda: (title := stats_title(server, mount)) != first and title, 20,
-                           "a track change")
-        assert changed == titles[(titles.index(first) + 1) % len(titles)]
-        joiner = Listener(server.host, server.port, mount).start()
         wait_for(lambda: len(joiner.body) >= MP3_JOINER_BYTES, 20, "the joiner's capture")
-        joiner.close()
     finally:
-        liquidsoap.terminate()
-        liquidsoap.wait(10)
+        joiner.close()
     assert joiner.header("Content-Type") == "audio/mpeg"
     frames, errors = probe(bytes(joiner.body), tmp_path / "joiner.mp3")
     assert errors == "" and frames > 0, f"{frames} frames, {errors}"

@@ -1,4 +1,8 @@
-"""Sources and listeners through a real fanout with two workers, over real sockets."""
+"""Sources and listeners through a real fanout with two workers, over real sockets.
+
+The tests share one server, each streaming on a mount of its own; the test that kills a
+worker has a server of its own.
+"""
 from __future__ import annotations
 
 import socket
@@ -9,16 +13,31 @@ from tests.support.clients import Listener, Source, locate_in_pattern, pattern, 
 from tests.support.server import icecast_xml, start_fanout, worker_of
 from tests.support.waiting import wait_for
 
-MOUNT = "/pattern"
 # Enough listeners that both workers get some (the kernel picks the accepting worker).
 MAX_LISTENERS_TRIED = 40
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv = start_fanout(icecast_xml(), tmp_path, workers=2)
+def started(folder):
+    srv = start_fanout(icecast_xml(), folder, workers=2)
     yield srv
     assert srv.stop() == 0, srv.output()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from started(tmp_path_factory.mktemp("streaming"))
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server for this test alone (it kills one of its workers)."""
+    yield from started(tmp_path)
+
+
+@pytest.fixture
+def mount(request) -> str:
+    """The test's own mount on the shared server."""
+    return f"/pattern-{request.node.name}"
 
 
 def listeners_on_both_workers(server, mount: str, icy: bool = False) -> list[Listener]:
@@ -44,12 +63,12 @@ def wait_source_up(server, mount: str) -> None:
     wait_for(mount_serves, 5, f"{mount} to serve")
 
 
-def test_pattern_arrives_exactly_at_listeners_on_every_worker(server):
-    source = Source(server.host, server.port, MOUNT)
+def test_pattern_arrives_exactly_at_listeners_on_every_worker(server, mount):
+    source = Source(server.host, server.port, mount)
     assert source.accepted, source.response
     source.send_pattern(64 * 1024)
-    wait_source_up(server, MOUNT)
-    listeners = listeners_on_both_workers(server, MOUNT)
+    wait_source_up(server, mount)
+    listeners = listeners_on_both_workers(server, mount)
     source.send_pattern(2 * 1024 * 1024, chunk=16384, pace=0.005)
     total = source.sent
     source.close()
@@ -60,11 +79,11 @@ def test_pattern_arrives_exactly_at_listeners_on_every_worker(server):
         assert start + len(listener.body) == total, "the stream's tail is missing"
 
 
-def test_icy_blocks_interleave_exactly_and_audio_is_intact(server):
-    source = Source(server.host, server.port, MOUNT)
+def test_icy_blocks_interleave_exactly_and_audio_is_intact(server, mount):
+    source = Source(server.host, server.port, mount)
     source.send_pattern(32 * 1024)
-    wait_source_up(server, MOUNT)
-    listeners = listeners_on_both_workers(server, MOUNT, icy=True)
+    wait_source_up(server, mount)
+    listeners = listeners_on_both_workers(server, mount, icy=True)
     source.send_pattern(1024 * 1024, chunk=8192, pace=0.003)
     total = source.sent
     source.close()
@@ -78,11 +97,11 @@ def test_icy_blocks_interleave_exactly_and_audio_is_intact(server):
         assert all(block == b"\x00" for block in blocks[1:])
 
 
-def test_listener_without_icy_request_gets_no_metaint(server):
-    source = Source(server.host, server.port, MOUNT)
+def test_listener_without_icy_request_gets_no_metaint(server, mount):
+    source = Source(server.host, server.port, mount)
     source.send_pattern(32 * 1024)
-    wait_source_up(server, MOUNT)
-    listener = Listener(server.host, server.port, MOUNT).start()
+    wait_source_up(server, mount)
+    listener = Listener(server.host, server.port, mount).start()
     assert listener.header("icy-metaint") is None
     source.send_pattern(64 * 1024)
     source.close()
@@ -90,18 +109,19 @@ def test_listener_without_icy_request_gets_no_metaint(server):
     locate_in_pattern(bytes(listener.body))
 
 
-def test_listener_that_stops_reading_is_dropped_and_others_keep_playing(server):
-    source = Source(server.host, server.port, MOUNT)
+def test_listener_that_stops_reading_is_dropped_and_others_keep_playing(server, mount):
+    source = Source(server.host, server.port, mount)
     source.send_pattern(32 * 1024)
-    wait_source_up(server, MOUNT)
+    wait_source_up(server, mount)
+    mark = len(server.output())  # what the shared server said before: not about this test
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect((server.host, server.port))
-    stalled.sendall(f"GET {MOUNT} HTTP/1.0\r\n\r\n".encode())  # and never reads again
-    healthy = Listener(server.host, server.port, MOUNT).start()
+    stalled.sendall(f"GET {mount} HTTP/1.0\r\n\r\n".encode())  # and never reads again
+    healthy = Listener(server.host, server.port, mount).start()
     # Keep streaming until the server gives up on the silent listener: queue-size (500 KB)
     # plus whatever the kernel buffers hold.
-    while "fell too far behind" not in server.output():
+    while "fell too far behind" not in server.output()[mark:]:
         assert source.sent < 64 * 1024 * 1024, "the silent listener was never dropped"
         source.send_pattern(64 * 1024, chunk=16384, pace=0.005)
     source.send_pattern(64 * 1024, chunk=16384, pace=0.005)
@@ -113,14 +133,15 @@ def test_listener_that_stops_reading_is_dropped_and_others_keep_playing(server):
     stalled.close()
 
 
-def test_killing_one_worker_leaves_the_other_workers_listeners_playing(server):
+def test_killing_one_worker_leaves_the_other_workers_listeners_playing(own_server):
     import signal
 
-    source = Source(server.host, server.port, MOUNT)
+    server, mount = own_server, "/pattern"
+    source = Source(server.host, server.port, mount)
     source.send_pattern(32 * 1024)
-    wait_source_up(server, MOUNT)
+    wait_source_up(server, mount)
     source_worker = wait_for(lambda: worker_of(server, source.sock.getsockname()[1]), 5, "source worker")
-    listeners = listeners_on_both_workers(server, MOUNT)
+    listeners = listeners_on_both_workers(server, mount)
     doomed = [l for l in listeners if worker_of(server, l.local_port).pid != source_worker.pid]
     survivors = [l for l in listeners if l not in doomed]
     victim = worker_of(server, doomed[0].local_port)
@@ -138,16 +159,16 @@ def test_killing_one_worker_leaves_the_other_workers_listeners_playing(server):
     wait_for(lambda: "died with status" in server.output(), 5, "the death to be logged")
 
 
-def test_a_late_listener_starts_at_most_burst_size_back(server):
-    source = Source(server.host, server.port, MOUNT)
+def test_a_late_listener_starts_at_most_burst_size_back(server, mount):
+    source = Source(server.host, server.port, mount)
     source.send_pattern(16 * 1024)
-    wait_source_up(server, MOUNT)
-    probe = Listener(server.host, server.port, MOUNT).start()
+    wait_source_up(server, mount)
+    probe = Listener(server.host, server.port, mount).start()
     source.send_pattern(200 * 1024, chunk=4096, pace=0.001)
     ingested = source.sent
     wait_for(lambda: len(probe.body) > 16 and locate_in_pattern(bytes(probe.body)) + len(probe.body)
              >= ingested, 10, "everything sent to be in the ring")
-    late = Listener(server.host, server.port, MOUNT).start()
+    late = Listener(server.host, server.port, mount).start()
     wait_for(lambda: len(late.body) >= 16, 5, "the burst")
     source.send_pattern(10 * 1024)
     total = source.sent

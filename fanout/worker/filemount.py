@@ -21,8 +21,8 @@ MP3 file, an Ogg mount only to an Ogg file.
 An Ogg Vorbis or Opus file is written page by page, each pass over it a new link of a
 chained stream (`fanout.model.oggloop`: new serial numbers, granules that go on), paced by
 its granule positions; its ring's ingest hands each link's header pages to listeners that
-join it, as for a chained source. A file that cannot be paced (MPEG audio, AAC ADTS, Ogg
-Vorbis or Opus, else) is not played.
+join it, as for a chained source. A file of any other kind (Ogg FLAC, say) is not played,
+nor is one with no audio to pace it by (said when a whole pass held none).
 """
 from __future__ import annotations
 

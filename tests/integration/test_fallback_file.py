@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fanout.model.intro import id3v2_length
+from fanout.model.ogg import OggPageScanner
 from fanout.worker.files import NOT_FOUND
 from tests.integration.test_fallback import mount_xml
 from tests.support.clients import Listener, PacedSource, pattern_tail, raw_request, status_and_body
@@ -34,6 +35,7 @@ OGG_FILES = {
     "vorbis-file.ogg": ("-c:a", "libvorbis", "-q:a", "0"),
     "opus-file.opus": ("-c:a", "libopus", "-b:a", "32k"),
     "moved-file.ogg": ("-c:a", "libvorbis", "-q:a", "0"),
+    "flac-file.ogg": ("-c:a", "flac"),
 }
 MOUNTS = (
     mount_xml("/nosource", fallback_mount="/paced.mp3")
@@ -45,6 +47,8 @@ MOUNTS = (
     + mount_xml("/vorbis.ogg", fallback_mount="/vorbis-file.ogg")
     + mount_xml("/opus.ogg", fallback_mount="/opus-file.opus")
     + mount_xml("/moved.ogg", fallback_mount="/moved-file.ogg")
+    + mount_xml("/flac.ogg", fallback_mount="/flac-file.ogg")
+    + mount_xml("/silent.ogg", fallback_mount="/headers-only.ogg")
 )
 
 
@@ -72,6 +76,10 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         (webroot / f"{name}.mp3").write_bytes(audio)
     for name, codec in OGG_FILES.items():
         OGG_AUDIO[name] = make_ogg(webroot / name, codec)
+    vorbis = OGG_AUDIO["vorbis-file.ogg"]
+    OGG_AUDIO["headers-only.ogg"] = b"".join(page.data for page in OggPageScanner().feed(vorbis)
+                                             if page.granule == 0)
+    (webroot / "headers-only.ogg").write_bytes(OGG_AUDIO["headers-only.ogg"])
     config = icecast_xml(mounts=MOUNTS, extra=f"<paths><webroot>{webroot}</webroot></paths>",
                          source_timeout=30)
     server = start_fanout(config, tmp_path_factory.mktemp("fanout"))
@@ -280,3 +288,26 @@ def test_an_ogg_listener_moves_onto_the_ogg_file_when_the_source_leaves(
             listener.close()
     # One stream, the live link then the file's links, that decodes without an error.
     assert ffmpeg_errors(body, tmp_path / "captured.ogg") == ""
+
+
+def test_an_ogg_file_neither_vorbis_nor_opus_is_not_played(served) -> None:
+    server, _ = served
+    status, _ = status_and_body(raw_request(server.host, server.port, b"GET /flac.ogg HTTP/1.0\r\n\r\n"))
+    assert status.startswith(b"HTTP/1.0 404"), status
+    line = ("fallback /flac-file.ogg is a file fanout cannot play: "
+            "only Ogg Vorbis and Opus files are paced (by their granules)")
+    wait_for(lambda: line in server.output(), 10, "the refusal's log line")
+
+
+def test_an_ogg_file_without_audio_stops_after_one_pass(served) -> None:
+    server, _ = served
+    listener = Listener(server.host, server.port, "/silent.ogg").start()
+    try:
+        # Its header pages are written once, then nothing paces it: it stops, said once.
+        assert listener.closed.wait(10), "the listener was kept on a file without audio"
+        assert len(listener.body) <= len(OGG_AUDIO["headers-only.ogg"])  # not a pass more
+    finally:
+        listener.close()
+    wait_for(lambda: "fallback file /headers-only.ogg: no audio in a whole pass" in server.output(),
+             10, "the stop's log line")
+    assert server.output().count("fallback file /headers-only.ogg: no audio in a whole pass") == 1

@@ -16,20 +16,30 @@ had none for LINGER s the greenlet stops and the ring is freed.
 When the mount comes back with `<fallback-override>`, it takes back every listener of the
 file mount its chain reaches (2.4.4: all of them, whoever asked for what). Moves go only
 between streams of the same format, as any fallback: an MP3 mount falls back only to an
-MP3 file. A file that cannot be paced (not MPEG audio or AAC ADTS: Ogg, say) is not played.
+MP3 file, an Ogg mount only to an Ogg file.
+
+An Ogg Vorbis or Opus file is written page by page, each pass over it a new link of a
+chained stream (`fanout.model.oggloop`: new serial numbers, granules that go on), paced by
+its granule positions; its ring's ingest hands each link's header pages to listeners that
+join it, as for a chained source. A file of any other kind (Ogg FLAC, say) is not played,
+nor is one with no audio to pace it by (said when a whole pass held none).
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+from typing import Protocol
 
 import gevent
 
 from fanout import supervised
 from fanout.lifecycle import MountEvent, MountState
+from fanout.model.ingest import OGG
 from fanout.model.intro import SNIFF_BYTES, detect_format, id3v2_length, intro_mismatch
 from fanout.model.mpeg import ADTS, MPEG, byte_rate
+from fanout.model.ogg import OggPageScanner
+from fanout.model.oggloop import OggLoop, granule_rate
 from fanout.mountinfo import stream_info
 from fanout.protocol.errors import ProtocolError
 from fanout.protocol.webroot import content_type, webroot_file
@@ -128,15 +138,15 @@ def file_mount(worker: Worker, name: str) -> LocalMount | None:
         unusable(worker, name, "is no live mount and no file in the webroot")
         return None
     try:
-        mount, rate = start_mount(worker, name, fd)
+        mount, clock, pace = start_mount(worker, name, fd)
     except (ValueError, OSError, ClaimRefused) as exc:
         os.close(fd)
         unusable(worker, name, f"is a file fanout cannot play: {exc}")
         return None
     worker.unusable_files.discard(name)
     worker.file_mounts[name] = mount
-    supervised.spawn("worker.filemount", play, worker, mount, fd, rate, restart=False)
-    log.info("fallback file %s: playing it here at %.0f bytes/s", name, rate)
+    supervised.spawn("worker.filemount", play, worker, mount, fd, clock, restart=False)
+    log.info("fallback file %s: playing it here %s", name, pace)
     return mount
 
 
@@ -147,30 +157,69 @@ def unusable(worker: Worker, name: str, why: str) -> None:
         log.warning("fallback %s %s", name, why)
 
 
-def start_mount(worker: Worker, name: str, fd: int) -> tuple[LocalMount, float]:
-    """A LocalMount (and its own ring) for the file open as `fd`, and its byte rate.
-    Raises ValueError when it cannot be played (not paceable, not its type's format)."""
+class Clock(Protocol):
+    """What a file mount writes of the file's bytes, and how much audio that is."""
+
+    seconds: float  # audio in what `feed` returned so far
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def next_pass(self) -> None: ...
+
+
+class ByteClock:
+    """MPEG or ADTS bytes, written as they are, timed at the file's byte rate."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.seconds = 0.0
+
+    def feed(self, data: bytes) -> bytes:
+        self.seconds += len(data) / self.rate
+        return data
+
+    def next_pass(self) -> None:
+        pass
+
+
+def start_mount(worker: Worker, name: str, fd: int) -> tuple[LocalMount, Clock, str]:
+    """A LocalMount (and its own ring) for the file open as `fd`, the clock that paces it
+    and how (for the log). Raises ValueError when it cannot be played (not paceable, not
+    its type's format)."""
     head = os.pread(fd, SNIFF_BYTES, 0)
     kind = detect_format(head)
-    if kind not in (MPEG, ADTS):
-        raise ValueError(f"only MPEG audio and AAC (ADTS) files are paced, not {kind}")
+    clock, pace = file_clock(head, kind)
     file_type = content_type(name, MIME_TYPES.of(worker.cfg))
     problem = intro_mismatch(head, file_type)
     if problem is not None:
         raise ValueError(problem)
+    info = stream_info(file_type, "", format=kind)
+    ring = create_ring(worker.cfg, name, info, doorbells=worker.doorbells)
+    return LocalMount(name, ring, info, worker.cfg.resolve_mount(name)), clock, pace
+
+
+def file_clock(head: bytes, kind: str) -> tuple[Clock, str]:
+    """The clock for a file of format `kind` that starts with `head`, and how it paces.
+    Raises ValueError for a file it cannot pace."""
+    if kind == OGG:
+        pages = OggPageScanner().feed(head)
+        granules = granule_rate(pages[0]) if pages else None
+        if granules is None:
+            raise ValueError("only Ogg Vorbis and Opus files are paced (by their granules)")
+        return OggLoop(), f"paced by its granules ({granules} Hz)"
+    if kind not in (MPEG, ADTS):
+        raise ValueError(f"only MPEG audio, AAC (ADTS) and Ogg files are paced, not {kind}")
     rate = byte_rate(head[id3v2_length(head):], kind)
     if rate is None:
         raise ValueError("too few frames to measure its bitrate")
-    info = stream_info(file_type, "")
-    ring = create_ring(worker.cfg, name, info, doorbells=worker.doorbells)
-    return LocalMount(name, ring, info, worker.cfg.resolve_mount(name)), rate
+    return ByteClock(rate), f"at {rate:.0f} bytes/s"
 
 
-def play(worker: Worker, mount: LocalMount, fd: int, rate: float) -> None:
-    """Write the file into `mount`'s ring in a loop at `rate` bytes/s (PACE_LEAD s ahead)
-    until it had no listener for LINGER s; then stop it."""
+def play(worker: Worker, mount: LocalMount, fd: int, clock: Clock) -> None:
+    """Write the file into `mount`'s ring in a loop, in real time by `clock` (PACE_LEAD s
+    ahead), until it had no listener for LINGER s; then stop it."""
     feed = RingFeed(mount.ring, mount.info.format, label=f"fallback file {mount.name}")
-    started, written, offset = time.monotonic(), 0, 0
+    started, offset, pass_start = time.monotonic(), 0, 0.0
     quiet_since: float | None = None
     try:
         while True:
@@ -183,15 +232,17 @@ def play(worker: Worker, mount: LocalMount, fd: int, rate: float) -> None:
                 return
             chunk = os.pread(fd, FILE_CHUNK, offset)
             if not chunk:
-                if offset == 0:
-                    return  # emptied since it was opened
-                offset = 0
+                if clock.seconds <= pass_start:
+                    log.warning("fallback file %s: no audio in a whole pass", mount.name)
+                    return  # emptied since it was opened, or nothing to time it by
+                offset, pass_start = 0, clock.seconds
+                clock.next_pass()
                 continue
-            feed.feed(chunk)
-            offset, written = offset + len(chunk), written + len(chunk)
-            due = started + written / rate - PACE_LEAD
+            feed.feed(clock.feed(chunk))
+            offset += len(chunk)
+            due = started + clock.seconds - PACE_LEAD
             if now - due > MAX_BEHIND:
-                started, written = now, 0
+                started = now - clock.seconds
             gevent.sleep(max(0.0, due - time.monotonic()))
     finally:
         feed.close()

@@ -393,8 +393,12 @@ def move_between(worker: Worker, src: LocalMount, dst: LocalMount, chosen: set[i
 
 
 def same_format(src: LocalMount, dst: LocalMount) -> bool:
+    """Whether listeners of `src` may go to `dst`: the same ingest format and, but for Ogg,
+    the same Content-Type (any Ogg stream may follow another, as for 2.4.4: the listener
+    gets the new link's header pages; an application/ogg mount may fall back to a webroot
+    file that mime.types calls audio/ogg)."""
     return bool(src.ring.fmt == dst.ring.fmt
-                and src.info.content_type == dst.info.content_type)
+                and (src.is_ogg or src.info.content_type == dst.info.content_type))
 
 
 def page_tail(src: LocalMount, listener: core.Listener) -> bytes | None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 
 import pytest
 
 from tests.support.admin import get
-from tests.support.clients import Listener, Source, locate_in_pattern
+from tests.support.clients import Feeding, Listener, Source, locate_in_pattern
 from tests.support.server import icecast_xml, start_fanout
 from tests.support.waiting import wait_for
 
@@ -92,4 +93,44 @@ def test_a_server_without_listeners_makes_no_pass(server):
         silent_client_times_out(server)
         assert pump_passes(server) == before
     finally:
+        source.close()
+
+
+# A slow stream: 512 bytes every 20 ms is 8 KiB (a wake batch) per 320 ms, so its passes are
+# paced by the latency deadline (MAX_DELAY 150 ms), not by the ring.
+SLOW_CHUNK, SLOW_PACE = 512, 0.02
+ARRIVALS = 100
+WORKERS = 2
+
+
+def test_arrivals_get_a_pass_of_their_own_not_a_pass_over_everyone(server):
+    """Listeners arriving at a streaming mount: each newcomer is served by a pass over the
+    newcomers (serve_fresh); the listeners already there keep their deadline. Before the
+    fix, every arrival also re-sent to every listener: 10,000 real-time listeners arriving
+    at 250/s then failed to get their heads in time. Counted: at most one pass per arrival
+    plus what the deadlines and wake batches allow over the window, where the old
+    behaviour makes two per arrival."""
+    source = Source(server.host, server.port, "/crowd")
+    assert source.accepted, source.response
+    feeding = Feeding(lambda: source.send_pattern(SLOW_CHUNK), SLOW_PACE)
+    crowd: list[Listener] = []
+    try:
+        first = Listener(server.host, server.port, "/crowd").start()
+        crowd.append(first)
+        wait_for(lambda: len(first.body) >= 16 * 1024, 10, "the stream at the first listener")
+        before, started = pump_passes(server), time.monotonic()
+        for _ in range(ARRIVALS):  # one between two writes: the ring moved for each
+            mark = source.sent
+            wait_for(lambda: source.sent > mark, 10, "the source's next write")
+            crowd.append(Listener(server.host, server.port, "/crowd").start())
+        wait_for(lambda: all(listener.body for listener in crowd), 10, "bytes at every newcomer")
+        passes, elapsed = pump_passes(server) - before, time.monotonic() - started
+        streamed = elapsed * SLOW_CHUNK / SLOW_PACE
+        allowance = WORKERS * (elapsed / 0.15 + streamed / (8 * 1024) + 2)
+        assert passes <= ARRIVALS + allowance, (passes, elapsed)
+        assert not any(listener.closed.is_set() for listener in crowd)
+    finally:
+        feeding.close()
+        for listener in crowd:
+            listener.close()
         source.close()

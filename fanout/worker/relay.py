@@ -322,8 +322,11 @@ class RelayPull:
                 return None
             self.reconnects += 1
             assert info.relay is not None
+            # Still RECONNECTING to the workers: newcomers wait until `stream` has decided
+            # where the new connection goes in the ring (a seam they must start after).
             self.renew(dataclasses.replace(info, relay=dataclasses.replace(
-                info.relay, reconnects=self.reconnects, bytes_read=self.bytes)))
+                info.relay, state=RelayState.RECONNECTING, reconnects=self.reconnects,
+                bytes_read=self.bytes)))
             log.info("relay %s: upstream back after %.1f s; its listeners stayed", self.mount,
                      time.monotonic() - lost)
             return sock, head, first
@@ -423,6 +426,11 @@ class RelayPull:
         if opened is None:
             return "unspliced"
         feed, rest = opened
+        if self.relay is not None and self.relay.state is RelayState.RECONNECTING:
+            # Only now that the new stream is placed (after a seam if it does not continue
+            # the ring) may newcomers join: admitted earlier, one could start before the
+            # seam and hear the old stream run into the new one.
+            self.publish(state=RelayState.STREAMING)
         try:
             return self.copy(sock, record, feed, rest, timeout)
         finally:

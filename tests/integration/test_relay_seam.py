@@ -1,0 +1,100 @@
+"""A relay that reconnects to a stream that does not continue its ring (a seam): newcomers
+start after the seam, never before it.
+
+The upstream is a small real server in the test (the peer under test is the relay): its
+first connection sends OLD bytes and closes; its second answers only once the test says
+so, then sends NEW bytes that do not continue the old ones, so the relay's splice looks for
+a continuation for its whole SPLICE_WAIT and then marks a seam. A listener asking meanwhile
+was admitted, before the fix, as soon as the relay told the workers it streamed again -
+before the seam existed - and heard the old stream run into the new one.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+
+from tests.integration.test_relay import start_in
+from tests.integration.test_relay_configured import relay_block
+from tests.support.clients import Listener, read_head
+from tests.support.server import icecast_xml
+from tests.support.waiting import wait_for
+
+OLD, NEW = b"O", b"N"
+OLD_BYTES = 96 * 1024
+HEAD = b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+
+
+@dataclass
+class Address:
+    host: str
+    port: int
+
+
+class SeamUpstream:
+    """Connection 1: OLD_BYTES of OLD, then closed. Connection 2: answered once `go` is
+    set, then NEW bytes until `stop`."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = Address("127.0.0.1", self.server.getsockname()[1])
+        self.connections = 0
+        self.go, self.stop = threading.Event(), threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn, self.connections),
+                             daemon=True).start()
+
+    def _answer(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            try:
+                read_head(conn)
+                if number == 1:
+                    conn.sendall(HEAD + OLD * OLD_BYTES)
+                    return
+                self.go.wait(30)
+                conn.sendall(HEAD)
+                while not self.stop.wait(0.05):
+                    conn.sendall(NEW * 2048)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+def test_a_listener_arriving_during_a_reconnect_starts_after_the_seam(tmp_path):
+    upstream = SeamUpstream()
+    relay = start_in(tmp_path, "relay", icecast_xml(extra=relay_block(
+        upstream.address, "/up", "/down")), 2)
+    listener: Listener | None = None
+    try:
+        wait_for(lambda: "holding its listeners" in relay.output(), 15, "the relay holding")
+        wait_for(lambda: upstream.connections >= 2, 15, "the relay reconnecting")
+        upstream.go.set()  # the splice now reads NEW bytes that do not continue the ring
+
+        def admitted() -> Listener | None:
+            candidate = Listener(relay.host, relay.port, "/down").start()
+            if candidate.head.startswith(b"HTTP/1.0 200"):
+                return candidate
+            candidate.close()
+            return None
+
+        listener = wait_for(admitted, 15, "a listener admitted to /down")
+        wait_for(lambda: len(listener.body) >= 4096, 10, "the listener's first bytes")
+        body = bytes(listener.body)
+        assert OLD not in body, f"started before the seam: {body[:64]!r}"
+        assert body.strip(NEW) == b""
+    finally:
+        if listener is not None:
+            listener.close()
+        upstream.close()
+        relay.stop()

@@ -80,7 +80,19 @@ class TlsListener:
             self.closed.set()
 
     def close(self) -> None:
+        """Close once the reading thread has ended: closed under a thread that is between
+        two reads, the fd number would be reused by the test's next socket, and the thread
+        would read that one's TLS handshake away."""
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)  # the reader sees the end
+        except OSError:
+            pass  # the server closed it already
+        wait_for(self.closed.is_set, READER_END, "the TLS listener's reader to end")
         self.sock.close()
+
+
+# Seconds for a TLS listener's reading thread to see its socket shut down.
+READER_END = 10
 
 
 class PatternFeed:

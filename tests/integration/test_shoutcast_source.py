@@ -25,6 +25,7 @@ from tests.support.clients import (
 from tests.support.server import (
     ADMIN_PASSWORD, LISTEN_LINE, SOURCE_PASSWORD, icecast_xml, start_fanout,
 )
+from tests.support.admin import wait_mount_gone
 from tests.support.waiting import wait_for
 from tests.support.clients import status_and_body
 
@@ -117,14 +118,6 @@ def shoutcast_stream(server, port: int, mount: str, password: str = SOURCE_PASSW
     finally:
         source.sock.close()
         wait_mount_gone(server, mount)
-
-
-def wait_mount_gone(server, mount: str) -> None:
-    def gone() -> bool:
-        answer = raw_request(server.host, server.port, f"GET {mount} HTTP/1.0\r\n\r\n".encode())
-        return answer.startswith(b"HTTP/1.0 404")
-
-    wait_for(gone, 10, f"{mount} to end")
 
 
 def admin_cgi(server, query: str, address: str = "127.0.0.1") -> bytes:

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.admin import get
+from tests.support.admin import get, wait_mount_gone
 from tests.support.clients import Listener, Source, locate_in_pattern, pattern, split_icy
 from tests.support.media import decode, needs_ffmpeg, ogg_pages
 from tests.support.splits import encode_tone
@@ -186,6 +186,7 @@ def test_a_new_listener_gets_the_intro_then_the_stream(server, jingles: dict[str
     wait_for(lambda: len(listener.body) >= len(intro) + 16 * 1024, 10, "intro and stream")
     listener.close()
     source.close()
+    wait_mount_gone(server, INTRO_MP3)  # the next test's source claims it again
     body = bytes(listener.body)
     assert body[:len(intro)] == intro
     locate_in_pattern(body[len(intro):])  # the stream follows, untouched
@@ -205,6 +206,7 @@ def test_with_icy_metadata_the_intro_counts_as_audio(server, jingles: dict[str, 
     wait_for(lambda: len(listener.body) >= len(intro) + 24 * 1024, 10, "intro and stream")
     listener.close()
     source.close()
+    wait_mount_gone(server, INTRO_MP3)  # for whichever test claims it next
     assert listener.header("icy-metaint") == str(INTRO_METAINT)
     audio, blocks = split_icy(bytes(listener.body), INTRO_METAINT)
     assert audio[:len(intro)] == intro

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tests.support.clients import basic, raw_request
 from tests.support.server import ADMIN_PASSWORD
+from tests.support.waiting import wait_for
 
 ADMIN = basic("admin", ADMIN_PASSWORD)
 
@@ -50,3 +51,13 @@ def listeners_on_every_worker(server, mount: str, workers: int = 2, most: int = 
         holders.add(wait_for(lambda: worker_of(server, listener.local_port), 5,
                              "the listener's worker").pid)
     return listeners
+
+
+def wait_mount_gone(server, mount: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait until `mount` answers 404: its source's end reached the workers, so the
+    supervisor released it first and a new source may claim it."""
+    def gone() -> bool:
+        answer = raw_request(server.host, server.port, f"GET {mount} HTTP/1.0\r\n\r\n".encode())
+        return answer.startswith(b"HTTP/1.0 404")
+
+    wait_for(gone, 10, f"{mount} to end")

@@ -93,6 +93,13 @@ def cluster_listeners(master: FanoutProcess) -> tuple[int, int]:
     return icestats.get("cluster_listeners", -1), icestats.get("cluster_nodes", -1)
 
 
+def reported_carriers(master: FanoutProcess) -> set[str]:
+    """The slaves whose last load report to `master` lists MOUNT (its /metrics)."""
+    metrics = get(master, "/metrics").partition(b"\r\n\r\n")[2].decode()
+    return {line.split('node="', 1)[1].split(":", 1)[0] for line in metrics.splitlines()
+            if line.startswith("fanout_cluster_listeners{") and f'mount="{MOUNT}"' in line}
+
+
 def assert_cluster_is_the_sum(master: FanoutProcess, slaves: list[FanoutProcess]) -> None:
     def settled() -> bool:
         own = [own_listeners(slave) for slave in slaves]
@@ -136,6 +143,11 @@ def test_a_director_shares_listeners_by_capacity_and_drops_a_dead_slave_in_time(
                 wait_status(slave, MOUNT, 200, 15)
             # Every slave registered with its load, and wait_status's probes left.
             wait_for(lambda: cluster_listeners(master) == (0, 4), 15, "an empty cluster of 4")
+            # ...and reported the mount among its own: a slave whose first report came
+            # before its relay of the mount started is not chosen for it until its next
+            # one, and on a loaded machine the crowd below was over by then.
+            wait_for(lambda: reported_carriers(master) >= {h.address for h in lan.hosts[1:]},
+                     15, "every slave to report carrying the mount")
 
             arrivals += [arrive(master) for _ in range(ARRIVALS)]
             sent = Counter(a.slave for a in arrivals)

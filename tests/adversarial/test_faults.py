@@ -19,7 +19,7 @@ import psutil
 from tests.support.admin import get
 from tests.support.bystander import Bystander
 from tests.support.clients import Listener, PacedSource, locate_in_pattern, read_head
-from tests.support.server import icecast_xml, start_fanout, worker_of
+from tests.support.server import exited, icecast_xml, start_fanout, worker_of
 from tests.support.waiting import wait_for
 
 # The crowd that exhausts a worker's open files, and the limit every process runs under.
@@ -120,20 +120,13 @@ def spare_the_source_worker(server, bystander: Bystander) -> tuple[psutil.Proces
     return victim, cut
 
 
-def is_gone(process: psutil.Process) -> bool:
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_a_hung_worker_is_killed_and_replaced_and_the_other_keeps_its_listeners(tmp_path):
     server = start_fanout(icecast_xml(), tmp_path, workers=2, args=("--timeout", "3"))
     try:
         bystander = Bystander(server)
         victim, cut = spare_the_source_worker(server, bystander)
         victim.send_signal(signal.SIGSTOP)
-        wait_for(lambda: is_gone(victim), 15, "the hung worker to be killed")
+        wait_for(lambda: exited(victim), 15, "the hung worker to be killed")
         wait_for(lambda: server.output().count("booted (pid") == 3, 15, "a replacement worker")
         output = server.output()
         assert re.search(rf"worker \d \(pid {victim.pid}\) sent no heartbeat for [\d.]+s "

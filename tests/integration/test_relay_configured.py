@@ -15,7 +15,7 @@ from tests.integration.test_relay import (PacedSource, assert_pattern_flows,  # 
 from fanout.bench.serving import free_port
 from tests.support.clients import (FillSource, Listener, Source, basic, fill_after, pattern_tail,
                                    raw_request, split_icy)
-from tests.support.server import ADMIN_PASSWORD, FanoutProcess, icecast_xml
+from tests.support.server import ADMIN_PASSWORD, FanoutProcess, exited, icecast_xml
 from tests.support.waiting import wait_for
 
 
@@ -175,14 +175,7 @@ def kill(server: FanoutProcess) -> None:
     # SIGKILL is asynchronous: a worker still holds the inherited listening socket until it
     # has really exited, and restarting a server on the same port before then fails with
     # EADDRINUSE. Exited means gone or a zombie (its fds are closed by then).
-    wait_for(lambda: all(_exited(p) for p in tree), 10, "the killed processes to exit")
-
-
-def _exited(process: psutil.Process) -> bool:
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    wait_for(lambda: all(exited(p) for p in tree), 10, "the killed processes to exit")
 
 
 def test_a_relay_keeps_its_listeners_while_its_upstream_server_is_away(servers):

@@ -21,7 +21,7 @@ import pytest
 
 from fanout.bench.payload import FRAME_SIZE, build_frames, parse_frame
 from tests.support.clients import Listener, Source, read_head
-from tests.support.server import FanoutProcess, icecast_xml, start_fanout, worker_of
+from tests.support.server import FanoutProcess, exited, icecast_xml, start_fanout, worker_of
 from tests.support.waiting import wait_for
 
 # The master keeps this much behind its newest byte for a new listener (the slave's pull
@@ -131,8 +131,7 @@ def listen_elsewhere(slave: FanoutProcess, mount: str, away_from: psutil.Process
 
 def kill_worker(worker: psutil.Process) -> None:
     worker.kill()
-    wait_for(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, WAIT,
-             "the worker to die")
+    wait_for(lambda: exited(worker), WAIT, "the worker to die")
 
 
 @pytest.fixture(scope="module")

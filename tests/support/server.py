@@ -134,3 +134,12 @@ def worker_of(server: FanoutProcess, client_port: int) -> psutil.Process | None:
         if any(c.raddr and c.raddr.port == client_port for c in connections):
             return worker
     return None
+
+
+def exited(process: psutil.Process) -> bool:
+    """Whether `process` has exited: gone, or a zombie (its fds are closed by then). Its
+    parent may reap it between two looks, so NoSuchProcess means exited too."""
+    try:
+        return bool(process.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True

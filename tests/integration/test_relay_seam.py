@@ -12,73 +12,44 @@ from __future__ import annotations
 
 import socket
 import threading
-from dataclasses import dataclass
 
 from tests.integration.test_relay import start_in
 from tests.integration.test_relay_configured import relay_block
-from tests.support.clients import Listener, read_head
+from tests.support.clients import Listener
+from tests.support.hostile import AUDIO_HEAD, HostileServer
 from tests.support.server import icecast_xml
 from tests.support.waiting import wait_for
 
 OLD, NEW = b"O", b"N"
 OLD_BYTES = 96 * 1024
-HEAD = b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
-
-
-@dataclass
-class Address:
-    host: str
-    port: int
 
 
 class SeamUpstream:
     """Connection 1: OLD_BYTES of OLD, then closed. Connection 2: answered once `go` is
-    set, then NEW bytes until `stop`."""
+    set, then NEW bytes until the server closes."""
 
     def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.address = Address("127.0.0.1", self.server.getsockname()[1])
-        self.connections = 0
-        self.go, self.stop = threading.Event(), threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.go = threading.Event()
+        self.server = HostileServer(self.answer)
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(conn, self.connections),
-                             daemon=True).start()
-
-    def _answer(self, conn: socket.socket, number: int) -> None:
-        with conn:
-            try:
-                read_head(conn)
-                if number == 1:
-                    conn.sendall(HEAD + OLD * OLD_BYTES)
-                    return
-                self.go.wait(30)
-                conn.sendall(HEAD)
-                while not self.stop.wait(0.05):
-                    conn.sendall(NEW * 2048)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.close()
+    def answer(self, conn: socket.socket, line: str) -> None:
+        if len(self.server.requests) == 1:
+            conn.sendall(AUDIO_HEAD + OLD * OLD_BYTES)
+            return
+        self.go.wait(30)
+        conn.sendall(AUDIO_HEAD)
+        while not self.server.stopping.wait(0.05):
+            conn.sendall(NEW * 2048)
 
 
 def test_a_listener_arriving_during_a_reconnect_starts_after_the_seam(tmp_path):
     upstream = SeamUpstream()
     relay = start_in(tmp_path, "relay", icecast_xml(extra=relay_block(
-        upstream.address, "/up", "/down")), 2)
+        upstream.server, "/up", "/down")), 2)
     listener: Listener | None = None
     try:
         wait_for(lambda: "holding its listeners" in relay.output(), 15, "the relay holding")
-        wait_for(lambda: upstream.connections >= 2, 15, "the relay reconnecting")
+        wait_for(lambda: len(upstream.server.requests) >= 2, 15, "the relay reconnecting")
         upstream.go.set()  # the splice now reads NEW bytes that do not continue the ring
 
         def admitted() -> Listener | None:
@@ -96,5 +67,5 @@ def test_a_listener_arriving_during_a_reconnect_starts_after_the_seam(tmp_path):
     finally:
         if listener is not None:
             listener.close()
-        upstream.close()
+        upstream.server.close()
         relay.stop()

@@ -22,6 +22,8 @@ that died) is spliced (`ringio.splice`): the new connection's first bytes, the u
 burst, usually repeat the ring's last ones, and what they overlap is dropped, so the
 listeners hear no gap and no repeat. Without an overlap a seam is marked (newcomers start
 after it); an Ogg stream, whose pages cannot continue another's, ends the mount instead.
+No newcomer starts before a seam: a reconnecting pull's mount takes none until the new
+connection is placed, and a switch marks its seam before splicing (newcomers are let in).
 
 A pull started with `resume` takes over a mount the supervisor held for it (its previous
 pull's worker died or handed it on): it reconnects for at most the mount's
@@ -432,9 +434,18 @@ class RelayPull:
             # seam and hear the old stream run into the new one.
             self.publish(state=RelayState.STREAMING)
         try:
-            return self.copy(sock, record, feed, rest, timeout)
+            ending = self.copy(sock, record, feed, rest, timeout)
         finally:
             feed.close()
+        if ending == "switched" and record.info.format != OGG:
+            # The preferred upstream's stream follows, and the mount takes newcomers all
+            # along: whether that stream continues this one, `splice` knows only after
+            # reading it (up to SPLICE_WAIT), and a newcomer let in meanwhile would start
+            # before the seam. So the seam is marked now, before this greenlet yields; if
+            # the stream does continue exactly, newcomers just get less burst for a while.
+            # (An Ogg ring keeps its header set: it continues exactly or the mount ends.)
+            record.ring.set_stream_header(b"", record.ring.write_seq)
+        return ending
 
     def feed_for(self, sock: socket.socket, record: LocalMount, head: ResponseHead,
                  first: bytes) -> tuple[RingFeed, bytes] | None:
